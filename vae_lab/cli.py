@@ -1,0 +1,33 @@
+"""What every entry point shares: turning user mistakes into one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from vae_lab.errors import VaeLabError
+
+
+def user_error(err: BaseException) -> VaeLabError | None:
+    """The VaeLabError behind an exception (Hydra wraps those raised while instantiating), if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, VaeLabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Print a VaeLabError as `error: …` on stderr and exit with status 2; let real bugs raise."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - filtered just below
+        cause = user_error(err)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        sys.exit(2)

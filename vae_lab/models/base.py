@@ -1,0 +1,127 @@
+"""The LightningModule every model shares: steps, optimiser, logging of whatever terms a loss returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.errors import ConfigError
+from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
+from vae_lab.models.reparam import ReparametrizationMixin
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class BaseVAE(ReparametrizationMixin, pl.LightningModule):
+    """A VAE around any net from `vae_lab.nets`; subclasses change only `objective`."""
+
+    conditional = False
+
+    def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
+                 lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
+                 **extra: Any) -> None:
+        super().__init__()
+        _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
+        _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
+        _check(lr > 0, f"model.lr={lr}: must be > 0")
+        _check(weight_decay >= 0, f"model.weight_decay={weight_decay}: must be ≥ 0")
+        _check(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
+        _check(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
+        net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
+        self.save_hyperparameters(ignore=["net", "extra"])
+        self.hparams["net"] = net
+        self.latent_dim, self.num_classes, self.beta = latent_dim, num_classes, beta
+        self.net = hydra.utils.instantiate(net, latent_dim=latent_dim,
+                                           label_dim=num_classes if self.conditional else 0)
+        self.image_size = int(net.get("image_size", 28))
+
+    # --- the model -------------------------------------------------------------------------------
+    def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        """One-hot labels for conditional models, None for the others."""
+        if not self.conditional:
+            return None
+        if y is None:
+            raise ConfigError(f"{type(self).__name__} is conditional: it needs a label")
+        return F.one_hot(y.long(), self.num_classes).float()
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x[, y]) as (mu, logvar), in fp32."""
+        mu, logvar = self.net.encode(x, self.condition(y))
+        return mu.float(), logvar.float()
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder logits for codes z (and labels y for conditional models)."""
+        return self.net.decode(z, self.condition(y))
+
+    def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The negative ELBO's parts in nats per image, plus this model's `loss`."""
+        x, y = batch
+        mu, logvar = self.encode(x, y)
+        logits = self.decode(self.reparametrize(mu, logvar), y)
+        kl_dim = self.kl_per_dim(mu, logvar).mean(0)
+        terms = {"recon": nll(logits, x, self.hparams.likelihood, self.hparams.obs_sigma).mean(), "kl": kl_dim.sum()}
+        terms.update(self.objective(terms))
+        terms["kl_dim"] = kl_dim
+        return terms
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """recon + β·KL (β = 1: the VAE's negative ELBO)."""
+        return {"loss": terms["recon"] + self.beta * terms["kl"]}
+
+    # --- sampling --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, n: int | None = None, labels: torch.Tensor | None = None,
+                 temperature: float = 1.0) -> torch.Tensor:
+        """Images in [0, 1] decoded from prior samples (one per label for conditional models)."""
+        if labels is not None and not self.conditional:
+            raise ConfigError(f"{type(self).__name__} is not conditional: it takes no label")
+        if self.conditional and labels is None:
+            labels = torch.arange(n or self.num_classes, device=self.device) % self.num_classes
+        n = len(labels) if labels is not None else n
+        z = self.sample_prior(n, self.device, temperature)
+        return mean_image(self.decode(z, None if labels is None else labels.to(self.device)))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder mean at the posterior mean: the deterministic reconstruction."""
+        mu, _ = self.encode(x, y)
+        return mean_image(self.decode(mu, y))
+
+    # --- Lightning -------------------------------------------------------------------------------
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        scalars = {f"{stage}/{k}": v for k, v in terms.items() if k not in ("kl_dim", "loss")}
+        on_step = stage == "train"
+        self.log_dict(scalars, on_step=on_step, on_epoch=True, batch_size=len(batch[0]), sync_dist=not on_step)
+        self.log(f"{stage}/loss", terms["loss"], on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=len(batch[0]), sync_dist=not on_step)
+        if stage != "train":
+            self.log_dict({f"{stage}/kl_dim/{i}": v for i, v in enumerate(terms["kl_dim"])}, on_epoch=True,
+                          batch_size=len(batch[0]), sync_dist=True)
+        return terms["loss"]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
+        checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)

@@ -1,0 +1,34 @@
+"""β-VAE: Higgins et al.'s recon + β·KL, or Burgess et al.'s recon + γ·|KL − C| with C annealed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from vae_lab.errors import ConfigError
+from vae_lab.models.base import BaseVAE
+
+
+def capacity(step: int, capacity_max: float, capacity_steps: int) -> float:
+    """Burgess et al.'s target KL: rises linearly from 0 to capacity_max over capacity_steps, then stays."""
+    return capacity_max * min(1.0, step / max(1, capacity_steps))
+
+
+class BetaVAE(BaseVAE):
+    """β·KL by default; with capacity_max > 0 the capacity-annealed objective instead."""
+
+    def __init__(self, net: Any, beta: float = 4.0, gamma: float = 1000.0, capacity_max: float = 0.0,
+                 capacity_steps: int = 100_000, **kwargs: Any) -> None:
+        if capacity_max < 0 or gamma < 0 or capacity_steps < 1:
+            raise ConfigError(f"model.capacity_max={capacity_max}, model.gamma={gamma} must be ≥ 0 and "
+                              f"model.capacity_steps={capacity_steps} ≥ 1")
+        super().__init__(net, beta=beta, gamma=gamma, capacity_max=capacity_max, capacity_steps=capacity_steps,
+                         **kwargs)
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.hparams.capacity_max <= 0:
+            return super().objective(terms)
+        c = capacity(self.global_step, self.hparams.capacity_max, self.hparams.capacity_steps)
+        return {"loss": terms["recon"] + self.hparams.gamma * (terms["kl"] - c).abs(),
+                "capacity": torch.tensor(c, device=terms["kl"].device)}

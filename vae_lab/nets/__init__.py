@@ -1,0 +1,10 @@
+"""Plain encoder/decoder networks: encode(x, y|None) → (mu, logvar), decode(z, y|None) → logits."""
+
+from __future__ import annotations
+
+import torch
+
+
+def with_label(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Append the one-hot label to features when the net is conditional (y is not None)."""
+    return h if y is None else torch.cat([h, y.to(h.dtype)], dim=1)

@@ -1,0 +1,34 @@
+"""A fully connected encoder/decoder pair, any image size."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vae_lab.nets import with_label
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers)
+
+
+class MLPNet(nn.Module):
+    """Flattened image (+ label) → hidden layers → (mu, logvar); the decoder mirrors it."""
+
+    def __init__(self, image_size: int = 28, latent_dim: int = 10, label_dim: int = 0,
+                 hidden: tuple[int, ...] = (512, 512)) -> None:
+        super().__init__()
+        self.image_size, self.latent_dim = image_size, latent_dim
+        pixels = image_size * image_size
+        self.encoder = mlp([pixels + label_dim, *hidden, 2 * latent_dim])
+        self.decoder = mlp([latent_dim + label_dim, *reversed(hidden), pixels])
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(with_label(x.flatten(1), y)).chunk(2, dim=1)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(with_label(z, y)).view(-1, 1, self.image_size, self.image_size)

@@ -1,0 +1,51 @@
+"""A run's results file, metrics.json: what goes in it, written atomically, read back."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+
+def write_json(path: Path, record: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file, then rename), so a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a metrics.json file."""
+    return json.loads(Path(path).read_text())
+
+
+def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module, test: dict[str, float],
+               timing: dict[str, float], epochs: int) -> dict[str, Any]:
+    """The flat metrics.json record of one training run."""
+    record: dict[str, Any] = {
+        "model": choices.get("model", type(model).__name__.lower()),
+        "net": choices.get("net", cfg.net._target_.rsplit(".", 1)[-1]),
+        "dataset": cfg.data.name,
+        "beta": float(cfg.model.get("beta", 1.0)),
+        "capacity_max": float(cfg.model.get("capacity_max", 0.0)),
+        "latent_dim": int(cfg.model.latent_dim),
+        "image_size": int(cfg.data.image_size),
+        "seed": int(cfg.seed),
+        "epochs": int(epochs),
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "status": "ok",
+    }
+    record.update({k: _number(v) for k, v in test.items() if "/kl_dim/" not in k})
+    record.update(timing)
+    return record
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

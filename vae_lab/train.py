@@ -1,0 +1,57 @@
+"""`python -m vae_lab.train`: train one model (or a multirun sweep), test it, write metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.cli import user_errors
+from vae_lab.errors import ConfigError
+from vae_lab.results import run_record, write_json
+from vae_lab.timing import TrainTimer
+
+
+def check(cfg: DictConfig) -> None:
+    """Reject config combinations that would only fail later with a confusing traceback."""
+    if cfg.data.image_size != cfg.net.image_size:
+        raise ConfigError(f"data.image_size={cfg.data.image_size} but net.image_size={cfg.net.image_size}; "
+                          "set net.image_size (the data follows it)")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test on the full test set, and write the run's metrics.json; return its record."""
+    check(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    logger = instantiate(cfg.logger)
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    timer = next(c for c in callbacks if isinstance(c, TrainTimer))
+    record = run_record(cfg, dict(HydraConfig.get().runtime.choices), model, test, timer.summary(),
+                        trainer.current_epoch)
+    if trainer.is_global_zero:
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+        hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
+        logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
+                                                 if k.startswith(("test/", "time/")) and v is not None})
+    return record
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    with user_errors():
+        train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Lightning callback that logs pictures of the model to TensorBoard every few epochs."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+
+from vae_lab.viz import grids
+
+
+class ImageLogger(pl.Callback):
+    """Every few epochs (and at the last), log reconstructions, samples, traversals and class grids."""
+
+    def __init__(self, every_n_epochs: int = 2, n: int = 8) -> None:
+        self.every_n_epochs, self.n = every_n_epochs, n
+        self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch
+        if epoch % self.every_n_epochs and epoch != trainer.max_epochs - 1:
+            return
+        if self.batch is None:
+            self.batch = next(iter(trainer.val_dataloaders))
+        self.log_images(trainer, module, *self.batch)
+
+    def log_images(self, trainer: pl.Trainer, module: pl.LightningModule, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Write every picture for the current model state at the current step."""
+        was_training = module.training
+        module.eval()
+        step = trainer.global_step
+        images = {"images/reconstructions": grids.reconstructions(module, x, y, self.n),
+                  "images/samples": grids.samples(module, self.n * self.n),
+                  "images/traversals": grids.traversals(module, x, y if module.conditional else None)}
+        for logger in trainer.loggers:
+            writer = getattr(logger, "experiment", None)
+            if not hasattr(writer, "add_image"):
+                continue
+            for tag, grid in images.items():
+                writer.add_image(tag, grid.clamp(0, 1).cpu(), step)
+            if module.conditional:
+                names = getattr(trainer.datamodule, "class_names", [str(i) for i in range(module.num_classes)])
+                fig = grids.labelled_rows(grids.class_grid(module, self.n).cpu(), names, "class-conditional samples")
+                writer.add_figure("images/class_grid", fig, step)
+                plt.close(fig)
+        module.train(was_training)
