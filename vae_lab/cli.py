@@ -6,18 +6,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from vae_lab.errors import VaeLabError
-
-
-def user_error(err: BaseException) -> VaeLabError | None:
-    """The VaeLabError behind an exception (Hydra wraps those raised while instantiating), if any."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, VaeLabError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
+from vae_lab.errors import user_error
 
 
 @contextmanager

@@ -1,5 +1,7 @@
 """User-facing errors: entry points print these as one line and exit non-zero."""
 
+from __future__ import annotations
+
 
 class VaeLabError(Exception):
     """Base class for problems the user can fix (bad config, data, checkpoint)."""
@@ -15,3 +17,14 @@ class DataError(VaeLabError):
 
 class CheckpointError(VaeLabError):
     """A checkpoint is missing, unreadable or belongs to something else."""
+
+
+def user_error(err: BaseException | None) -> VaeLabError | None:
+    """The VaeLabError behind an exception (Hydra wraps those raised while instantiating), if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, VaeLabError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import hydra
+import hydra.errors
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, user_error
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin
 
@@ -36,8 +37,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self.save_hyperparameters(ignore=["net", "extra"])
         self.hparams["net"] = net
         self.latent_dim, self.num_classes, self.beta = latent_dim, num_classes, beta
-        self.net = hydra.utils.instantiate(net, latent_dim=latent_dim,
-                                           label_dim=num_classes if self.conditional else 0)
+        self.net = build_net(net, latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
         self.image_size = int(net.get("image_size", 28))
 
     # --- the model -------------------------------------------------------------------------------
@@ -125,3 +125,14 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def build_net(net: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
+    """Instantiate a net config, surfacing the net's own ConfigError instead of Hydra's wrapper."""
+    try:
+        return hydra.utils.instantiate(net, **kwargs)
+    except hydra.errors.InstantiationException as err:
+        cause = user_error(err)
+        if cause is None:
+            raise
+        raise cause from None

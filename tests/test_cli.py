@@ -1,0 +1,101 @@
+"""The entry points as a user runs them: train, a multirun, generate, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import FAST, run_cli
+
+
+@pytest.fixture(scope="module")
+def cvae_run(tmp_path_factory, data_dir):
+    """One tiny CVAE training run through the real CLI."""
+    out = tmp_path_factory.mktemp("cvae_run")
+    result = run_cli("vae_lab.train", "model=cvae", *FAST, f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_train_writes_metrics_checkpoint_and_events(cvae_run):
+    metrics = json.loads((cvae_run / "metrics.json").read_text())
+    for key in ("model", "dataset", "net", "beta", "seed", "epochs", "params", "test/loss", "test/recon",
+                "test/kl", "time/train_seconds", "time/train_images_per_second"):
+        assert key in metrics, key
+    assert metrics["model"] == "cvae" and metrics["net"] == "seed_conv" and metrics["dataset"] == "mnist"
+    assert metrics["test/loss"] == pytest.approx(metrics["test/recon"] + metrics["test/kl"], rel=1e-4)
+    assert metrics["time/train_images_per_second"] > 0 and metrics["params"] > 0
+    assert (cvae_run / "checkpoints" / "last.ckpt").is_file()
+    assert list((cvae_run / "checkpoints").glob("best-*.ckpt"))
+    assert (cvae_run / ".hydra" / "config.yaml").is_file()
+    events = EventAccumulator(str(cvae_run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "val/loss", "val/kl", "test/loss", "val/kl_dim/0"} <= scalars, scalars
+    images = set(events.Tags()["images"])
+    assert {"images/reconstructions", "images/samples", "images/traversals", "images/class_grid"} <= images
+
+
+def test_generate_png_and_npy_from_checkpoint(cvae_run, tmp_path):
+    ckpt = cvae_run / "checkpoints" / "last.ckpt"
+    png = run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "num_samples=6", "label=7", f"out={tmp_path}/s.png")
+    assert png.returncode == 0, png.stderr[-2000:]
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    npy = run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "num_samples=4", "mode=reconstruct",
+                  f"out={tmp_path}/r.npy")
+    assert npy.returncode == 0, npy.stderr[-2000:]
+    images = np.load(tmp_path / "r.npy")
+    assert images.shape == (8, 1, 28, 28) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
+
+
+def test_tiny_multirun(tmp_path, data_dir):
+    result = run_cli("vae_lab.train", "-m", "model=vae,beta_vae", "model.beta=1,4", *FAST,
+                     f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/metrics.json"))]
+    assert sorted((r["model"], r["beta"]) for r in records) == [("beta_vae", 1.0), ("beta_vae", 4.0),
+                                                                  ("vae", 1.0), ("vae", 4.0)]
+
+
+def _fails_with(result, *needles):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in result.stderr + result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["model=gan"], ["Could not find 'model/gan'", "Available options", "cvae"]),
+    (["data=cifar"], ["Could not find 'data/cifar'", "fashion_mnist"]),
+    (["model=beta_vae", "model.beta=-1"], ["error: model.beta=-1"]),
+    (["model.latent_dim=0"], ["error: model.latent_dim=0"]),
+    (["data.batch_size=0"], ["error: data.batch_size=0"]),
+    (["net.image_size=28"], ["error: net=burgess takes image sizes"]),
+])
+def test_train_bad_input_gives_one_clear_line(tmp_path, args, needles):
+    _fails_with(run_cli("vae_lab.train", *args, *FAST, f"hydra.run.dir={tmp_path}"), *needles)
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_generate_bad_input(cvae_run, tmp_path):
+    ckpt = cvae_run / "checkpoints" / "last.ckpt"
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "label=10", f"out={tmp_path}/x.png"),
+                "error: label=10: out of range")
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={tmp_path}/none.ckpt"), "error: checkpoint not found")
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={foreign}"), "not a vae_lab checkpoint")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[:1000])
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={truncated}"), "not a readable checkpoint")
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "out=x.gif"), "error: out='x.gif'")
+
+
+def test_label_given_to_unconditional_model(tmp_path, data_dir):
+    run = tmp_path / "vae"
+    assert run_cli("vae_lab.train", "net=mlp", *FAST, f"hydra.run.dir={run}").returncode == 0
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={run}/checkpoints/last.ckpt", "label=3"),
+                "not conditional")

@@ -1,0 +1,140 @@
+"""Objectives, nets and their combinations on small real data."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from tests.conftest import compose_cfg
+from vae_lab.errors import ConfigError
+from vae_lab.models.beta_vae import BetaVAE, capacity
+from vae_lab.models.cvae import CVAE
+from vae_lab.models.reparam import ReparametrizationMixin
+from vae_lab.models.vae import VAE
+
+MLP = {"_target_": "vae_lab.nets.mlp.MLPNet", "image_size": 28, "hidden": [64]}
+
+
+def test_kl_closed_form_matches_monte_carlo():
+    torch.manual_seed(0)
+    mu, logvar = torch.tensor([[0.7, -1.2, 0.0]]), torch.tensor([[-0.5, 0.3, 1.1]])
+    z = ReparametrizationMixin.reparametrize(mu.expand(400_000, 3), logvar.expand(400_000, 3))
+    log_q = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z)
+    log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z)
+    monte_carlo = (log_q - log_p).mean(0)
+    closed = ReparametrizationMixin.kl_per_dim(mu, logvar)[0]
+    assert torch.allclose(monte_carlo, closed, atol=0.01)
+
+
+def test_beta_one_is_exactly_the_vae():
+    vae, beta = VAE(MLP), BetaVAE(MLP, beta=1.0)
+    beta.load_state_dict(vae.state_dict())
+    batch = (torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,)))
+    torch.manual_seed(1)
+    a = vae.loss_terms(batch)
+    torch.manual_seed(1)
+    b = beta.loss_terms(batch)
+    assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["loss"], a["recon"] + a["kl"])
+
+
+def test_beta_weights_the_kl():
+    model = BetaVAE(MLP, beta=4.0)
+    terms = model.loss_terms((torch.rand(8, 1, 28, 28), None))
+    assert torch.allclose(terms["loss"], terms["recon"] + 4.0 * terms["kl"])
+
+
+def test_capacity_schedule_values():
+    assert capacity(0, 25, 100_000) == 0
+    assert capacity(50_000, 25, 100_000) == pytest.approx(12.5)
+    assert capacity(100_000, 25, 100_000) == 25
+    assert capacity(10**7, 25, 100_000) == 25
+
+
+def test_capacity_objective_uses_the_step(monkeypatch):
+    model = BetaVAE(MLP, capacity_max=25.0, capacity_steps=100, gamma=1000.0)
+    monkeypatch.setattr(BetaVAE, "global_step", property(lambda self: 40))
+    terms = model.loss_terms((torch.rand(8, 1, 28, 28), None))
+    assert terms["capacity"].item() == pytest.approx(10.0)
+    assert torch.allclose(terms["loss"], terms["recon"] + 1000.0 * (terms["kl"] - 10.0).abs())
+
+
+@pytest.mark.parametrize("bad, match", [({"beta": -1.0}, "beta"), ({"latent_dim": 0}, "latent_dim"),
+                                        ({"likelihood": "poisson"}, "likelihood"), ({"lr": 0.0}, "lr")])
+def test_bad_hyper_parameters_are_named(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        BetaVAE(MLP, **bad)
+
+
+def test_burgess_rejects_sizes_it_cannot_take():
+    with pytest.raises(ConfigError, match="net.image_size=32 or 64"):
+        VAE({"_target_": "vae_lab.nets.burgess.BurgessNet", "image_size": 28})
+
+
+def test_gaussian_likelihood_is_in_nats():
+    model = VAE(MLP, likelihood="gaussian", obs_sigma=0.1)
+    terms = model.loss_terms((torch.rand(4, 1, 28, 28), None))
+    assert torch.isfinite(terms["loss"])
+
+
+def test_cvae_generate_shapes_and_label_checks():
+    model = CVAE({"_target_": "vae_lab.nets.seed_conv.SeedConvNet"})
+    assert model.generate(labels=torch.tensor([3, 3, 7])).shape == (3, 1, 28, 28)
+    assert model.generate(20).shape == (20, 1, 28, 28)
+    with pytest.raises(ConfigError, match="out of range"):
+        model.generate(labels=torch.tensor([10]))
+    with pytest.raises(ConfigError, match="not conditional"):
+        VAE(MLP).generate(labels=torch.tensor([1]))
+
+
+def _train_steps(model, batches, steps):
+    opt = model.configure_optimizers()
+    model.train()
+    for i in range(steps):
+        loss = model.loss_terms(batches[i % len(batches)])["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+COMBOS = list(itertools.product(["vae", "cvae", "beta_vae"], ["burgess", "seed_conv", "mlp"],
+                                ["mnist", "fashion_mnist"]))
+
+
+@pytest.mark.parametrize("model_name, net, data", COMBOS)
+def test_every_model_net_dataset_composes_and_learns(tmp_path, data_dir, model_name, net, data):
+    cfg = compose_cfg(tmp_path, f"model={model_name}", f"net={net}", f"data={data}", "data.train_subset=640",
+                      "data.batch_size=64")
+    torch.manual_seed(0)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    batches = list(dm.train_dataloader())
+    probe = batches[0]
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        before = model.loss_terms(probe)["loss"].item()
+    _train_steps(model, batches, 30)
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        after = model.loss_terms(probe)["loss"].item()
+    assert after < 0.9 * before, f"loss {before:.1f} → {after:.1f}"
+
+
+def test_cvae_samples_follow_their_label(tmp_path, data_dir):
+    cfg = compose_cfg(tmp_path, "model=cvae", "net=mlp", "data.train_subset=12000", "data.batch_size=100")
+    torch.manual_seed(0)
+    dm = instantiate(cfg.data)
+    dm.setup()
+    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    _train_steps(model, list(dm.train_dataloader()), 400)
+    model.eval()
+    train = dm.splits["train"]
+    class_means = torch.stack([train.images[train.labels == k].float().mean(0).flatten() / 255 for k in range(10)])
+    samples = model.generate(labels=torch.arange(10).repeat_interleave(50), temperature=0.5).view(10, 50, -1).mean(1)
+    nearest = torch.cdist(samples, class_means).argmin(1)
+    assert (nearest == torch.arange(10)).float().mean() >= 0.9, nearest

@@ -1,0 +1,88 @@
+"""`python -m vae_lab.generate ckpt_path=…`: samples, traversals or reconstructions from a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+from torchvision.utils import make_grid, save_image
+
+from vae_lab.cli import user_errors
+from vae_lab.data import datamodule_from_checkpoint
+from vae_lab.errors import ConfigError
+from vae_lab.models import load_model, read_checkpoint
+from vae_lab.viz import grids
+
+MODES = ("samples", "traverse", "reconstruct")
+FORMATS = (".png", ".npy")
+
+
+def check(cfg: DictConfig) -> None:
+    """Reject bad arguments before any work."""
+    if cfg.mode not in MODES:
+        raise ConfigError(f"mode={cfg.mode!r}: choose one of {MODES}")
+    if Path(cfg.out).suffix not in FORMATS:
+        raise ConfigError(f"out={cfg.out!r}: the file must end in one of {FORMATS}")
+    if cfg.num_samples < 1:
+        raise ConfigError(f"num_samples={cfg.num_samples}: must be at least 1")
+
+
+def test_images(checkpoint: dict, cfg: DictConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n test images (of class `label` if given) of the checkpoint's dataset."""
+    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    data = datamodule.splits["test"]
+    keep = torch.arange(len(data)) if cfg.label is None else (data.labels == int(cfg.label)).nonzero()[:, 0]
+    return data[keep[:n]]
+
+
+def images(cfg: DictConfig) -> tuple[torch.Tensor, int]:
+    """The requested images (N×1×H×W in [0, 1]) and the grid's row length."""
+    check(cfg)
+    pl.seed_everything(cfg.seed, verbose=False)
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    model = load_model(cfg.ckpt_path)
+    label = cfg.label
+    if label is not None and not model.conditional:
+        raise ConfigError(f"label={label}: this {type(model).__name__} is not conditional; drop the label")
+    if label is not None and not 0 <= int(label) < model.num_classes:
+        raise ConfigError(f"label={label}: out of range, choose 0…{model.num_classes - 1}")
+    if cfg.mode == "samples":
+        labels = None if label is None else torch.full((cfg.num_samples,), int(label))
+        out = model.generate(cfg.num_samples, labels=labels, temperature=cfg.temperature)
+        return out, min(cfg.num_samples, 10)
+    if cfg.mode == "reconstruct":
+        x, y = test_images(checkpoint, cfg, cfg.num_samples)
+        return torch.cat([x, model.reconstruct(x, y)]), len(x)
+    x, y = test_images(checkpoint, cfg, 1)
+    out, _ = grids.traversal_images(model, x, y if model.conditional else None, steps=cfg.num_samples)
+    return out, cfg.num_samples
+
+
+def generate(cfg: DictConfig) -> Path:
+    """Write the images as a picture (.png) or raw array (.npy); return the path."""
+    out, nrow = images(cfg)
+    path = Path(cfg.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npy":
+        np.save(path, out.float().clamp(0, 1).cpu().numpy().astype(np.float32))
+    else:
+        save_image(make_grid(out.cpu(), nrow=nrow, pad_value=0.5), path)
+    print(f"wrote {len(out)} images to {path}")
+    return path
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    with user_errors():
+        generate(cfg)
+
+
+if __name__ == "__main__":
+    main()
