@@ -27,9 +27,10 @@ def compose_cfg(out: Path, *overrides: str, config: str = "train") -> DictConfig
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(config, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(ROOT)
-        cfg.paths.output_dir = str(out)
+    if "paths" in cfg:
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(ROOT)
+            cfg.paths.output_dir = str(out)
     return cfg
 
 

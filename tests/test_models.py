@@ -138,3 +138,17 @@ def test_cvae_samples_follow_their_label(tmp_path, data_dir):
     samples = model.generate(labels=torch.arange(10).repeat_interleave(50), temperature=0.5).view(10, 50, -1).mean(1)
     nearest = torch.cdist(samples, class_means).argmin(1)
     assert (nearest == torch.arange(10)).float().mean() >= 0.9, nearest
+
+
+@pytest.mark.parametrize("options", [["trainer.precision=bf16-mixed"], ["trainer.precision=32-true"],
+                                     ["model.channels_last=true"], ["model.compile=true", "net=mlp"]])
+def test_speed_options_train_with_finite_losses(tmp_path, data_dir, options):
+    from vae_lab.train import build
+
+    cfg = compose_cfg(tmp_path, "model=beta_vae", *options, "data.train_subset=512", "data.batch_size=64")
+    datamodule, model, trainer = build(cfg, callbacks=[], logger=False, max_steps=3, limit_val_batches=0,
+                                       enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.global_step == 3
+    loss = trainer.callback_metrics["train/loss_step"]
+    assert torch.isfinite(loss)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError
+from vae_lab.models.base import BaseVAE
 from vae_lab.results import run_record, write_json
 from vae_lab.timing import TrainTimer
 
@@ -24,15 +25,21 @@ def check(cfg: DictConfig) -> None:
                           "set net.image_size (the data follows it)")
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test on the full test set, and write the run's metrics.json; return its record."""
+def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModule, BaseVAE, pl.Trainer]:
+    """Seed, then instantiate the datamodule, model and trainer a config describes."""
     check(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    logger = instantiate(cfg.logger)
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer_kwargs.setdefault("callbacks", [instantiate(c) for c in cfg.callbacks.values()])
+    trainer_kwargs.setdefault("logger", instantiate(cfg.logger))
+    return datamodule, model, instantiate(cfg.trainer, **trainer_kwargs)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit, test on the full test set, and write the run's metrics.json; return its record."""
+    datamodule, model, trainer = build(cfg)
+    callbacks, logger = trainer.callbacks, trainer.logger
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))

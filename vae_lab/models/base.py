@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import hydra
 import hydra.errors
@@ -25,7 +25,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
 
     def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
-                 **extra: Any) -> None:
+                 fused_adam: bool = True, compile: bool = False, channels_last: bool = False, **extra: Any) -> None:
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
@@ -105,6 +105,18 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
                           batch_size=len(batch[0]), sync_dist=True)
         return terms["loss"]
 
+    def configure_model(self) -> None:
+        """Speed options: channels-last memory format for conv nets, torch.compile of the loss."""
+        if self.hparams.get("channels_last"):
+            self.to(memory_format=torch.channels_last)
+        if self.hparams.get("compile") and not isinstance(self.__dict__.get("loss_terms"), Callable):
+            self.loss_terms = torch.compile(self.loss_terms)
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        if self.hparams.get("channels_last"):
+            return batch[0].contiguous(memory_format=torch.channels_last), batch[1]
+        return batch
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
@@ -115,7 +127,9 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         return self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        """Adam; fused (one kernel for all parameters) unless `model.fused_adam=false`."""
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+                                fused=self.hparams.get("fused_adam", True) or None)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""

@@ -1,0 +1,168 @@
+"""`python -m vae_lab.report`: tables, failures and figures from fake run folders, one real tiny sweep, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF, FAST, run_cli
+from vae_lab.report import positional_dirs, report
+
+PNG = b"\x89PNG"
+
+
+def _run(root, name, **fields):
+    """A finished run folder with a metrics.json like the trainer's."""
+    folder = root / name
+    (folder / ".hydra").mkdir(parents=True)
+    record = {"model": "vae", "net": "burgess", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0,
+              "latent_dim": 10, "image_size": 64, "seed": 0, "epochs": 2, "params": 1000, "status": "ok",
+              "test/loss": 100.0, "test/recon": 80.0, "test/kl": 20.0, "time/train_seconds": 30.0,
+              "time/train_images_per_second": 5000.0}
+    record.update(fields)
+    (folder / "metrics.json").write_text(json.dumps(record))
+    return folder
+
+
+VAE_LOSS = [100.0, 101.0, 103.0]
+BETA4_LOSS = [110.0, 114.0]
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """Two seeded groups, a β sweep, a CVAE latent sweep, and three broken runs."""
+    root = tmp_path / "sweep"
+    for seed, loss in enumerate(VAE_LOSS):
+        _run(root, f"{seed}_vae", seed=seed, **{"test/loss": loss, "test/fid": None if seed == 2 else 40.0 + seed})
+    for seed, loss in enumerate(BETA4_LOSS):
+        _run(root, f"{3 + seed}_beta4", model="beta_vae", beta=4, seed=seed,
+             **{"test/loss": loss, "test/active_units": 5.0 + seed, "test/probe_accuracy": 0.8})
+    _run(root, "5_beta1", model="beta_vae", beta=1.0, **{"test/active_units": 9.0, "test/probe_accuracy": 0.9})
+    for i, dim in enumerate((2, 16)):
+        _run(root, f"{6 + i}_cvae", model="cvae", net="seed_conv", latent_dim=dim,
+             **{"test/loss": 90.0 - dim, "test/cond_accuracy": 0.7 + dim / 100})
+    _run(root, "8_failed", status="failed", reason="loss became NaN at step 12")
+    (root / "9_unfinished" / ".hydra").mkdir(parents=True)
+    (root / "nested" / "10_corrupt").mkdir(parents=True)
+    (root / "nested" / "10_corrupt" / "metrics.json").write_text('{"model": "vae", ')
+    return root
+
+
+def _cfg(*dirs, samples=True):
+    cfg = OmegaConf.load(CONF / "report.yaml")
+    cfg.dirs, cfg.samples = [str(d) for d in dirs], samples
+    return cfg
+
+
+def _csv_rows(path):
+    with open(path, newline="") as f:
+        return {(r["model"], float(r["beta"]), int(r["latent_dim"])): r for r in csv.DictReader(f)}
+
+
+def test_csv_means_stds_and_counts(runs):
+    summary = report(_cfg(runs))
+    assert (summary["groups"], summary["runs"], summary["failures"]) == (5, 8, 3)
+    rows = _csv_rows(runs / "report.csv")
+    assert len(rows) == 5
+    vae = rows[("vae", 1.0, 10)]
+    assert vae["n"] == "3" and vae["net"] == "burgess" and vae["dataset"] == "mnist"
+    assert float(vae["test/loss_mean"]) == pytest.approx(np.mean(VAE_LOSS))
+    assert float(vae["test/loss_std"]) == pytest.approx(np.std(VAE_LOSS, ddof=1))
+    assert float(vae["test/fid_mean"]) == pytest.approx(40.5)  # the null FID is left out
+    assert float(vae["test/recon_std"]) == 0.0
+    beta4 = rows[("beta_vae", 4.0, 10)]  # beta given as the integer 4 still groups as 4.0
+    assert beta4["n"] == "2"
+    assert float(beta4["test/loss_std"]) == pytest.approx(np.std(BETA4_LOSS, ddof=1))
+    assert float(beta4["test/active_units_mean"]) == pytest.approx(5.5)
+    assert beta4["test/fid_mean"] == beta4["test/fid_std"] == ""  # not measured in this group
+    single = rows[("beta_vae", 1.0, 10)]
+    assert single["n"] == "1" and float(single["test/loss_std"]) == 0.0
+    with open(runs / "report.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header[:7] == ["model", "net", "dataset", "beta", "capacity_max", "latent_dim", "n"]
+    assert header[7:9] == ["test/loss_mean", "test/loss_std"]
+
+
+def test_markdown_table_failures_and_figures(runs):
+    report(_cfg(runs))
+    md = (runs / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| model"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[:7] == ["model", "net", "dataset", "β", "C", "z", "n"]
+    order = ["loss", "recon", "KL", "active units", "FID", "cond acc", "probe acc", "train s", "images/s"]
+    assert [c for c in columns if c in order] == order
+    assert "| 101.3 ± 1.5 |" in md  # the VAE's loss over its three seeds
+    assert md.count("\n| ") == 1 + 5  # header + one row per group
+    failed = md.split("## Failed runs (3)")[1]
+    for name, reason in (("8_failed", "loss became NaN at step 12"), ("9_unfinished", "no metrics.json"),
+                         ("10_corrupt", "unreadable metrics.json")):
+        line = next(line for line in failed.splitlines() if name in line)
+        assert reason in line
+    for name in ("quality_vs_time", "beta_tradeoff", "latent_size"):
+        assert (runs / "figures" / f"{name}.png").read_bytes()[:4] == PNG
+        assert f"](figures/{name}.png)" in md
+    assert "checkpoints/last.ckpt" in md  # the samples panels are left out, and the report says why
+    assert not list(runs.glob("figures/samples_*.png"))
+
+
+def test_no_failures_and_only_failures(tmp_path):
+    good = tmp_path / "good"
+    _run(good, "0_vae")
+    report(_cfg(good))
+    assert "None: every run finished" in (good / "report.md").read_text()
+    assert not (good / "figures" / "beta_tradeoff.png").exists()  # no β sweep, no trade-off figure
+    bad = tmp_path / "bad"
+    _run(bad, "0_vae", status="failed")
+    summary = report(_cfg(bad))
+    assert (summary["groups"], summary["failures"]) == (0, 1)
+    md = (bad / "report.md").read_text()
+    assert "nothing to tabulate" in md and "0_vae" in md
+
+
+def test_positional_dirs_shim():
+    assert positional_dirs(["a", "b c/it's", "samples=false", "-cn", "report"]) == [
+        "samples=false", "-cn", "report", "dirs=['a','b c/it\\'s']"]
+    assert positional_dirs(["dirs=[x]"]) == ["dirs=[x]"]
+
+
+def test_cli_several_dirs_writes_into_the_first(runs, tmp_path):
+    other = tmp_path / "other"
+    _run(other, "0_vae", seed=7, **{"test/loss": 99.0})
+    result = run_cli("vae_lab.report", str(runs), str(other), "samples=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "5 groups from 9 finished runs; 3 failed" in result.stdout
+    assert f"wrote {runs}/report.md" in result.stdout
+    assert _csv_rows(runs / "report.csv")[("vae", 1.0, 10)]["n"] == "4"
+    assert not (other / "report.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "sweep"]  # Hydra wrote nothing here
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["missing"], "missing: no such folder"),
+    (["empty"], "empty: holds no runs"),
+    ([], "no folder given"),
+])
+def test_bad_input_gives_one_error_line(tmp_path, args, needle):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    result = run_cli("vae_lab.report", *args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], result.stderr
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["empty", "empty/sub"]
+
+
+def test_report_on_a_real_sweep_draws_samples(tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    trained = run_cli("vae_lab.train", "-m", "model=cvae,beta_vae", *FAST, f"hydra.sweep.dir={sweep}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = run_cli("vae_lab.report", str(sweep))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (sweep / "figures" / "samples_mnist.png").read_bytes()[:4] == PNG
+    md = (sweep / "report.md").read_text()
+    assert "](figures/samples_mnist.png)" in md and "## Failed runs (0)" in md
+    assert {r[0] for r in _csv_rows(sweep / "report.csv")} == {"cvae", "beta_vae"}

@@ -1,0 +1,192 @@
+"""`python -m vae_lab.bench`: vae_lab's training path against a plain PyTorch loop, side by side."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra import compose
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Subset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision import datasets, transforms
+
+from vae_lab.cli import user_errors
+from vae_lab.errors import ConfigError
+from vae_lab.models.base import BaseVAE
+from vae_lab.results import write_json
+from vae_lab.train import build
+
+
+class StepClock(pl.Callback):
+    """Timestamps after every optimiser step (synchronised), for throughput over windows of steps."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx) -> None:
+        if torch.cuda.is_available() and module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter())
+
+
+def throughput(times: list[float], batch_size: int, warmup: int, repeats: int, steps: int) -> dict[str, float]:
+    """Images/s per timed window after warm-up: median, min and max."""
+    rates = [steps * batch_size / (times[warmup + (r + 1) * steps - 1] - times[warmup + r * steps - 1])
+             for r in range(repeats)]
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+
+
+def fast_path(cfg: DictConfig, total_steps: int) -> tuple[BaseVAE, list[float], pl.LightningDataModule]:
+    """Train with exactly vae_lab.train's datamodule, model and Trainer (no logger, checkpoints or validation)."""
+    clock = StepClock()
+    datamodule, model, trainer = build(cfg, callbacks=[clock], logger=False, max_steps=total_steps, max_epochs=-1,
+                                       enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
+                                       enable_model_summary=False)
+    trainer.fit(model, datamodule=datamodule)
+    return model, clock.times, datamodule
+
+
+def reference_loader(cfg: DictConfig, train_subset: int | None) -> DataLoader:
+    """The design notes' input pipeline: torchvision dataset, per-sample ToTensor, shuffling DataLoader."""
+    cls = datasets.MNIST if cfg.data.name == "mnist" else datasets.FashionMNIST
+    pad = (cfg.data.image_size - 28) // 2
+    steps = [transforms.Pad(pad)] if pad > 0 else []
+    if cfg.data.image_size == 64:
+        steps = [transforms.Resize(64)]
+    dataset = cls(cfg.data.data_dir, train=True, download=False, transform=transforms.Compose(steps + [transforms.ToTensor()]))
+    if train_subset:
+        dataset = Subset(dataset, range(train_subset))
+    return DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True)
+
+
+def reference_path(cfg: DictConfig, total_steps: int, train_subset: int | None) -> tuple[BaseVAE, list[float]]:
+    """A plain fp32 loop with torch's default Adam over the same network and batch size."""
+    pl.seed_everything(cfg.seed, verbose=False)
+    _, model, _ = build(cfg, callbacks=[], logger=False)
+    device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+    model.to(device).train()
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.model.lr)
+    times: list[float] = []
+    while len(times) < total_steps:
+        for x, y in reference_loader(cfg, train_subset):
+            loss = model.loss_terms((x.to(device), y.to(device)))["loss"]
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter())
+            if len(times) == total_steps:
+                break
+    return model, times
+
+
+@torch.no_grad()
+def eval_loss(model: BaseVAE, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """fp32 loss on fixed images with fixed noise, for comparing two trained models."""
+    model.eval().float()
+    torch.manual_seed(1234)
+    losses = [model.loss_terms((x.to(model.device), y.to(model.device)))["loss"] for x, y in batches]
+    return float(torch.stack(losses).mean())
+
+
+def flops_per_image(model: BaseVAE, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Forward + backward FLOPs of one training step, per image (torch.utils.flop_counter)."""
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.loss_terms(batch)["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(batch[0])
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    """Measured dense matmul rate of this machine, FLOP/s."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
+    """Both paths for one config: throughput, ratio, FLOPs, floor fraction and the parity verdict."""
+    total = bench.warmup_steps + bench.repeats * bench.steps_per_repeat
+    window = (bench.warmup_steps, bench.repeats, bench.steps_per_repeat)
+    fast_model, fast_times, datamodule = fast_path(cfg, total)
+    ref_model, ref_times = reference_path(cfg, total, bench.train_subset)
+    batch_size = cfg.data.batch_size
+    fast, ref = throughput(fast_times, batch_size, *window), throughput(ref_times, batch_size, *window)
+    val = datamodule.splits["val"]
+    eval_batches = [val[torch.arange(i, min(i + 500, len(val)))] for i in range(0, min(len(val), bench.eval_images), 500)]
+    fast_loss, ref_loss = eval_loss(fast_model, eval_batches), eval_loss(ref_model.to(fast_model.device), eval_batches)
+    flops = flops_per_image(ref_model, eval_batches[0])
+    device = fast_model.device
+    peak = max(matmul_rate(device, torch.float32), matmul_rate(device, torch.bfloat16))
+    return {"case": name, "model": cfg.model._target_.rsplit(".", 1)[-1], "net": cfg.net._target_.rsplit(".", 1)[-1],
+            "image_size": cfg.data.image_size, "batch_size": batch_size, "precision": str(cfg.trainer.precision),
+            "vae_lab_images_per_second": fast, "reference_images_per_second": ref,
+            "speedup": fast["median"] / ref["median"], "flops_per_image": flops, "matmul_flops_per_second": peak,
+            "floor_fraction": fast["median"] * flops / peak, "vae_lab_loss": fast_loss, "reference_loss": ref_loss,
+            "loss_gap": (fast_loss - ref_loss) / abs(ref_loss),
+            "parity": "pass" if fast_loss <= ref_loss * (1 + bench.parity_tolerance) else "FAIL"}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The results as a Markdown table."""
+    lines = ["| case | net | batch | precision | vae_lab img/s | reference img/s | speed-up | GFLOP/img "
+             "| floor reached | loss (vae_lab / ref) | parity |", "|" + "---|" * 11]
+    for r in rows:
+        f, g = r["vae_lab_images_per_second"], r["reference_images_per_second"]
+        lines.append(f"| {r['case']} | {r['net']} {r['image_size']}² | {r['batch_size']} | {r['precision']} "
+                     f"| {f['median']:,.0f} ({f['min']:,.0f}–{f['max']:,.0f}) | {g['median']:,.0f} "
+                     f"({g['min']:,.0f}–{g['max']:,.0f}) | {r['speedup']:.2f}× | {r['flops_per_image'] / 1e9:.4f} "
+                     f"| {r['floor_fraction']:.1%} | {r['vae_lab_loss']:.2f} / {r['reference_loss']:.2f} "
+                     f"| {r['parity']} ({r['loss_gap']:+.2%}) |")
+    return "\n".join(lines)
+
+
+def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | None = None) -> list[dict[str, Any]]:
+    """Run every case and print (and optionally save) the table."""
+    if cfg.warmup_steps < 1 or cfg.repeats < 1 or cfg.steps_per_repeat < 1:
+        raise ConfigError("warmup_steps, repeats and steps_per_repeat must each be at least 1")
+    compose_case = compose_case or (lambda overrides: compose("train", overrides=overrides, return_hydra_config=False))
+    rows = []
+    for name, overrides in cfg.cases.items():
+        extra = [f"data={cfg.dataset}", f"seed={cfg.seed}"] + ([f"data.train_subset={cfg.train_subset}"]
+                                                               if cfg.train_subset else [])
+        case_cfg = compose_case(list(overrides) + list(cfg.overrides) + extra)
+        print(f"benchmarking {name} …", flush=True)
+        rows.append(run_case(name, case_cfg, cfg))
+    print(table(rows))
+    if cfg.json:
+        write_json(Path(cfg.json), {"device": device_name(), "torch": torch.__version__, "results": rows})
+    return rows
+
+
+def device_name() -> str:
+    """What the numbers were measured on."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    with user_errors():
+        bench(cfg)
+
+
+if __name__ == "__main__":
+    main()

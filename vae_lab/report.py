@@ -1,0 +1,380 @@
+"""`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders.
+
+Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, groups the finished runs by
+(model, net, dataset, beta, capacity_max, latent_dim), averages every test/, time/ and mem/ metric over the
+seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into the first DIR. Runs
+without a readable metrics.json or with status != "ok" are listed in report.md as failures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from vae_lab.cli import user_errors
+from vae_lab.errors import ConfigError, VaeLabError
+from vae_lab.viz import plots
+
+GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
+METRIC_PREFIXES = ("test/", "time/", "mem/")
+# Metric → short header, in table order; metrics not named here follow, sorted.
+HEADERS = {
+    "test/loss": "loss", "test/recon": "recon", "test/kl": "KL", "test/nll_iwae": "NLL (IWAE)", "test/mse": "MSE",
+    "test/active_units": "active units", "test/fid": "FID", "test/cond_accuracy": "cond acc",
+    "test/cond_accuracy_t0.5": "cond acc T=0.5", "test/class_entropy": "class entropy",
+    "test/probe_accuracy": "probe acc", "time/train_seconds": "train s", "time/train_images_per_second": "images/s",
+    "time/epoch_seconds": "epoch s", "time/sample_images_per_second": "samples/s", "time/eval_seconds": "eval s",
+    "mem/peak_mb": "peak MB",
+}
+KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C",
+               "latent_dim": "z"}
+FIGURES = {"quality_vs_time": "Quality against training time", "beta_tradeoff": "β-VAE trade-off",
+           "latent_size": "CVAE latent size"}
+
+
+@dataclass
+class Run:
+    path: Path
+    record: dict[str, Any]
+    key: tuple
+
+
+@dataclass
+class Failure:
+    path: Path
+    reason: str
+
+
+# ----------------------------------------------------------------------------------------------- finding runs
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every folder under root (root included) that holds `.hydra/` or `metrics.json`; not searched further."""
+    found = []
+    for folder, subdirs, files in os.walk(root):
+        if ".hydra" in subdirs or "metrics.json" in files:
+            found.append(Path(folder))
+            subdirs[:] = []
+        else:
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+    return found
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def load_run(path: Path) -> Run | Failure:
+    """A finished run, or the reason it cannot be reported."""
+    metrics = path / "metrics.json"
+    if not metrics.is_file():
+        return Failure(path, "no metrics.json (the run did not finish)")
+    try:
+        record = json.loads(metrics.read_text())
+    except json.JSONDecodeError as err:
+        return Failure(path, f"unreadable metrics.json ({err.msg}, line {err.lineno})")
+    except (OSError, UnicodeDecodeError) as err:
+        return Failure(path, f"unreadable metrics.json ({type(err).__name__})")
+    if not isinstance(record, dict):
+        return Failure(path, "metrics.json is not a JSON object")
+    if record.get("status") != "ok":
+        reason = record.get("reason")
+        return Failure(path, f"status={record.get('status')!r}" + (f": {reason}" if reason else ""))
+    missing = [k for k in GROUP_KEYS if k not in record]
+    if missing:
+        return Failure(path, f"metrics.json lacks {', '.join(missing)}")
+    try:
+        key = (str(record["model"]), str(record["net"]), str(record["dataset"]), _float(record["beta"]),
+               _float(record["capacity_max"]), _int(record["latent_dim"]))
+    except (TypeError, ValueError) as err:
+        return Failure(path, f"metrics.json has a bad beta, capacity_max or latent_dim ({err})")
+    return Run(path, record, key)
+
+
+def collect(dirs: Sequence[str | Path]) -> tuple[list[Run], list[Failure]]:
+    """The runs under the folders, finished and failed; raise if a folder is missing or holds no run."""
+    if not dirs:
+        raise ConfigError("no folder given: python -m vae_lab.report DIR [DIR ...]")
+    paths: dict[Path, Path] = {}
+    for d in dirs:
+        root = Path(d)
+        if not root.exists():
+            raise ConfigError(f"{d}: no such folder")
+        if not root.is_dir():
+            raise ConfigError(f"{d}: not a folder")
+        found = find_run_dirs(root)
+        if not found:
+            raise ConfigError(f"{d}: holds no runs (no folder with .hydra/ or metrics.json)")
+        for path in found:
+            paths.setdefault(path.resolve(), path)
+    loaded = [load_run(path) for path in paths.values()]
+    return [r for r in loaded if isinstance(r, Run)], [r for r in loaded if isinstance(r, Failure)]
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def metric_names(runs: Sequence[Run]) -> list[str]:
+    """The numeric metrics any run has, known ones in table order, then the rest sorted."""
+    names = {k for run in runs for k, v in run.record.items() if k.startswith(METRIC_PREFIXES) and
+             (v is None or _number(v))}
+    known = [m for m in HEADERS if m in names]
+    rest = sorted(names - set(known), key=lambda m: (METRIC_PREFIXES.index(m.split("/")[0] + "/"), m))
+    return known + rest
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std (ddof=1; 0 for a single value); None for no values."""
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((v is None, "" if v is None else v) for v in key)
+
+
+def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per group: the group keys, n (runs), seeds, runs, and mean/std dicts keyed by metric."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.key].append(run)
+    rows = []
+    for key in sorted(groups, key=_sort_key):
+        members = sorted(groups[key], key=lambda r: (str(r.record.get("seed")), str(r.path)))
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
+        row.update(n=len(members), seeds=[r.record.get("seed") for r in members], runs=members, mean={}, std={})
+        for metric in metrics:
+            values = [r.record[metric] for r in members if _number(r.record.get(metric))]
+            row["mean"][metric], row["std"][metric] = mean_std(values)
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> None:
+    """report.csv: group keys, n, then <metric>_mean and <metric>_std for each metric (empty = not measured)."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*GROUP_KEYS, "n", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+        for row in rows:
+            cells = [row[k] for k in GROUP_KEYS] + [row["n"]]
+            for metric in metrics:
+                cells += [row["mean"][metric], row["std"][metric]]
+            writer.writerow(["" if c is None else c for c in cells])
+
+
+def _fmt(mean: float | None, std: float | None) -> str:
+    """"mean ± std" with four significant digits in the mean and the std to the same decimals."""
+    if mean is None:
+        return "–"
+    decimals = max(0, 3 - math.floor(math.log10(abs(mean)))) if mean else 3
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def _key_cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _show(path: Path, base: Path) -> str:
+    rel = os.path.relpath(path, base)
+    return str(path) if rel == "." else rel
+
+
+def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: Sequence[Failure],
+             figures: Sequence[Path], notes: Sequence[str], dirs: Sequence[str], out: Path) -> str:
+    """report.md: the results table, the failed runs, and the figures."""
+    n_runs = sum(r["n"] for r in rows)
+    lines = ["# vae_lab report", "",
+             f"{n_runs} finished runs in {len(rows)} groups, {len(failures)} failed, from "
+             + ", ".join(f"`{d}`" for d in dirs) + ".",
+             ("Cells are mean ± std over the seeds of a group (std with ddof=1; 0 for a single run); "
+              "n is the number of runs. Unrounded values: [report.csv](report.csv)."), ""]
+    if rows:
+        headers = [KEY_HEADERS[k] for k in GROUP_KEYS] + ["n"] + [HEADERS.get(m, m) for m in metrics]
+        lines += ["| " + " | ".join(headers) + " |",
+                  "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
+        for row in rows:
+            cells = [_key_cell(row[k]) for k in GROUP_KEYS] + [str(row["n"])]
+            cells += [_fmt(row["mean"][m], row["std"][m]) for m in metrics]
+            lines.append("| " + " | ".join(cells) + " |")
+    else:
+        lines.append("No run finished, so there is nothing to tabulate.")
+    lines += ["", f"## Failed runs ({len(failures)})", ""]
+    if failures:
+        lines += [f"- `{_show(f.path, out)}`: {f.reason}" for f in sorted(failures, key=lambda f: str(f.path))]
+    else:
+        lines.append("None: every run finished with status ok.")
+    if figures or notes:
+        lines += ["", "## Figures"]
+    for fig in figures:
+        stem = fig.stem
+        title = FIGURES.get(stem) or f"Samples: {stem.removeprefix('samples_')}"
+        lines += ["", f"### {title}", "", f"![{title}]({fig.relative_to(out).as_posix()})"]
+    if notes:
+        lines += [""] + [f"- _{note}_" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- samples
+
+def _pick(runs: Sequence[Run], model: str, dataset: str) -> tuple[Run | None, str | None]:
+    """The run whose checkpoint shows a model best (default settings first); or why there is none."""
+    candidates = [r for r in runs if r.key[0] == model and r.key[2] == dataset]
+    if not candidates:
+        return None, None
+    with_ckpt = [r for r in candidates if (r.path / "checkpoints" / "last.ckpt").is_file()]
+    if not with_ckpt:
+        return None, f"{dataset}: no {model} run has checkpoints/last.ckpt, so its panel is left out"
+
+    def preference(run: Run) -> tuple:
+        beta, capacity, latent = run.key[3:]
+        distance = abs(math.log(beta / 4)) if model == "beta_vae" and beta and beta > 0 else 0.0
+        return bool(capacity), distance, latent != 10, str(run.record.get("seed")), str(run.path)
+
+    return min(with_ckpt, key=preference), None
+
+
+def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed: int,
+                  out: Path) -> tuple[list[tuple[str, np.ndarray, list[str]]], list[str]]:
+    """The CVAE class grid and the β-VAE traversals of one dataset, as far as their runs allow."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from vae_lab.data import datamodule_from_checkpoint
+    from vae_lab.data.datamodule import CLASS_NAMES
+    from vae_lab.models import load_model, read_checkpoint
+    from vae_lab.viz import grids
+
+    panels, notes = [], []
+    cvae, why_not = _pick(runs, "cvae", dataset)
+    beta_vae, beta_why_not = _pick(runs, "beta_vae", dataset)
+    if cvae is None and beta_vae is None and why_not is None and beta_why_not is None:
+        return [], []
+    notes += [n for n in (why_not, beta_why_not) if n]
+    if cvae is None and why_not is None:
+        notes.append(f"{dataset}: no cvae run, so the class-grid panel is left out")
+    if beta_vae is None and beta_why_not is None:
+        notes.append(f"{dataset}: no beta_vae run, so the traversal panel is left out")
+    if cvae is not None:
+        try:
+            model = load_model(cvae.path / "checkpoints" / "last.ckpt")
+            torch.manual_seed(seed)
+            grid = grids.class_grid(model, per_class=8)
+            names = CLASS_NAMES.get(dataset, [])
+            names = names if len(names) == model.num_classes else [str(i) for i in range(model.num_classes)]
+            panels.append((f"CVAE samples, a row per class\n({_show(cvae.path, out)})",
+                           grid.permute(1, 2, 0).cpu().numpy(), names))
+        except (VaeLabError, OSError) as err:
+            notes.append(f"{dataset}: class grid left out: {err}")
+    if beta_vae is not None:
+        ckpt = beta_vae.path / "checkpoints" / "last.ckpt"
+        try:
+            model = load_model(ckpt)
+            datamodule = datamodule_from_checkpoint(read_checkpoint(ckpt), data_dir, download=False)
+            datamodule.prepare_data()
+            datamodule.setup("test")
+            x, y = datamodule.splits["test"][torch.arange(1)]
+            steps, most = 9, 10
+            images, order = grids.traversal_images(model, x, y if model.conditional else None, steps=steps)
+            grid = make_grid(images[: most * steps], nrow=steps, pad_value=0.5)
+            title = (f"β-VAE (β={beta_vae.key[3]:g}) traversals, ±3 per latent, most KL first\n"
+                     f"({_show(beta_vae.path, out)})")
+            panels.append((title,
+                           grid.permute(1, 2, 0).cpu().numpy(), [f"z{d}" for d in order[:most]]))
+        except (VaeLabError, OSError) as err:
+            notes.append(f"{dataset}: traversal panel left out: {err}")
+    return panels, notes
+
+
+# ----------------------------------------------------------------------------------------------- the report
+
+def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictConfig,
+                 out: Path) -> tuple[list[Path], list[str]]:
+    """Write the figures that the groups allow; return their paths and notes on what was left out."""
+    fig_dir = out / "figures"
+    written, notes = [], []
+    for name, draw in (("quality_vs_time", plots.quality_vs_time), ("beta_tradeoff", plots.beta_tradeoff),
+                       ("latent_size", plots.latent_size)):
+        path = fig_dir / f"{name}.png"
+        if draw(rows, path):
+            written.append(path)
+    if cfg.samples:
+        for dataset in sorted({run.key[2] for run in runs}):
+            panels, why = sample_panels(runs, dataset, cfg.data_dir, cfg.seed, out)
+            notes += why
+            path = fig_dir / f"samples_{dataset}.png"
+            if plots.image_panels(panels, path, title=dataset):
+                written.append(path)
+    return written, notes
+
+
+def report(cfg: DictConfig) -> dict[str, Any]:
+    """Write report.csv, report.md and the figures into the first folder; return a summary."""
+    dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
+    runs, failures = collect(dirs)
+    out = Path(dirs[0])
+    metrics = metric_names(runs)
+    rows = summarise(runs, metrics)
+    figures, notes = draw_figures(rows, runs, cfg, out)
+    csv_path, md_path = out / "report.csv", out / "report.md"
+    write_csv(rows, metrics, csv_path)
+    md_path.write_text(markdown(rows, metrics, failures, figures, notes, dirs, out))
+    print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
+          + (" (listed in report.md)" if failures else ""))
+    for failure in failures:
+        print(f"  failed: {failure.path}: {failure.reason}")
+    for note in notes:
+        print(f"  note: {note}")
+    for path in [csv_path, md_path, *figures]:
+        print(f"wrote {path}")
+    return {"groups": len(rows), "runs": len(runs), "failures": len(failures),
+            "written": [csv_path, md_path, *figures]}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    with user_errors():
+        report(cfg)
+
+
+HYDRA_VALUE_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun"}
+
+
+def positional_dirs(argv: list[str]) -> list[str]:
+    """Turn `DIR [DIR ...]` (arguments with no `=` that are not flags) into Hydra's `dirs=[...]` override."""
+    dirs, rest = [], []
+    for i, arg in enumerate(argv):
+        is_value = i > 0 and argv[i - 1] in HYDRA_VALUE_FLAGS
+        (rest if "=" in arg or arg.startswith("-") or is_value else dirs).append(arg)
+    if not dirs:
+        return argv
+    return rest + ["dirs=[" + ",".join("'" + d.replace("'", "\\'") + "'" for d in dirs) + "]"]
+
+
+if __name__ == "__main__":
+    sys.argv[1:] = positional_dirs(sys.argv[1:])
+    main()

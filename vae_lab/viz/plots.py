@@ -1,0 +1,187 @@
+"""Matplotlib figures of a report's per-group results (mean ± std over seeds), written as PNG files.
+
+Each figure function takes summary rows, plain dicts holding the group keys (model, net, dataset, beta,
+capacity_max, latent_dim), `n`, and `mean` / `std` dicts keyed by metric name; it writes the PNG and
+returns True, or returns False (writing nothing) when the rows hold nothing to plot.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+Row = dict[str, Any]
+
+LABELS = {
+    "test/loss": "test loss (−ELBO, nats)", "test/recon": "reconstruction (nats)", "test/kl": "KL (nats)",
+    "test/active_units": "active units", "test/probe_accuracy": "linear-probe accuracy", "test/fid": "FID",
+    "test/cond_accuracy": "conditional accuracy", "time/train_seconds": "training time (s)",
+}
+TRADEOFF = ("test/recon", "test/kl", "test/active_units", "test/probe_accuracy", "test/fid")
+
+
+def _has(row: Row, metric: str) -> bool:
+    return row["mean"].get(metric) is not None
+
+
+def _colours(rows: Sequence[Row]) -> dict[str, Any]:
+    """One colour per dataset."""
+    cmap = plt.get_cmap("tab10")
+    return {name: cmap(i % 10) for i, name in enumerate(sorted({r["dataset"] for r in rows}))}
+
+
+def group_label(row: Row, rows: Sequence[Row]) -> str:
+    """A short name for a group: the model, plus whichever settings tell it apart from the others."""
+    parts = [row["model"]]
+    if len({r["net"] for r in rows}) > 1:
+        parts.append(row["net"])
+    if row["model"] == "beta_vae" or (row["beta"] is not None and row["beta"] != 1):
+        parts.append(f"β={row['beta']:g}")
+    if row["capacity_max"]:
+        parts.append(f"C={row['capacity_max']:g}")
+    if len({r["latent_dim"] for r in rows}) > 1:
+        parts.append(f"z={row['latent_dim']}")
+    return " ".join(parts)
+
+
+def _errorbar(ax: plt.Axes, x: list[float], y: list[float], xerr: list[float] | None, yerr: list[float],
+              **kwargs: Any) -> None:
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **kwargs)
+
+
+def _save(fig: plt.Figure, path: Path) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
+    """Test loss (and FID, when measured) against training time: one labelled marker per group."""
+    rows = [r for r in rows if _has(r, "test/loss") and _has(r, "time/train_seconds")]
+    if not rows:
+        return False
+    metrics = ["test/loss"] + (["test/fid"] if any(_has(r, "test/fid") for r in rows) else [])
+    colours = _colours(rows)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
+    times = [r["mean"]["time/train_seconds"] for r in rows]
+    log_x = min(times) > 0 and max(times) / min(times) > 20
+    for ax, metric in zip(axes[0], metrics):
+        seen = set()
+        for row in rows:
+            if not _has(row, metric):
+                continue
+            x, y = row["mean"]["time/train_seconds"], row["mean"][metric]
+            dataset = row["dataset"]
+            _errorbar(ax, [x], [y], [row["std"]["time/train_seconds"]], [row["std"][metric]], fmt="o",
+                      color=colours[dataset], label=None if dataset in seen else dataset)
+            seen.add(dataset)
+            ax.annotate(group_label(row, rows), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(LABELS["time/train_seconds"])
+        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Quality against training time (mean ± std over seeds)")
+    return _save(fig, path)
+
+
+def _series(rows: Sequence[Row], x_key: str, fixed: Sequence[str]) -> dict[tuple, list[Row]]:
+    """Rows split into lines that share `fixed` keys, each sorted by x_key; only lines of 2+ distinct x."""
+    lines: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        lines[tuple(row[k] for k in fixed)].append(row)
+    return {key: sorted(line, key=lambda r: r[x_key]) for key, line in sorted(lines.items(), key=lambda kv: str(kv[0]))
+            if len({r[x_key] for r in line}) > 1}
+
+
+def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[str], path: Path, title: str,
+                 xlabel: str, log_base: float, line_name) -> bool:
+    metrics = [m for m in metrics if any(_has(r, m) for line in lines.values() for r in line)]
+    if not lines or not metrics:
+        return False
+    colours = _colours([r for line in lines.values() for r in line])
+    styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        per_dataset: dict[str, int] = defaultdict(int)
+        for line in lines.values():
+            line = [r for r in line if _has(r, metric)]
+            if not line:
+                continue
+            dataset = line[0]["dataset"]
+            style = styles[per_dataset[dataset] % len(styles)]
+            per_dataset[dataset] += 1
+            _errorbar(ax, [r[x_key] for r in line], [r["mean"][metric] for r in line], None,
+                      [r["std"][metric] for r in line], fmt="o" + style, color=colours[dataset],
+                      label=line_name(line[0]))
+        ax.set_xscale("log", base=log_base)
+        ticks = sorted({r[x_key] for line in lines.values() for r in line})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def beta_tradeoff(rows: Sequence[Row], path: Path) -> bool:
+    """β-VAE (no capacity annealing) per dataset: β against recon, KL, active units, probe accuracy, FID."""
+    rows = [r for r in rows if r["model"] == "beta_vae" and not r["capacity_max"] and r["beta"]]
+    lines = _series(rows, "beta", ("dataset", "net", "latent_dim"))
+    nets = {key[1] for key in lines}
+    dims = {key[2] for key in lines}
+
+    def name(row: Row) -> str:
+        return " ".join([row["dataset"]] + ([row["net"]] if len(nets) > 1 else [])
+                        + ([f"z={row['latent_dim']}"] if len(dims) > 1 else []))
+
+    return _line_panels(lines, "beta", TRADEOFF, path, "β-VAE trade-off (mean ± std over seeds)", "β", 10, name)
+
+
+def latent_size(rows: Sequence[Row], path: Path) -> bool:
+    """CVAE per dataset: latent size against test loss and conditional accuracy (when groups differ in it)."""
+    rows = [r for r in rows if r["model"] == "cvae" and r["latent_dim"]]
+    lines = _series(rows, "latent_dim", ("dataset", "net", "beta", "capacity_max"))
+    nets = {key[1] for key in lines}
+    betas = {key[2] for key in lines}
+
+    def name(row: Row) -> str:
+        return " ".join([row["dataset"]] + ([row["net"]] if len(nets) > 1 else [])
+                        + ([f"β={row['beta']:g}"] if len(betas) > 1 else []))
+
+    return _line_panels(lines, "latent_dim", ("test/loss", "test/cond_accuracy"), path,
+                        "CVAE latent size (mean ± std over seeds)", "latent dimensions", 2, name)
+
+
+def image_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[str]]], path: Path, title: str = "") -> bool:
+    """Image grids (H×W×3 arrays in [0, 1]) side by side, each with a title and a name beside each row."""
+    if not panels:
+        return False
+    scale = 1 / 60
+    width = sum(img.shape[1] * scale + 1.2 for _, img, _ in panels)
+    height = max(img.shape[0] for _, img, _ in panels) * scale + 0.8
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, height), squeeze=False,
+                             gridspec_kw={"width_ratios": [img.shape[1] for _, img, _ in panels]})
+    for ax, (name, img, row_labels) in zip(axes[0], panels):
+        ax.imshow(np.clip(img, 0, 1), interpolation="nearest")
+        rows = max(len(row_labels), 1)
+        ax.set_yticks([(i + 0.5) * img.shape[0] / rows for i in range(len(row_labels))], list(row_labels),
+                      fontsize=7)
+        ax.set_xticks([])
+        ax.set_title(name, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
