@@ -34,7 +34,7 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert (cvae_run / ".hydra" / "config.yaml").is_file()
     events = EventAccumulator(str(cvae_run / "tensorboard"), size_guidance={"images": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss_step", "val/loss", "val/kl", "test/loss", "val/kl_dim/0"} <= scalars, scalars
+    assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "val/kl_dim/0"} <= scalars, scalars
     images = set(events.Tags()["images"])
     assert {"images/reconstructions", "images/samples", "images/traversals", "images/class_grid"} <= images
 

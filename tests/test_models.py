@@ -145,10 +145,11 @@ def test_cvae_samples_follow_their_label(tmp_path, data_dir):
 def test_speed_options_train_with_finite_losses(tmp_path, data_dir, options):
     from vae_lab.train import build
 
-    cfg = compose_cfg(tmp_path, "model=beta_vae", *options, "data.train_subset=512", "data.batch_size=64")
+    cfg = compose_cfg(tmp_path, "model=beta_vae", *options, "data.train_subset=512", "data.batch_size=64",
+                      "trainer.log_every_n_steps=1")
     datamodule, model, trainer = build(cfg, callbacks=[], logger=False, max_steps=3, limit_val_batches=0,
                                        enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(model, datamodule=datamodule)
     assert trainer.global_step == 3
-    loss = trainer.callback_metrics["train/loss_step"]
+    loss = trainer.callback_metrics["train/loss"]
     assert torch.isfinite(loss)

@@ -39,6 +39,8 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self.latent_dim, self.num_classes, self.beta = latent_dim, num_classes, beta
         self.net = build_net(net, latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
         self.image_size = int(net.get("image_size", 28))
+        self._train_sums: torch.Tensor | None = None
+        self._train_count, self._train_names = 0, []
 
     # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -93,17 +95,36 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         return mean_image(self.decode(mu, y))
 
     # --- Lightning -------------------------------------------------------------------------------
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def _eval_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        """Validation/test: every term and the KL per dimension, averaged over the epoch by Lightning."""
         terms = self.loss_terms(batch)
-        scalars = {f"{stage}/{k}": v for k, v in terms.items() if k not in ("kl_dim", "loss")}
-        on_step = stage == "train"
-        self.log_dict(scalars, on_step=on_step, on_epoch=True, batch_size=len(batch[0]), sync_dist=not on_step)
-        self.log(f"{stage}/loss", terms["loss"], on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=len(batch[0]), sync_dist=not on_step)
-        if stage != "train":
-            self.log_dict({f"{stage}/kl_dim/{i}": v for i, v in enumerate(terms["kl_dim"])}, on_epoch=True,
-                          batch_size=len(batch[0]), sync_dist=True)
+        n = len(batch[0])
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items() if k not in ("kl_dim", "loss")},
+                      batch_size=n, sync_dist=True)
+        self.log(f"{stage}/loss", terms["loss"], prog_bar=True, batch_size=n, sync_dist=True)
+        self.log_dict({f"{stage}/kl_dim/{i}": v for i, v in enumerate(terms["kl_dim"])}, batch_size=n, sync_dist=True)
         return terms["loss"]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """One step; the terms are summed on-device and logged only every `log_every_n_steps` (no per-step sync)."""
+        terms = {k: v for k, v in self.loss_terms(batch).items() if k != "kl_dim"}
+        values = torch.stack([v.detach().float() for v in terms.values()])
+        self._train_sums = values * len(batch[0]) + (self._train_sums if self._train_sums is not None else 0)
+        self._train_count += len(batch[0])
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            logged = dict(zip(terms, values))
+            self.log("train/loss", logged.pop("loss"), on_step=True, on_epoch=False, prog_bar=True)
+            self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
+        self._train_names = list(terms)
+        return terms["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums, self._train_count = None, 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_sums is not None:
+            means = self._train_sums / self._train_count
+            self.log_dict({f"train_epoch/{k}": v for k, v in zip(self._train_names, means)}, sync_dist=True)
 
     def configure_model(self) -> None:
         """Speed options: channels-last memory format for conv nets, torch.compile of the loss."""
@@ -117,14 +138,11 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
             return batch[0].contiguous(memory_format=torch.channels_last), batch[1]
         return batch
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
+        return self._eval_step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "test")
+        return self._eval_step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam; fused (one kernel for all parameters) unless `model.fused_adam=false`."""

@@ -1,0 +1,242 @@
+"""Evaluation metrics on known-answer cases: exact likelihoods, planted latents, stub generators, tiny real models."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.metrics import classifier as classifier_module
+from vae_lab.metrics import evaluate_model
+from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
+from vae_lab.metrics.fid import fid
+from vae_lab.metrics.latent import active_units, linear_probe_accuracy
+from vae_lab.metrics.likelihood import iwae_bound, iwae_nll
+from vae_lab.metrics.samples import class_entropy, conditional_accuracy, entropy_of_predictions
+from vae_lab.models.cvae import CVAE
+from vae_lab.models.likelihood import nll
+from vae_lab.models.vae import VAE
+
+MLP = {"_target_": "vae_lab.nets.mlp.MLPNet", "image_size": 28, "hidden": [64]}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on shared cores its stalls dominate."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mnist(data_dir) -> ImageDataModule:
+    data = ImageDataModule("mnist", str(data_dir), train_subset=2000, download=False)
+    data.setup()
+    return data
+
+
+def train_briefly(model: VAE, data: ImageDataModule, steps: int = 150) -> VAE:
+    """A few hundred Adam steps, so the posterior is informative and the IWAE gap is visible."""
+    torch.manual_seed(0)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    train = data.splits["train"]
+    for _ in range(steps):
+        loss = model.loss_terms(train[torch.randint(0, len(train), (128,))])["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def vae(mnist) -> VAE:
+    return train_briefly(VAE(MLP), mnist)
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(data_dir, tmp_path_factory) -> nn.Module:
+    return get_classifier(data_dir, "mnist", width=8, epochs=5, max_steps=40, train_subset=2000,
+                          cache_dir=tmp_path_factory.mktemp("classifiers"))
+
+
+def z_blind_vae(mu: float, logvar: float, latent_dim: int = 2) -> VAE:
+    """A VAE whose decoder ignores z and whose q(z|x) = N(mu, e^logvar) for every x: log p(x) is known exactly."""
+    model = VAE(MLP, latent_dim=latent_dim).eval()
+    encoder_out, decoder_out = model.net.encoder[-1], model.net.decoder[-1]
+    with torch.no_grad():
+        encoder_out.weight.zero_()
+        encoder_out.bias.copy_(torch.tensor([mu] * latent_dim + [logvar] * latent_dim))
+        decoder_out.weight.zero_()
+    return model
+
+
+# --- likelihood ----------------------------------------------------------------------------------
+def exact_nll(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """−log p(x) of a z-blind VAE: p(x) = ∫ p(x|z) p(z) dz = p(x|·)."""
+    return nll(model.decode(torch.zeros(len(x), model.latent_dim)), x, model.hparams.likelihood)
+
+
+@pytest.mark.parametrize("samples, chunk", [(1, 1), (300, 64)])
+def test_iwae_is_exact_when_q_is_the_prior_and_decoder_ignores_z(mnist, samples, chunk):
+    model = z_blind_vae(0.0, 0.0)
+    x, y = mnist.splits["test"][torch.arange(8)]
+    assert torch.allclose(iwae_bound(model, x, y, samples, chunk), exact_nll(model, x), rtol=1e-5)
+
+
+def test_iwae_converges_to_the_exact_nll_and_one_sample_gives_the_elbo(mnist):
+    torch.manual_seed(0)
+    model = z_blind_vae(0.3, 0.5)
+    x, y = mnist.splits["test"][torch.arange(4)]
+    exact = exact_nll(model, x)
+    assert torch.allclose(iwae_bound(model, x, y, samples=5000, chunk=512), exact, atol=0.02)
+    elbo = model.loss_terms((x.repeat(2000, 1, 1, 1), None))["loss"]  # recon + analytic KL, β = 1
+    one_sample = iwae_bound(model, x.repeat(2000, 1, 1, 1), None, samples=1, chunk=1)
+    assert one_sample.mean().item() == pytest.approx(elbo.item(), abs=4 * one_sample.std().item() / math.sqrt(8000))
+    assert elbo.item() > exact.mean().item() + 0.1
+
+
+def test_one_sample_bound_is_the_elbo_in_expectation(vae, mnist):
+    torch.manual_seed(1)
+    x, _ = mnist.splits["test"][torch.arange(16)]
+    many = x.repeat(400, 1, 1, 1)
+    one_sample = iwae_bound(vae, many, None, samples=1, chunk=1)
+    elbo = vae.loss_terms((many, None))["loss"].item()
+    noise = one_sample.std().item() / math.sqrt(len(many))
+    assert one_sample.mean().item() == pytest.approx(elbo, abs=6 * noise)
+
+
+def test_more_importance_samples_tighten_the_bound(vae, mnist):
+    torch.manual_seed(2)
+    x, y = mnist.splits["test"][torch.arange(64)]
+    bounds = [iwae_bound(vae, x, y, samples=k, chunk=25).mean().item() for k in (1, 10, 100)]
+    elbo = vae.loss_terms((x.repeat(50, 1, 1, 1), None))["loss"].item()
+    assert bounds[0] > bounds[1] > bounds[2]
+    assert bounds[2] < elbo - 0.5
+
+
+def test_iwae_nll_averages_over_batches(mnist):
+    model = z_blind_vae(0.0, 0.0)
+    data = mnist.splits["test"]
+    batches = [data[index] for index in torch.arange(30).split(7)]
+    expected = exact_nll(model, data[torch.arange(30)][0]).mean().item()
+    assert iwae_nll(model, batches, samples=3, chunk=2) == pytest.approx(expected, rel=1e-5)
+
+
+# --- latent --------------------------------------------------------------------------------------
+def test_active_units_counts_dimensions_whose_means_vary():
+    torch.manual_seed(0)
+    assert active_units(torch.full((500, 6), 0.7)) == 0
+    mu = torch.cat([torch.randn(500, 3), 0.05 * torch.randn(500, 2), torch.full((500, 1), 3.0)], dim=1)
+    assert active_units(mu) == 3
+    assert active_units(mu, threshold=1e-4) == 5
+
+
+def test_probe_reads_codes_that_encode_the_label():
+    torch.manual_seed(0)
+    y = torch.randint(0, 10, (3000,))
+    codes = torch.nn.functional.one_hot(y, 10).float() + 0.1 * torch.randn(3000, 10)
+    codes = torch.cat([codes, torch.randn(3000, 6)], dim=1)
+    assert linear_probe_accuracy(codes[:2000], y[:2000], codes[2000:], y[2000:], 10) > 0.99
+
+
+def test_probe_on_random_codes_is_near_chance_and_deterministic():
+    torch.manual_seed(0)
+    codes, y = torch.randn(4000, 10), torch.randint(0, 10, (4000,))
+    first = linear_probe_accuracy(codes[:2000], y[:2000], codes[2000:], y[2000:], 10)
+    assert first < 0.15
+    assert linear_probe_accuracy(codes[:2000], y[:2000], codes[2000:], y[2000:], 10) == first
+
+
+# --- classifier and FID --------------------------------------------------------------------------
+def test_classifier_is_trained_cached_and_reused(tiny_classifier, data_dir, tmp_path_factory, monkeypatch, mnist):
+    cache = next(p for p in tmp_path_factory.getbasetemp().glob("classifiers*"))
+    assert (cache / "mnist.pt").is_file() and (cache / "mnist.json").is_file()
+    assert tiny_classifier.test_accuracy > 0.6
+    assert accuracy(tiny_classifier, mnist.splits["test"]) == pytest.approx(tiny_classifier.test_accuracy)
+    monkeypatch.setattr(classifier_module, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
+    again = get_classifier(data_dir, "mnist", width=8, cache_dir=cache)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), tiny_classifier.state_dict().values()))
+
+
+def test_classifier_takes_any_image_size(tiny_classifier, mnist):
+    x, _ = mnist.splits["test"][torch.arange(200)]
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    assert torch.equal(to_28(padded), x)
+    with torch.no_grad():
+        big = torch.nn.functional.interpolate(x, size=64, mode="bilinear")
+        agree = (tiny_classifier(big).argmax(1) == tiny_classifier(x).argmax(1)).float().mean()
+    assert tiny_classifier.features(big).shape == (200, tiny_classifier.num_features)
+    assert agree > 0.85
+
+
+def test_fid_is_zero_for_identical_sets_and_large_for_noise(tiny_classifier, mnist):
+    torch.manual_seed(0)
+    x, _ = mnist.splits["train"][torch.arange(1000)]
+    same = fid(x, x.clone(), tiny_classifier)
+    other_digits = fid(x[:500], x[500:], tiny_classifier)
+    noise = fid(x, torch.rand_like(x), tiny_classifier)
+    assert abs(same) < 1e-3
+    assert noise > 20 * other_digits > 0
+
+
+# --- samples -------------------------------------------------------------------------------------
+class StubGenerator(nn.Module):
+    """Generates 'images' whose first pixel stores a class: the requested one, or a fixed/random one."""
+
+    def __init__(self, conditional: bool, mode: str = "label") -> None:
+        super().__init__()
+        self.conditional, self.num_classes, self.mode, self.device = conditional, 10, mode, torch.device("cpu")
+
+    def generate(self, n=None, labels=None, temperature=1.0) -> torch.Tensor:
+        n = len(labels) if labels is not None else n
+        cls = {"label": labels, "random": torch.randint(0, 10, (n,)), "constant": torch.full((n,), 3)}[self.mode]
+        images = torch.zeros(n, 1, 28, 28)
+        images[:, 0, 0, 0] = cls.float() / 10
+        return images
+
+
+class StubClassifier(nn.Module):
+    """Reads the class back from the first pixel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot((x[:, 0, 0, 0] * 10).round().long(), 10).float()
+
+
+def test_conditional_accuracy_compares_with_the_requested_label():
+    assert conditional_accuracy(StubGenerator(True, "label"), StubClassifier(), per_class=50) == 1.0
+    torch.manual_seed(0)
+    ignores_labels = conditional_accuracy(StubGenerator(True, "random"), StubClassifier(), per_class=300)
+    assert ignores_labels == pytest.approx(0.1, abs=0.03)
+
+
+def test_class_entropy_is_ln10_when_uniform_and_zero_when_collapsed():
+    torch.manual_seed(0)
+    assert class_entropy(StubGenerator(False, "random"), StubClassifier(), n=10000) == pytest.approx(
+        math.log(10), abs=0.01)
+    assert class_entropy(StubGenerator(False, "constant"), StubClassifier(), n=500) == 0.0
+    assert entropy_of_predictions(torch.arange(10).repeat(7), 10) == pytest.approx(math.log(10))
+
+
+# --- everything together -------------------------------------------------------------------------
+@pytest.mark.parametrize("model_cls", [VAE, CVAE])
+def test_evaluate_model_returns_every_metric(model_cls, vae, mnist, tiny_classifier):
+    torch.manual_seed(0)
+    model = vae if model_cls is VAE else model_cls(MLP).eval()
+    out = evaluate_model(model, mnist, tiny_classifier, iwae_samples=5, iwae_chunk=2, max_test_images=100,
+                         probe_train_images=500, fid_samples=200, per_class=10)
+    keys = {"test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
+            "test/probe_accuracy", "time/sample_images_per_second"}
+    keys |= {"test/cond_accuracy", "test/cond_accuracy_t0.5"} if model.conditional else set()
+    assert set(out) == keys and all(math.isfinite(v) for v in out.values())
+    assert 0 <= out["test/class_entropy"] <= math.log(10) + 1e-6 and 0 <= out["test/active_units"] <= 10
+    assert out["test/nll_iwae"] > 0 and out["time/sample_images_per_second"] > 0
+    if model_cls is VAE:
+        assert out["test/probe_accuracy"] > 0.5 and out["test/active_units"] >= 1

@@ -1,0 +1,76 @@
+"""Test-set evaluation of a trained model: each metric lives in its own module, `evaluate_model` composes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+import torch
+from torch import nn
+
+from vae_lab.data.datamodule import ImageDataModule, ResidentImages
+from vae_lab.metrics.fid import fid
+from vae_lab.metrics.latent import active_units, linear_probe_accuracy
+from vae_lab.metrics.likelihood import iwae_nll
+from vae_lab.metrics.samples import class_entropy, conditional_accuracy, timed_generation
+from vae_lab.models.base import BaseVAE
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def split_batches(split: ResidentImages, device: torch.device, batch_size: int = 500,
+                  limit: int | None = None) -> Iterator[Batch]:
+    """(x, y) batches of a split's first `limit` images (all by default), on `device`."""
+    for index in torch.arange(min(len(split), limit or len(split))).split(batch_size):
+        x, y = split[index]
+        yield x.to(device), y.to(device)
+
+
+@torch.no_grad()
+def posterior_means(model: BaseVAE, batches: Iterator[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+    """E_q[z|x] for every image of the batches, with the labels."""
+    pairs = [(model.encode(x, y)[0], y) for x, y in batches]
+    return torch.cat([mu for mu, _ in pairs]), torch.cat([y for _, y in pairs])
+
+
+@torch.no_grad()
+def reconstruction_mse(model: BaseVAE, batches: Iterator[Batch]) -> float:
+    """Squared error summed over pixels between x and its deterministic reconstruction, averaged over images."""
+    total, count = 0.0, 0
+    for x, y in batches:
+        total += (model.reconstruct(x, y) - x).pow(2).sum().item()
+        count += len(x)
+    return total / max(count, 1)
+
+
+def sample_metrics(model: BaseVAE, classifier: nn.Module, real: torch.Tensor, n: int,
+                   per_class: int, batch_size: int) -> dict[str, float]:
+    """FID, class entropy and sampling throughput from n prior samples; conditional accuracies for a CVAE."""
+    images, per_second = timed_generation(model, n, batch_size)
+    out = {"test/fid": fid(real, images, classifier, batch_size),
+           "test/class_entropy": class_entropy(model, classifier, images=images, batch_size=batch_size),
+           "time/sample_images_per_second": per_second}
+    if model.conditional:
+        out["test/cond_accuracy"] = conditional_accuracy(model, classifier, per_class, 1.0, batch_size)
+        out["test/cond_accuracy_t0.5"] = conditional_accuracy(model, classifier, per_class, 0.5, batch_size)
+    return out
+
+
+@torch.no_grad()
+def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.Module, iwae_samples: int = 100,
+                   iwae_chunk: int = 100, iwae_batch: int = 100, max_test_images: int | None = None,
+                   probe_train_images: int = 10000, fid_samples: int = 10000, per_class: int = 1000,
+                   batch_size: int = 500) -> dict[str, float]:
+    """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys."""
+    model.eval()
+    datamodule.setup()
+    test, train = datamodule.splits["test"], datamodule.splits["train"]
+    batches = partial(split_batches, device=model.device, batch_size=batch_size, limit=max_test_images)
+    test_mu, test_y = posterior_means(model, batches(test))
+    train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
+    real = torch.cat([x for x, _ in batches(test)])
+    return {"test/mse": reconstruction_mse(model, batches(test)),
+            "test/nll_iwae": iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk),
+            "test/active_units": float(active_units(test_mu)),
+            "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, model.num_classes),
+            **sample_metrics(model, classifier, real, fid_samples, per_class, batch_size)}

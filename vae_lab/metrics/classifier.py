@@ -1,0 +1,153 @@
+"""A small CNN classifier per dataset: FID feature extractor and judge of generated samples, trained once and cached."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from vae_lab.data.datamodule import ImageDataModule, ResidentImages
+
+# Per-dataset training recipe (any key can be overridden through `get_classifier`).
+RECIPES: dict[str, dict[str, Any]] = {
+    "mnist": {"epochs": 3, "width": 16, "augment": "shift"},
+    "fashion_mnist": {"epochs": 5, "width": 32, "augment": "flip"},
+}
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    """3×3 convolution, batch norm, ReLU, then 2×2 max pooling."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                         nn.MaxPool2d(2))
+
+
+def to_28(x: torch.Tensor) -> torch.Tensor:
+    """Bring N×1×H×W images to 28×28: crop the 2-pixel padding of 32, resize any other size."""
+    size = x.shape[-1]
+    if size == 28:
+        return x
+    if size == 32:
+        return x[..., 2:30, 2:30]
+    # Plain bilinear best undoes the data's bilinear 28→64 upsampling (antialiased or area: blurrier, ~5% worse).
+    return F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """The device a module's parameters live on."""
+    return next(module.parameters()).device
+
+
+class Classifier(nn.Module):
+    """Three conv blocks (28→14→7→3), then `num_features` penultimate units; any input size, brought to 28×28."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, num_features: int = 128) -> None:
+        super().__init__()
+        self.config = {"num_classes": num_classes, "width": width, "num_features": num_features}
+        self.num_features = num_features
+        self.body = nn.Sequential(conv_block(1, width), conv_block(width, 2 * width), conv_block(2 * width, 4 * width),
+                                  nn.Flatten(), nn.Linear(4 * width * 3 * 3, num_features), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(num_features, num_classes))
+        self.test_accuracy = float("nan")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer activations (N×num_features) for images in [0, 1]."""
+        return self.body(to_28(x.float()) * 2 - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N×num_classes) for images in [0, 1]."""
+        return self.head(self.features(x))
+
+
+def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
+    """Translate each image by its own random offset of up to `max_shift` pixels (zero fill)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) + dy
+    cols = torch.arange(w, device=x.device).view(1, 1, w) + dx
+    return padded[torch.arange(n, device=x.device).view(n, 1, 1), 0, rows, cols].unsqueeze(1)
+
+
+def random_flip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror a random half of the images left to right."""
+    return torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
+
+
+AUGMENTATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "none": lambda x: x, "shift": random_shift, "flip": random_flip}
+
+
+@torch.no_grad()
+def accuracy(classifier: nn.Module, data: ResidentImages, batch_size: int = 1000) -> float:
+    """Fraction of `data` the classifier labels correctly."""
+    device = device_of(classifier)
+    correct = 0
+    for index in torch.arange(len(data)).split(batch_size):
+        x, y = data[index]
+        correct += (classifier(x.to(device)).argmax(1) == y.to(device)).sum().item()
+    return correct / len(data)
+
+
+def train_classifier(train: ResidentImages, device: torch.device | str, epochs: int = 3, width: int = 16,
+                     augment: str = "shift", batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
+                     max_steps: int | None = None) -> Classifier:
+    """Adam with a one-cycle schedule and light augmentation, on resident images; prints progress."""
+    torch.manual_seed(seed)
+    classifier = Classifier(width=width).to(device).train()
+    order = torch.cat([torch.randperm(len(train)) for _ in range(epochs)]).split(batch_size)[:max_steps]
+    optimiser = torch.optim.Adam(classifier.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=len(order))
+    bar = tqdm(order, desc="classifier", unit="batch", mininterval=2.0)
+    for step, index in enumerate(bar):
+        x, y = train[index]
+        loss = F.cross_entropy(classifier(AUGMENTATIONS[augment](x.to(device))), y.to(device))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=step * batch_size // len(train))
+    return classifier.eval()
+
+
+def load_classifier(weights: Path, device: torch.device | str) -> Classifier:
+    """A cached classifier, frozen and in eval mode, with its recorded test accuracy."""
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    classifier = Classifier(**saved["config"])
+    classifier.load_state_dict(saved["state_dict"])
+    classifier.test_accuracy = float(saved["test_accuracy"])
+    return classifier.requires_grad_(False).to(device).eval()
+
+
+def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | str, weights: Path,
+                    train_subset: int | None = None, **recipe: Any) -> None:
+    """Train on the dataset's training split, score on its test split, save weights and a JSON summary."""
+    data = ImageDataModule(dataset, str(data_dir), image_size=28, train_subset=train_subset, download=False)
+    data.setup()
+    start = time.perf_counter()
+    classifier = train_classifier(data.splits["train"], device, **recipe)
+    record = {"dataset": dataset, "test_accuracy": accuracy(classifier, data.splits["test"]),
+              "train_seconds": time.perf_counter() - start, "train_images": len(data.splits["train"]),
+              "recipe": recipe, "device": str(device), "threads": torch.get_num_threads()}
+    print(f"classifier[{dataset}]: test accuracy {record['test_accuracy']:.4f} "
+          f"after {record['train_seconds']:.0f} s of training")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": classifier.state_dict(), "config": classifier.config, **record}, weights)
+    weights.with_suffix(".json").write_text(json.dumps({**record, "config": classifier.config}, indent=2) + "\n")
+
+
+def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | str = "cpu",
+                   train_subset: int | None = None, cache_dir: str | Path | None = None,
+                   **overrides: Any) -> Classifier:
+    """The dataset's classifier, cached in `data_dir/classifiers/{dataset}.pt`; trained (recipe + overrides) once."""
+    weights = Path(cache_dir or Path(data_dir) / "classifiers") / f"{dataset}.pt"
+    if not weights.is_file():
+        train_and_cache(data_dir, dataset, device, weights, train_subset, **{**RECIPES[dataset], **overrides})
+    return load_classifier(weights, device)
