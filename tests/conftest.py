@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 DATA = ROOT / "data"
 
+CLASSIFIER_CACHE = tempfile.mkdtemp(prefix="vae_lab_test_classifiers_")
+# A tiny but real end-of-training evaluation (its classifier cached outside data/, so the real one is never replaced).
+EVAL_FAST = ["+eval.max_test_images=300", "+eval.fid_samples=300", "+eval.per_class=20", "+eval.iwae_samples=4",
+             "+eval.probe_train_images=600", "+eval.classifier.train_subset=2000", "+eval.classifier.max_steps=3",
+             f"+eval.classifier.cache_dir={CLASSIFIER_CACHE}"]
 # A few real batches: enough to exercise every code path in seconds.
 FAST = ["trainer.max_epochs=1", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
         "+trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", "data.train_subset=2000",
-        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1"]
+        "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1", *EVAL_FAST]
 
 
 def compose_cfg(out: Path, *overrides: str, config: str = "train") -> DictConfig:

@@ -9,7 +9,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import FAST, run_cli
+from tests.conftest import EVAL_FAST, FAST, run_cli
+
+EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
+             "test/probe_accuracy", "test/cond_accuracy", "test/cond_accuracy_t0.5", "time/sample_images_per_second",
+             "time/eval_seconds", "mem/peak_mb")
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,9 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert metrics["model"] == "cvae" and metrics["net"] == "seed_conv" and metrics["dataset"] == "mnist"
     assert metrics["test/loss"] == pytest.approx(metrics["test/recon"] + metrics["test/kl"], rel=1e-4)
     assert metrics["time/train_images_per_second"] > 0 and metrics["params"] > 0
+    for key in EVAL_KEYS:
+        assert metrics.get(key) is not None, key
+    assert 0 <= metrics["test/cond_accuracy"] <= 1 and 0 <= metrics["test/class_entropy"] <= 2.31
     assert (cvae_run / "checkpoints" / "last.ckpt").is_file()
     assert list((cvae_run / "checkpoints").glob("best-*.ckpt"))
     assert (cvae_run / ".hydra" / "config.yaml").is_file()
@@ -99,3 +106,18 @@ def test_label_given_to_unconditional_model(tmp_path, data_dir):
     assert run_cli("vae_lab.train", "net=mlp", *FAST, f"hydra.run.dir={run}").returncode == 0
     _fails_with(run_cli("vae_lab.generate", f"ckpt_path={run}/checkpoints/last.ckpt", "label=3"),
                 "not conditional")
+
+
+def test_evaluate_rewrites_metrics_of_a_checkpoint(cvae_run, tmp_path):
+    out = tmp_path / "metrics.json"
+    result = run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", f"out={out}", *EVAL_FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    for key in EVAL_KEYS + ("test/loss", "test/recon", "test/kl"):
+        assert metrics.get(key) is not None, key
+    assert metrics["test/nll_iwae"] <= metrics["test/loss"] + 1.0
+
+
+def test_evaluate_rejects_unknown_options(cvae_run):
+    _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwea_samples=5"),
+                "unknown eval option", "iwae_samples")

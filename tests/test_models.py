@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from tests.conftest import compose_cfg
+from tests.conftest import CONF, compose_cfg
 from vae_lab.errors import ConfigError
 from vae_lab.models.beta_vae import BetaVAE, capacity
 from vae_lab.models.cvae import CVAE
@@ -99,7 +99,7 @@ def _train_steps(model, batches, steps):
         opt.step()
 
 
-COMBOS = list(itertools.product(["vae", "cvae", "beta_vae"], ["burgess", "seed_conv", "mlp"],
+COMBOS = list(itertools.product(["vae", "cvae", "beta_vae"], ["burgess", "seed_conv", "mlp", "conv"],
                                 ["mnist", "fashion_mnist"]))
 
 
@@ -153,3 +153,36 @@ def test_speed_options_train_with_finite_losses(tmp_path, data_dir, options):
     assert trainer.global_step == 3
     loss = trainer.callback_metrics["train/loss"]
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("arm", sorted(p.stem for p in (CONF / "arm").glob("*.yaml")))
+def test_every_comparison_arm_composes(tmp_path, arm):
+    cfg = compose_cfg(tmp_path, "+experiment=compare", f"+arm={arm}")
+    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    assert cfg.trainer.max_epochs == 10 and model.image_size == cfg.data.image_size
+    if arm.startswith("beta_"):
+        assert model.beta == float(arm.split("_")[1])
+    if arm == "capacity":
+        assert model.hparams.capacity_max > 0
+
+
+def test_kl_to_a_learned_prior_matches_monte_carlo():
+    torch.manual_seed(0)
+    mu, logvar = torch.tensor([[0.7, -1.2]]), torch.tensor([[-0.5, 0.3]])
+    p_mu, p_logvar = torch.tensor([[0.2, 0.5]]), torch.tensor([[0.4, -0.7]])
+    z = ReparametrizationMixin.reparametrize(mu.expand(400_000, 2), logvar.expand(400_000, 2))
+    log_q = torch.distributions.Normal(mu, (0.5 * logvar).exp()).log_prob(z)
+    log_p = torch.distributions.Normal(p_mu, (0.5 * p_logvar).exp()).log_prob(z)
+    closed = ReparametrizationMixin.kl_per_dim(mu, logvar, p_mu, p_logvar)[0]
+    assert torch.allclose((log_q - log_p).mean(0), closed, atol=0.01)
+
+
+def test_cvae_learned_prior_is_used_for_sampling():
+    model = CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, learned_prior=True, latent_dim=3)
+    assert model.prior(torch.tensor([4]))[0].abs().sum() == 0, "starts as N(0, I)"
+    with torch.no_grad():
+        model.prior_net.weight[4, :3] = 100.0
+    seen = []
+    model.decode = lambda z, y: seen.append(z) or torch.zeros(len(z), 1, 28, 28)
+    model.generate(labels=torch.tensor([4, 4]), temperature=0.0)
+    assert torch.equal(seen[0], torch.full((2, 3), 100.0))

@@ -31,7 +31,7 @@ GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
 METRIC_PREFIXES = ("test/", "time/", "mem/")
 # Metric → short header, in table order; metrics not named here follow, sorted.
 HEADERS = {
-    "test/loss": "loss", "test/recon": "recon", "test/kl": "KL", "test/nll_iwae": "NLL (IWAE)", "test/mse": "MSE",
+    "test/loss": "loss", "test/nelbo": "−ELBO", "test/recon": "recon", "test/kl": "KL", "test/nll_iwae": "NLL (IWAE)", "test/mse": "MSE",
     "test/active_units": "active units", "test/fid": "FID", "test/cond_accuracy": "cond acc",
     "test/cond_accuracy_t0.5": "cond acc T=0.5", "test/class_entropy": "class entropy",
     "test/probe_accuracy": "probe acc", "time/train_seconds": "train s", "time/train_images_per_second": "images/s",

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError
+from vae_lab.evaluate import test_set_metrics
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import run_record, write_json
 from vae_lab.timing import TrainTimer
@@ -42,6 +43,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     callbacks, logger = trainer.callbacks, trainer.logger
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    if cfg.eval.enabled:
+        test.update(test_set_metrics(model, datamodule, cfg.eval))
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     record = run_record(cfg, dict(HydraConfig.get().runtime.choices), model, test, timer.summary(),
                         trainer.current_epoch)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vae_lab.data.datamodule import ImageDataModule, ResidentImages
+from vae_lab.results import write_json
 
 # Per-dataset training recipe (any key can be overridden through `get_classifier`).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -139,8 +139,10 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
     print(f"classifier[{dataset}]: test accuracy {record['test_accuracy']:.4f} "
           f"after {record['train_seconds']:.0f} s of training")
     weights.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": classifier.state_dict(), "config": classifier.config, **record}, weights)
-    weights.with_suffix(".json").write_text(json.dumps({**record, "config": classifier.config}, indent=2) + "\n")
+    tmp = weights.with_name(f".{weights.name}.tmp")
+    torch.save({"state_dict": classifier.state_dict(), "config": classifier.config, **record}, tmp)
+    tmp.replace(weights)  # atomic: a killed run never leaves a truncated cache that later runs would trust
+    write_json(weights.with_suffix(".json"), {**record, "config": classifier.config})
 
 
 def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | str = "cpu",

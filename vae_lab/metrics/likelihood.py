@@ -27,7 +27,7 @@ def log_weights(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, mu: tor
     z = mu + torch.randn(k, *mu.shape, device=mu.device) * torch.exp(0.5 * logvar)
     logits = model.decode(z.flatten(0, 1), None if y is None else y.repeat(k))
     log_px = -nll(logits, x.repeat(k, *[1] * (x.dim() - 1)), model.hparams.likelihood, model.hparams.obs_sigma)
-    return log_px.view(k, n) + log_normal(z) - log_normal(z, mu, logvar)
+    return log_px.view(k, n) + log_normal(z, *model.prior(y)) - log_normal(z, mu, logvar)
 
 
 @torch.no_grad()

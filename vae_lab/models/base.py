@@ -65,11 +65,16 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         x, y = batch
         mu, logvar = self.encode(x, y)
         logits = self.decode(self.reparametrize(mu, logvar), y)
-        kl_dim = self.kl_per_dim(mu, logvar).mean(0)
+        kl_dim = self.kl_per_dim(mu, logvar, *self.prior(y)).mean(0)
         terms = {"recon": nll(logits, x, self.hparams.likelihood, self.hparams.obs_sigma).mean(), "kl": kl_dim.sum()}
+        terms["nelbo"] = terms["recon"] + terms["kl"]  # −ELBO whatever the objective: comparable across β
         terms.update(self.objective(terms))
         terms["kl_dim"] = kl_dim
         return terms
+
+    def prior(self, y: torch.Tensor | None) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+        """Mean and log-variance of p(z | y): the standard normal unless a model learns its prior."""
+        return 0.0, 0.0
 
     def objective(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """recon + β·KL (β = 1: the VAE's negative ELBO)."""
@@ -85,8 +90,9 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         if self.conditional and labels is None:
             labels = torch.arange(n or self.num_classes, device=self.device) % self.num_classes
         n = len(labels) if labels is not None else n
-        z = self.sample_prior(n, self.device, temperature)
-        return mean_image(self.decode(z, None if labels is None else labels.to(self.device)))
+        labels = None if labels is None else labels.to(self.device)
+        z = self.sample_prior(n, self.device, temperature, *self.prior(labels))
+        return mean_image(self.decode(z, labels))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

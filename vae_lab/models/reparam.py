@@ -16,10 +16,14 @@ class ReparametrizationMixin:
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
     @staticmethod
-    def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """KL(q(z_i|x) || N(0, 1)) for each latent dimension, in nats (N×D)."""
-        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, prior_mu: torch.Tensor | float = 0.0,
+                   prior_logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """KL(q(z_i|x) || p(z_i)) for each latent dimension, in nats (N×D); p = N(0, 1) unless given."""
+        prior_logvar = torch.as_tensor(prior_logvar, dtype=mu.dtype, device=mu.device)
+        return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp() - 1.0)
 
-    def sample_prior(self, n: int, device: torch.device | str = "cpu", temperature: float = 1.0) -> torch.Tensor:
-        """n latent codes from N(0, temperature² I)."""
-        return torch.randn(n, self.latent_dim, device=device) * temperature
+    def sample_prior(self, n: int, device: torch.device | str = "cpu", temperature: float = 1.0,
+                     prior_mu: torch.Tensor | float = 0.0, prior_logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
+        """n latent codes from the prior N(prior_mu, exp(prior_logvar)) with its std scaled by temperature."""
+        eps = torch.randn(n, self.latent_dim, device=device) * temperature
+        return prior_mu + eps * torch.exp(0.5 * torch.as_tensor(prior_logvar, device=device))

@@ -1,0 +1,96 @@
+"""`python -m vae_lab.evaluate ckpt_path=…`: the full test-set evaluation of any checkpoint, into metrics.json."""
+
+from __future__ import annotations
+
+import inspect
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.cli import user_errors
+from vae_lab.data import datamodule_from_checkpoint
+from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.errors import ConfigError
+from vae_lab.metrics import evaluate_model
+from vae_lab.metrics.classifier import get_classifier
+from vae_lab.models import load_model, read_checkpoint
+from vae_lab.models.base import BaseVAE
+from vae_lab.results import read_json, write_json
+
+EVAL_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier"}
+CLASSIFIER_KEYS = {"train_subset", "cache_dir", "epochs", "width", "augment", "batch_size", "lr", "seed", "max_steps"}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: GPU memory allocated on a GPU, resident host memory otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def eval_options(options: DictConfig | dict | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split `eval.*` into evaluate_model's and the classifier's keyword arguments, rejecting unknown keys."""
+    opts = OmegaConf.to_container(options, resolve=True) if isinstance(options, DictConfig) else dict(options or {})
+    opts.pop("enabled", None)
+    classifier = dict(opts.pop("classifier", None) or {})
+    unknown = (set(opts) - EVAL_KEYS) | {f"classifier.{k}" for k in set(classifier) - CLASSIFIER_KEYS}
+    if unknown:
+        raise ConfigError(f"unknown eval option(s) {sorted(unknown)}; allowed: {sorted(EVAL_KEYS)} and "
+                          f"classifier.{{{', '.join(sorted(CLASSIFIER_KEYS))}}}")
+    return opts, classifier
+
+
+def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, float]:
+    """Every vae_lab.metrics number for a trained model, with the evaluation's time and peak memory."""
+    opts, classifier_opts = eval_options(options)
+    start = time.perf_counter()
+    classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
+    metrics = evaluate_model(model, datamodule, classifier, **opts)
+    metrics["time/eval_seconds"] = time.perf_counter() - start
+    metrics["mem/peak_mb"] = peak_memory_mb(model.device)
+    return metrics
+
+
+def run_dir_of(ckpt_path: Path) -> Path:
+    """The run folder a checkpoint belongs to (`RUN/checkpoints/x.ckpt` → RUN)."""
+    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test loss terms (Lightning's test loop) and all metrics for a checkpoint; merged into metrics.json."""
+    ckpt_path = Path(cfg.ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path)
+    eval_options(cfg.eval)
+    accelerator = "gpu" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "cpu"
+    model = load_model(ckpt_path, "cuda" if accelerator == "gpu" else "cpu")
+    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, precision=cfg.precision,
+                         enable_checkpointing=False, enable_model_summary=False)
+    test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
+    metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
+    out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
+    record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}
+    record.update(metrics)
+    write_json(out, record)
+    for key in sorted(metrics):
+        print(f"{key:32s} {metrics[key]:.4f}")
+    print(f"wrote {out}")
+    return record
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    with user_errors():
+        evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""A small DCGAN-style conv encoder/decoder for 28×28 or 32×32 images, the label fed to every decoder stage."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vae_lab.errors import ConfigError
+from vae_lab.nets import with_label
+
+
+def with_label_maps(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Append the one-hot label as constant feature maps (conditional nets only)."""
+    if y is None:
+        return h
+    return torch.cat([h, y.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[2:])], dim=1)
+
+
+class ConvNet(nn.Module):
+    """Conv 32 → 64 (4×4, stride 2) → FC → (mu, logvar); decoder FC → 64×s/4² → two transposed convs."""
+
+    def __init__(self, image_size: int = 28, latent_dim: int = 10, label_dim: int = 0, channels: int = 32,
+                 hidden: int = 256) -> None:
+        super().__init__()
+        if image_size not in (28, 32):
+            raise ConfigError(f"net=conv takes image sizes 28 and 32, got {image_size}")
+        c, self.side, self.channels = channels, image_size // 4, 2 * channels
+        flat = 2 * c * self.side * self.side
+        self.conv = nn.Sequential(nn.Conv2d(1, c, 4, 2, 1), nn.ReLU(), nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(flat + label_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim))
+        self.fc_dec = nn.Sequential(nn.Linear(latent_dim + label_dim, hidden), nn.ReLU(), nn.Linear(hidden, flat),
+                                    nn.ReLU())
+        self.up1 = nn.Sequential(nn.ConvTranspose2d(2 * c + label_dim, c, 4, 2, 1), nn.ReLU())
+        self.up2 = nn.ConvTranspose2d(c + label_dim, 1, 4, 2, 1)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(with_label(self.conv(x).flatten(1), y)).chunk(2, dim=1)
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.fc_dec(with_label(z, y)).view(-1, self.channels, self.side, self.side)
+        return self.up2(with_label_maps(self.up1(with_label_maps(h, y)), y))
