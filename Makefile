@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test tb clean
+.PHONY: install data train test tb bench compare clean
 
 install: $(STAMP)
 
@@ -24,6 +24,13 @@ train: install data
 
 test: install data
 	$(BIN)/python -m pytest -q tests
+
+bench: install data
+	$(BIN)/python -m vae_lab.bench json=outputs/bench.json $(ARGS)
+
+compare: install data
+	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.sweep.dir=outputs/multirun/compare $(ARGS)
+	$(BIN)/python -m vae_lab.report outputs/multirun/compare
 
 tb: install
 	$(BIN)/tensorboard --logdir outputs --bind_all

@@ -30,7 +30,7 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     for key in ("model", "dataset", "net", "beta", "seed", "epochs", "params", "test/loss", "test/recon",
                 "test/kl", "time/train_seconds", "time/train_images_per_second"):
         assert key in metrics, key
-    assert metrics["model"] == "cvae" and metrics["net"] == "seed_conv" and metrics["dataset"] == "mnist"
+    assert metrics["model"] == "cvae" and metrics["net"] == "mlp" and metrics["dataset"] == "mnist"
     assert metrics["test/loss"] == pytest.approx(metrics["test/recon"] + metrics["test/kl"], rel=1e-4)
     assert metrics["time/train_images_per_second"] > 0 and metrics["params"] > 0
     for key in EVAL_KEYS:
