@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import EVAL_FAST, FAST, run_cli
+from tests.conftest import EVAL_FAST, FAST, ROOT, run_cli
 
 EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
              "test/probe_accuracy", "test/cond_accuracy", "test/cond_accuracy_t0.5", "time/sample_images_per_second",
@@ -121,3 +121,41 @@ def test_evaluate_rewrites_metrics_of_a_checkpoint(cvae_run, tmp_path):
 def test_evaluate_rejects_unknown_options(cvae_run):
     _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwea_samples=5"),
                 "unknown eval option", "iwae_samples")
+
+
+def test_non_finite_loss_stops_with_a_clear_message_and_failed_status(tmp_path, data_dir):
+    result = run_cli("vae_lab.train", "net=mlp", "model.lr=1e30", *FAST, f"hydra.run.dir={tmp_path}")
+    _fails_with(result, "error: non-finite training loss at step", "recon=")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "non-finite" in metrics["reason"] and metrics["model"] == "vae"
+
+
+def test_a_multirun_goes_on_past_a_failed_job(tmp_path, data_dir):
+    result = run_cli("vae_lab.train", "-m", "net=mlp", "model.lr=1e30,1e-3", *FAST, f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("*/metrics.json"))
+    assert statuses == ["failed", "ok"]
+
+
+def test_killed_run_resumes_to_the_same_number_of_epochs(tmp_path, data_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["net=mlp", "trainer.max_epochs=3", "+trainer.limit_train_batches=40", "trainer.enable_progress_bar=false",
+            "+trainer.limit_val_batches=2", "data.train_subset=6000", "eval.enabled=false", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen([sys.executable, "-m", "vae_lab.train", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (tmp_path / "metrics.json").exists(), "killed after the first checkpoint"
+    resumed = run_cli("vae_lab.train", *args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["status"] == "ok"
+    assert all(metrics[k] is not None for k in ("test/loss", "test/recon", "test/kl", "time/train_seconds"))

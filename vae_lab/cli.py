@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from vae_lab.errors import user_error
 
@@ -14,7 +14,7 @@ def user_errors() -> Iterator[None]:
     """Print a VaeLabError as `error: …` on stderr and exit with status 2; let real bugs raise."""
     try:
         yield
-    except Exception as err:  # noqa: BLE001 - filtered just below
+    except Exception as err:
         cause = user_error(err)
         if cause is None:
             raise

@@ -25,11 +25,10 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module, test: dict[str, float],
-               timing: dict[str, float], epochs: int) -> dict[str, Any]:
-    """The flat metrics.json record of one training run."""
-    record: dict[str, Any] = {
-        "model": choices.get("model", type(model).__name__.lower()),
+def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
+    """What a run was: model, net, dataset and the hyper-parameters the report groups by."""
+    return {
+        "model": choices.get("model", cfg.model._target_.rsplit(".", 1)[-1].lower()),
         "net": choices.get("net", cfg.net._target_.rsplit(".", 1)[-1]),
         "dataset": cfg.data.name,
         "beta": float(cfg.model.get("beta", 1.0)),
@@ -37,13 +36,23 @@ def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module,
         "latent_dim": int(cfg.model.latent_dim),
         "image_size": int(cfg.data.image_size),
         "seed": int(cfg.seed),
-        "epochs": int(epochs),
-        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "status": "ok",
     }
+
+
+def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module, test: dict[str, float],
+               timing: dict[str, float], epochs: int) -> dict[str, Any]:
+    """The flat metrics.json record of one finished training run."""
+    record = run_identity(cfg, choices)
+    record.update(epochs=int(epochs), params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                  status="ok")
     record.update({k: _number(v) for k, v in test.items() if "/kl_dim/" not in k})
     record.update(timing)
     return record
+
+
+def failed_record(cfg: DictConfig, choices: dict[str, str], reason: str) -> dict[str, Any]:
+    """The metrics.json of a run that stopped early: what it was, `status: failed` and why."""
+    return {**run_identity(cfg, choices), "status": "failed", "reason": reason}
 
 
 def _number(value: Any) -> float | None:

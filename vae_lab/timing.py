@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -41,6 +42,14 @@ class TrainTimer(pl.Callback):
         self._pause()
         self.epoch_seconds.append(self._epoch)
         self.train_seconds += self._epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints, so a resumed run reports the training time of all its epochs."""
+        return {"train_seconds": self.train_seconds, "images": self.images, "epoch_seconds": self.epoch_seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.train_seconds, self.images = state["train_seconds"], state["images"]
+        self.epoch_seconds = list(state["epoch_seconds"])
 
     def summary(self) -> dict[str, float]:
         """The timing entries of metrics.json."""

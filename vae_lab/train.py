@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError
 from vae_lab.evaluate import test_set_metrics
+from vae_lab.guards import NonFiniteLossError
 from vae_lab.models.base import BaseVAE
-from vae_lab.results import run_record, write_json
+from vae_lab.results import failed_record, run_record, write_json
 from vae_lab.timing import TrainTimer
+
+log = logging.getLogger(__name__)
 
 
 def check(cfg: DictConfig) -> None:
@@ -41,13 +46,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test on the full test set, and write the run's metrics.json; return its record."""
     datamodule, model, trainer = build(cfg)
     callbacks, logger = trainer.callbacks, trainer.logger
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    choices = dict(HydraConfig.get().runtime.choices)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path or ("last" if cfg.resume else None))
+    except NonFiniteLossError as err:
+        if trainer.is_global_zero:
+            write_json(Path(cfg.paths.output_dir) / "metrics.json", failed_record(cfg, choices, str(err)))
+        raise
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     if cfg.eval.enabled:
         test.update(test_set_metrics(model, datamodule, cfg.eval))
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
-    record = run_record(cfg, dict(HydraConfig.get().runtime.choices), model, test, timer.summary(),
-                        trainer.current_epoch)
+    record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     if trainer.is_global_zero:
         write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
         hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
@@ -59,8 +69,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     with user_errors():
-        train(cfg)
+        try:
+            train(cfg)
+        except NonFiniteLossError as err:
+            if not multirun:
+                raise
+            log.error("this job failed, the sweep goes on: %s", err)
 
 
 if __name__ == "__main__":

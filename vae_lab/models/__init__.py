@@ -19,7 +19,7 @@ def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unreadable file
+    except Exception as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}); it may be truncated") from err
     if not isinstance(checkpoint, dict) or not checkpoint.get("vae_lab_model"):
         raise CheckpointError(f"{path}: not a vae_lab checkpoint (no model class recorded)")

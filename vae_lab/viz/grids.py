@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from torchvision.utils import make_grid
 
-from vae_lab.models.base import BaseVAE  # noqa: E402
-from vae_lab.models.likelihood import mean_image  # noqa: E402
+from vae_lab.models.base import BaseVAE
+from vae_lab.models.likelihood import mean_image
 
 
 @torch.no_grad()

@@ -1,0 +1,48 @@
+"""Stop a run whose loss stops being finite, before a bad checkpoint can replace the last good one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from vae_lab.errors import VaeLabError
+
+
+class NonFiniteLossError(VaeLabError):
+    """The training loss became NaN or infinite."""
+
+
+class FiniteLossGuard(pl.Callback):
+    """Checks the epoch's running loss terms every `every_n_steps` steps and before each checkpoint.
+
+    Checking every step would force a host sync per step on a GPU; the running sums carry any NaN
+    forward, so a check at the epoch's end still catches every bad step before the checkpoint is written
+    (Lightning runs ModelCheckpoint after the other callbacks).
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+
+    def _check(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        sums = getattr(module, "_train_sums", None)
+        if sums is None or bool(torch.isfinite(sums).all()):
+            return
+        terms = ", ".join(f"{name}={value:.4g}" for name, value in zip(module._train_names,
+                                                                         (sums / module._train_count).tolist()))
+        raise NonFiniteLossError(f"non-finite training loss at step {trainer.global_step} "
+                                 f"(epoch {trainer.current_epoch}; epoch means: {terms}); "
+                                 "the last good checkpoint is kept — lower model.lr or check the data")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self._check(trainer, module)
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.training and not trainer.sanity_checking:
+            self._check(trainer, module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._check(trainer, module)
