@@ -43,7 +43,7 @@ def compose_cfg(out: Path, *overrides: str, config: str = "train") -> DictConfig
 def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run an entry point as a user would, capturing its output."""
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", module, *args], check=False, cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=600)
 
 

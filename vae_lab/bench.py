@@ -145,8 +145,8 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The results as a Markdown table."""
-    lines = ["| case | net | batch | precision | vae_lab img/s | reference img/s | speed-up | GFLOP/img "
-             "| floor reached | loss (vae_lab / ref) | parity |", "|" + "---|" * 11]
+    lines = [("| case | net | batch | precision | vae_lab img/s | reference img/s | speed-up | GFLOP/img "
+             "| floor reached | loss (vae_lab / ref) | parity |"), "|" + "---|" * 11]
     for r in rows:
         f, g = r["vae_lab_images_per_second"], r["reference_images_per_second"]
         lines.append(f"| {r['case']} | {r['net']} {r['image_size']}² | {r['batch_size']} | {r['precision']} "
