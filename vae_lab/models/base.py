@@ -26,7 +26,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
 
     def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
-                 fused_adam: bool = True, compile: bool = False, channels_last: bool = False, **extra: Any) -> None:
+                 fused_adam: bool = True, compile: bool = False, channels_last: bool = False) -> None:
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
@@ -35,7 +35,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         _check(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
         _check(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
         net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
-        self.save_hyperparameters(ignore=["net", "extra"])
+        self.save_hyperparameters(ignore=["net"])  # collects the subclasses' arguments too
         self.hparams["net"] = net
         self.latent_dim, self.num_classes, self.beta = latent_dim, num_classes, beta
         self.net = build_net(net, latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)

@@ -23,8 +23,7 @@ class BetaVAE(BaseVAE):
         if capacity_max < 0 or gamma < 0 or capacity_steps < 1:
             raise ConfigError(f"model.capacity_max={capacity_max}, model.gamma={gamma} must be ≥ 0 and "
                               f"model.capacity_steps={capacity_steps} ≥ 1")
-        super().__init__(net, beta=beta, gamma=gamma, capacity_max=capacity_max, capacity_steps=capacity_steps,
-                         **kwargs)
+        super().__init__(net, beta=beta, **kwargs)
 
     def objective(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.hparams.capacity_max <= 0:

@@ -17,7 +17,7 @@ class CVAE(BaseVAE):
     conditional = True
 
     def __init__(self, net: Any, learned_prior: bool = False, **kwargs: Any) -> None:
-        super().__init__(net, learned_prior=learned_prior, **kwargs)
+        super().__init__(net, **kwargs)
         self.prior_net = nn.Embedding(self.num_classes, 2 * self.latent_dim) if learned_prior else None
         if self.prior_net is not None:
             nn.init.zeros_(self.prior_net.weight)  # starts as N(0, I)
