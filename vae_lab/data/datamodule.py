@@ -1,0 +1,138 @@
+"""One LightningDataModule for MNIST and Fashion-MNIST, batching from resident uint8 tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vae_lab.data.idx import read_idx
+from vae_lab.data.sources import ensure_raw
+from vae_lab.errors import ConfigError
+
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+}
+IMAGE_SIZES = (28, 32, 64)
+
+
+class ResidentImages(Dataset):
+    """Images and labels held as whole tensors; indexing with an index tensor returns a batch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = index.to(self.images.device, non_blocking=True)
+        return self.images[index].float().div_(255), self.labels[index]
+
+
+class BatchIndexSampler(Sampler):
+    """Yields index tensors, one per batch: a fresh permutation per epoch, no per-sample Python."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning each epoch, so shuffling depends only on (seed, epoch) — resumable."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        return iter(order[: len(self) * self.batch_size].split(self.batch_size) if self.drop_last
+                    else order.split(self.batch_size))
+
+
+def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Bring N×1×28×28 uint8 images to image_size: 32 by zero-padding, 64 by bilinear resizing."""
+    if image_size == 28:
+        return images
+    if image_size == 32:
+        return F.pad(images, (2, 2, 2, 2))
+    return F.interpolate(images.float(), size=image_size, mode="bilinear", align_corners=False).round_().to(torch.uint8)
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """MNIST or Fashion-MNIST: 55k/5k train/val split of the official train set, official test set."""
+
+    def __init__(self, name: str = "mnist", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
+                 val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
+                 download: bool = True) -> None:
+        super().__init__()
+        if name not in CLASS_NAMES:
+            raise ConfigError(f"data.name={name!r}: choose one of {sorted(CLASS_NAMES)}")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size}: must be at least 1")
+        if image_size not in IMAGE_SIZES:
+            raise ConfigError(f"data.image_size={image_size}: choose one of {IMAGE_SIZES}")
+        self.save_hyperparameters()
+        self.name, self.data_dir, self.batch_size, self.image_size = name, Path(data_dir), batch_size, image_size
+        self.class_names = CLASS_NAMES[name]
+        self.num_classes = len(self.class_names)
+        self.splits: dict[str, ResidentImages] = {}
+
+    def prepare_data(self) -> None:
+        """Find, fetch and verify the raw files (once per machine)."""
+        ensure_raw(self.data_dir, self.name, download=self.hparams.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the IDX files into uint8 tensors on the training device and cut the splits."""
+        if self.splits:
+            return
+        folder = ensure_raw(self.data_dir, self.name, download=False)
+        device = self._device()
+        train_x, train_y = self._load(folder, "train", device)
+        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        val_idx, train_idx = order[: self.hparams.val_size], order[self.hparams.val_size :]
+        if self.hparams.train_subset:
+            train_idx = train_idx[: self.hparams.train_subset]
+            val_idx = val_idx[: max(1, self.hparams.train_subset // 10)]
+        train_idx, val_idx = train_idx.to(device), val_idx.to(device)
+        self.splits["train"] = ResidentImages(train_x[train_idx], train_y[train_idx])
+        self.splits["val"] = ResidentImages(train_x[val_idx], train_y[val_idx])
+        test_x, test_y = self._load(folder, "t10k", device)
+        if self.hparams.train_subset:
+            test_x, test_y = test_x[: self.hparams.train_subset // 10 or 1], test_y[: self.hparams.train_subset // 10 or 1]
+        self.splits["test"] = ResidentImages(test_x, test_y)
+
+    def _load(self, folder: Path, prefix: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read one images/labels pair as resident tensors at the configured size."""
+        images = torch.from_numpy(read_idx(folder / f"{prefix}-images-idx3-ubyte").copy()).unsqueeze(1)
+        labels = torch.from_numpy(read_idx(folder / f"{prefix}-labels-idx1-ubyte").astype("int64"))
+        return resize(images, self.image_size).to(device), labels.to(device)
+
+    def _device(self) -> torch.device:
+        """The trainer's device when it is a GPU, else the CPU."""
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        return device if device.type == "cuda" else torch.device("cpu")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.splits[split]
+        sampler = BatchIndexSampler(len(data), self.batch_size, shuffle, seed=self.hparams.seed)
+        return DataLoader(data, sampler=sampler, batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
