@@ -42,6 +42,7 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     events = EventAccumulator(str(cvae_run / "tensorboard"), size_guidance={"images": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "val/kl_dim/0"} <= scalars, scalars
+    assert events.PluginTagToContent("hparams"), "the HParams tab needs the hparams summary"
     images = set(events.Tags()["images"])
     assert {"images/reconstructions", "images/samples", "images/traversals", "images/class_grid"} <= images
 

@@ -166,3 +166,14 @@ def test_report_on_a_real_sweep_draws_samples(tmp_path, data_dir):
     md = (sweep / "report.md").read_text()
     assert "](figures/samples_mnist.png)" in md and "## Failed runs (0)" in md
     assert {r[0] for r in _csv_rows(sweep / "report.csv")} == {"cvae", "beta_vae"}
+
+
+def test_columns_option_and_single_runs_show_no_spread(runs, tmp_path):
+    from tests.conftest import compose_cfg
+    from vae_lab.report import report
+
+    report(compose_cfg(tmp_path, f"dirs=[{runs}]", "samples=false", "columns=[test/loss]", config="report"))
+    table = [line for line in (runs / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert table[0].split(" | ")[-1] == "loss |"
+    singles = [line for line in table[1:] if line.split(" | ")[6] == "1"]
+    assert singles and all("±" not in line for line in singles)

@@ -189,7 +189,7 @@ def _fmt(mean: float | None, std: float | None) -> str:
     if mean is None:
         return "–"
     decimals = max(0, 3 - math.floor(math.log10(abs(mean)))) if mean else 3
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+    return f"{mean:.{decimals}f}" if std is None else f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def _key_cell(value: Any) -> str:
@@ -211,14 +211,15 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
              f"{n_runs} finished runs in {len(rows)} groups, {len(failures)} failed, from "
              + ", ".join(f"`{d}`" for d in dirs) + ".",
              ("Cells are mean ± std over the seeds of a group (std with ddof=1; 0 for a single run); "
-              "n is the number of runs. Unrounded values: [report.csv](report.csv)."), ""]
+              "n is the number of runs (a single run shows its value alone). Unrounded values: "
+              "[report.csv](report.csv)."), ""]
     if rows:
         headers = [KEY_HEADERS[k] for k in GROUP_KEYS] + ["n"] + [HEADERS.get(m, m) for m in metrics]
         lines += ["| " + " | ".join(headers) + " |",
                   "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
         for row in rows:
             cells = [_key_cell(row[k]) for k in GROUP_KEYS] + [str(row["n"])]
-            cells += [_fmt(row["mean"][m], row["std"][m]) for m in metrics]
+            cells += [_fmt(row["mean"][m], row["std"][m] if row["n"] > 1 else None) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No run finished, so there is nothing to tabulate.")
@@ -341,7 +342,8 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     figures, notes = draw_figures(rows, runs, cfg, out)
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
-    md_path.write_text(markdown(rows, metrics, failures, figures, notes, dirs, out))
+    shown = [m for m in cfg.columns if m in metrics] if cfg.get("columns") else metrics
+    md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))
     for failure in failures:

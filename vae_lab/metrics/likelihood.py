@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable
 
 import torch
+from tqdm import tqdm
 
 from vae_lab.models.base import BaseVAE
 from vae_lab.models.likelihood import nll
@@ -47,7 +48,7 @@ def iwae_bound(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None, s
 def iwae_nll(model: BaseVAE, batches: Iterable[Batch], samples: int = 100, chunk: int = 100) -> float:
     """Mean IWAE bound on −log p(x) in nats per image over batches of (x, y): `test/nll_iwae`."""
     total, count = 0.0, 0
-    for x, y in batches:
+    for x, y in tqdm(batches, desc=f"IWAE bound ({samples} samples)", unit="batch", mininterval=5, leave=False):
         total += iwae_bound(model, x, y, samples, chunk).sum().item()
         count += len(x)
     return total / max(count, 1)
