@@ -253,7 +253,9 @@ def _pick(runs: Sequence[Run], model: str, dataset: str) -> tuple[Run | None, st
     def preference(run: Run) -> tuple:
         beta, capacity, latent = run.key[3:]
         distance = abs(math.log(beta / 4)) if model == "beta_vae" and beta and beta > 0 else 0.0
-        return bool(capacity), distance, latent != 10, str(run.record.get("seed")), str(run.path)
+        accuracy = run.record.get("test/cond_accuracy")
+        best_first = -accuracy if isinstance(accuracy, (int, float)) else 0.0  # CVAEs: the best conditional one
+        return bool(capacity), distance, best_first, latent != 10, str(run.record.get("seed")), str(run.path)
 
     return min(with_ckpt, key=preference), None
 
