@@ -14,8 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
-from vae_lab.data import datamodule_from_checkpoint
-from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
 from vae_lab.errors import ConfigError
 from vae_lab.metrics import evaluate_model
 from vae_lab.metrics.classifier import get_classifier

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
 from vae_lab.cli import user_errors
-from vae_lab.data import datamodule_from_checkpoint
+from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.errors import ConfigError
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.viz import grids

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -136,3 +137,13 @@ class ImageDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path | None = None,
+                               **overrides: Any) -> ImageDataModule:
+    """The datamodule a checkpoint was trained with (optionally reading data from elsewhere)."""
+    hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    if data_dir is not None:
+        hparams["data_dir"] = str(data_dir)
+    hparams.update(overrides)
+    return ImageDataModule(**hparams)
