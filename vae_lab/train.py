@@ -63,6 +63,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
         logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
                                                  if k.startswith(("test/", "time/")) and v is not None})
+        logger.finalize("success")  # flush: the HParams summary must reach disk before the process ends
     return record
 
 
