@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import hydra
@@ -116,13 +115,15 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         """One step; the terms are summed on-device and logged only every `log_every_n_steps` (no per-step sync)."""
         terms = {k: v for k, v in self.loss_terms(batch).items() if k != "kl_dim"}
         values = torch.stack([v.detach().float() for v in terms.values()])
-        self._train_sums = values * len(batch[0]) + (self._train_sums if self._train_sums is not None else 0)
+        if self._train_sums is None:
+            self._train_sums, self._train_names = values * len(batch[0]), list(terms)
+        else:
+            self._train_sums += values * len(batch[0])
         self._train_count += len(batch[0])
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             logged = dict(zip(terms, values))
             self.log("train/loss", logged.pop("loss"), on_step=True, on_epoch=False, prog_bar=True)
             self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
-        self._train_names = list(terms)
         return terms["loss"]
 
     def on_train_epoch_start(self) -> None:
@@ -137,7 +138,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         """Speed options: channels-last memory format for conv nets, torch.compile of the loss."""
         if self.hparams.get("channels_last"):
             self.to(memory_format=torch.channels_last)
-        if self.hparams.get("compile") and not isinstance(self.__dict__.get("loss_terms"), Callable):
+        if self.hparams.get("compile") and "loss_terms" not in self.__dict__:  # compile once, not per fit
             self.loss_terms = torch.compile(self.loss_terms)
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
