@@ -128,11 +128,13 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     ref_model, ref_times = reference_path(cfg, total, bench.train_subset)
     batch_size = cfg.data.batch_size
     fast, ref = throughput(fast_times, batch_size, *window), throughput(ref_times, batch_size, *window)
+    device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+    fast_model, ref_model = fast_model.to(device), ref_model.to(device)  # Lightning hands the model back on the CPU
     val = datamodule.splits["val"]
-    eval_batches = [val[torch.arange(i, min(i + 500, len(val)))] for i in range(0, min(len(val), bench.eval_images), 500)]
-    fast_loss, ref_loss = eval_loss(fast_model, eval_batches), eval_loss(ref_model.to(fast_model.device), eval_batches)
+    eval_batches = [tuple(t.to(device) for t in val[torch.arange(i, min(i + 500, len(val)))])
+                    for i in range(0, min(len(val), bench.eval_images), 500)]
+    fast_loss, ref_loss = eval_loss(fast_model, eval_batches), eval_loss(ref_model, eval_batches)
     flops = flops_per_image(ref_model, eval_batches[0])
-    device = fast_model.device
     peak = max(matmul_rate(device, torch.float32), matmul_rate(device, torch.bfloat16))
     return {"case": name, "model": cfg.model._target_.rsplit(".", 1)[-1], "net": cfg.net._target_.rsplit(".", 1)[-1],
             "image_size": cfg.data.image_size, "batch_size": batch_size, "precision": str(cfg.trainer.precision),

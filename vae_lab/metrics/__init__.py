@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import time
 from functools import partial
 
 import torch
@@ -69,8 +70,11 @@ def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.M
     test_mu, test_y = posterior_means(model, batches(test))
     train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
     real = torch.cat([x for x, _ in batches(test)])
+    start = time.perf_counter()
+    nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk)
     return {"test/mse": reconstruction_mse(model, batches(test)),
-            "test/nll_iwae": iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk),
+            "test/nll_iwae": nll_iwae,
+            "time/iwae_seconds": time.perf_counter() - start,
             "test/active_units": float(active_units(test_mu)),
             "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, model.num_classes),
             **sample_metrics(model, classifier, real, fid_samples, per_class, batch_size)}
