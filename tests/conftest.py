@@ -19,9 +19,9 @@ DATA = ROOT / "data"
 
 CLASSIFIER_CACHE = tempfile.mkdtemp(prefix="vae_lab_test_classifiers_")
 # A tiny but real end-of-training evaluation (its classifier cached outside data/, so the real one is never replaced).
-EVAL_FAST = ["+eval.max_test_images=300", "+eval.fid_samples=300", "+eval.per_class=20", "+eval.iwae_samples=4",
-             "+eval.probe_train_images=600", "+eval.classifier.train_subset=2000", "+eval.classifier.max_steps=3",
-             f"+eval.classifier.cache_dir={CLASSIFIER_CACHE}"]
+EVAL_FAST = ["++eval.max_test_images=300", "++eval.fid_samples=300", "++eval.per_class=20", "++eval.iwae_samples=4",
+             "++eval.probe_train_images=600", "++eval.classifier.train_subset=2000", "++eval.classifier.max_steps=3",
+             f"++eval.classifier.cache_dir={CLASSIFIER_CACHE}"]
 # A few real batches: enough to exercise every code path in seconds.
 FAST = ["trainer.max_epochs=1", "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
         "+trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", "data.train_subset=2000",

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from vae_lab.errors import ConfigError
+
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
     """Write JSON atomically (temporary file, then rename), so a kill never leaves half a file."""
@@ -58,3 +60,18 @@ def failed_record(cfg: DictConfig, choices: dict[str, str], reason: str) -> dict
 def _number(value: Any) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def objective_value(record: dict[str, Any], objective: DictConfig) -> float:
+    """What a sweeper optimises: objective.metric, or the worst value for a failed run or a missed constraint."""
+    worst = math.inf if objective.direction == "minimize" else -math.inf
+    if record.get("status") != "ok":
+        return worst
+    if objective.metric not in record:
+        raise ConfigError(f"objective.metric={objective.metric!r} is not in metrics.json; choose one of "
+                          f"{sorted(k for k, v in record.items() if isinstance(v, (int, float)))}")
+    bound = objective.constraint
+    if bound.metric and (record.get(bound.metric) is None or record[bound.metric] < bound.min):
+        return worst
+    return worst if record[objective.metric] is None else float(record[objective.metric])
+

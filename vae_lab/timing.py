@@ -29,7 +29,7 @@ class TrainTimer(pl.Callback):
         self._epoch, self._start = 0.0, time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
-        self.images += len(batch[0])
+        self.images += len(batch[0]) * trainer.world_size  # under DDP every process trains on as many
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._pause()

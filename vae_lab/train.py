@@ -18,7 +18,7 @@ from vae_lab.errors import ConfigError
 from vae_lab.evaluate import test_set_metrics
 from vae_lab.guards import NonFiniteLossError
 from vae_lab.models.base import BaseVAE
-from vae_lab.results import failed_record, run_record, write_json
+from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.timing import TrainTimer
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def check(cfg: DictConfig) -> None:
     if cfg.data.image_size != cfg.net.image_size:
         raise ConfigError(f"data.image_size={cfg.data.image_size} but net.image_size={cfg.net.image_size}; "
                           "set net.image_size (the data follows it)")
+    if cfg.objective.direction not in ("minimize", "maximize"):
+        raise ConfigError(f"objective.direction={cfg.objective.direction!r}: choose minimize or maximize")
 
 
 def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModule, BaseVAE, pl.Trainer]:
@@ -53,31 +55,35 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             write_json(Path(cfg.paths.output_dir) / "metrics.json", failed_record(cfg, choices, str(err)))
         raise
-    test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
+    if not trainer.is_global_zero:
+        return {}  # under DDP, rank 0 alone evaluates and writes
     if cfg.eval.enabled:
         test.update(test_set_metrics(model, datamodule, cfg.eval))
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
-    if trainer.is_global_zero:
-        write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
-        hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
-        logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
-                                                 if k.startswith(("test/", "time/")) and v is not None})
-        logger.finalize("success")  # flush: the HParams summary must reach disk before the process ends
+    record["processes"] = trainer.world_size
+    write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+    hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
+    logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
+                                             if k.startswith(("test/", "time/")) and v is not None})
+    logger.finalize("success")  # flush: the HParams summary must reach disk before the process ends
     return record
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the run's objective value (what hydra/sweeper=optuna optimises)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     with user_errors():
         try:
-            train(cfg)
+            record = train(cfg)
         except NonFiniteLossError as err:
             if not multirun:
                 raise
             log.error("this job failed, the sweep goes on: %s", err)
+            record = {"status": "failed"}
+        return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 
 
 if __name__ == "__main__":

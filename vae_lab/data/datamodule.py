@@ -37,25 +37,51 @@ class ResidentImages(Dataset):
         return self.images[index].float().div_(255), self.labels[index]
 
 
-class BatchIndexSampler(Sampler):
-    """Yields index tensors, one per batch: a fresh permutation per epoch, no per-sample Python."""
+def rank_and_world() -> tuple[int, int]:
+    """(rank, number of processes) of a torch.distributed job; (0, 1) in a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> None:
+
+class BatchIndexSampler(Sampler):
+    """Yields index tensors, one per batch: a fresh permutation per epoch, no per-sample Python.
+
+    Under DDP each process takes every world-th image of the permutation (Lightning's sampler replacement is
+    off: `use_distributed_sampler: false`); shuffled (training) shards are cut to equal length so every process
+    runs the same number of steps.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 rank: int | None = None, world: int | None = None) -> None:
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.rank, self.world = rank, world
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning each epoch, so shuffling depends only on (seed, epoch) — resumable."""
         self.epoch = epoch
 
+    def _shard(self) -> tuple[int, int]:
+        """This process's rank and the number of processes (given, or from torch.distributed)."""
+        rank, world = rank_and_world()
+        return (rank if self.rank is None else self.rank), (world if self.world is None else self.world)
+
+    def _shard_size(self) -> int:
+        rank, world = self._shard()
+        return self.n // world if self.shuffle else len(range(rank, self.n, world))
+
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        size = self._shard_size()
+        return size // self.batch_size if self.drop_last else -(-size // self.batch_size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
         else:
             order = torch.arange(self.n)
+        rank, world = self._shard()
+        order = order[rank::world][: self._shard_size()]
         return iter(order[: len(self) * self.batch_size].split(self.batch_size) if self.drop_last
                     else order.split(self.batch_size))
 

@@ -25,7 +25,9 @@ class Features(nn.Module):
 @torch.no_grad()
 def fid(real: torch.Tensor, fake: torch.Tensor, classifier: nn.Module, batch_size: int = 1000) -> float:
     """FID between two image sets (N×C×H×W floats in [0, 1]) using the classifier's features."""
-    metric = FrechetInceptionDistance(feature=Features(classifier), normalize=True).to(device_of(classifier))
+    # every image is already in this process (rank 0 alone evaluates under DDP): no cross-process sync
+    metric = FrechetInceptionDistance(feature=Features(classifier), normalize=True, sync_on_compute=False)
+    metric = metric.to(device_of(classifier))
     for images, is_real in ((real, True), (fake, False)):
         for batch in images.split(batch_size):
             metric.update(batch.to(device_of(classifier)).float(), real=is_real)
