@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import compose_cfg
+import pytest
+
+from tests.conftest import compose_cfg, run_cli
 from vae_lab.bench import bench
 
 
@@ -19,3 +21,18 @@ def test_bench_reports_both_paths(tmp_path, data_dir):
         assert row["speedup"] > 0 and row["flops_per_image"] > 1e6 and 0 < row["floor_fraction"] < 1
         assert row["parity"] in ("pass", "FAIL")
     assert len(json.loads(out.read_text())["results"]) == 2
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["warmup_steps=0"], "error: warmup_steps=0: must be a whole number"),
+    (["repeats=abc"], "error: repeats='abc'"),
+    (["parity_tolerance=-1"], "error: parity_tolerance=-1"),
+    (["dataset=cifar"], "error: dataset='cifar': choose one of ['fashion_mnist', 'mnist']"),
+    (['overrides=["model=gan"]'], "error: case 'cvae': In 'train': Could not find 'model/gan' (available: beta_vae"),
+    (['overrides=["data.batch_size=0"]'], "error: data.batch_size=0: must be at least 1"),
+    (["nope=1"], "Key 'nope' is not in struct"),
+])
+def test_bench_bad_input_gives_one_clear_line(tmp_path, args, needle):
+    result = run_cli("vae_lab.bench", *args, "train_subset=500", f"json={tmp_path / 'bench.json'}")
+    assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "bench.json").exists()

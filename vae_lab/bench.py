@@ -12,12 +12,14 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra import compose
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
 from vae_lab.cli import user_errors
+from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import ConfigError
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
@@ -159,16 +161,43 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def check(cfg: DictConfig) -> None:
+    """Reject bad benchmark settings in one line, before anything runs."""
+    for key in ("warmup_steps", "repeats", "steps_per_repeat", "eval_images"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]!r}: must be a whole number, at least 1")
+    if not isinstance(cfg.parity_tolerance, (int, float)) or cfg.parity_tolerance < 0:
+        raise ConfigError(f"parity_tolerance={cfg.parity_tolerance!r}: must be a number ≥ 0 (0.01 = 1%)")
+    if cfg.train_subset is not None and (not isinstance(cfg.train_subset, int) or cfg.train_subset < 1):
+        raise ConfigError(f"train_subset={cfg.train_subset!r}: must be null or a whole number ≥ 1")
+    if cfg.dataset not in CLASS_NAMES:
+        raise ConfigError(f"dataset={cfg.dataset!r}: choose one of {sorted(CLASS_NAMES)}")
+    if not cfg.cases:
+        raise ConfigError("cases is empty: give at least one case (name: [train.yaml overrides])")
+
+
+def compose_train(name: str, overrides: list[str]) -> DictConfig:
+    """train.yaml with one case's overrides; a bad override becomes one line naming the case."""
+    try:
+        return compose("train", overrides=overrides, return_hydra_config=False)
+    except HydraException as err:
+        first, _, rest = str(err).partition("\n")
+        options = [line.strip() for line in rest.splitlines() if line.startswith("\t") and "provider=" not in line]
+        hints = [line.strip() for line in rest.splitlines() if line.strip() and not line.startswith("\t")
+                 and not line.startswith(("Available options", "Config search path"))]
+        allowed = f" (available: {', '.join(options)})" if options else "".join(f" {h}" for h in hints)
+        raise ConfigError(f"case {name!r}: {first}{allowed}") from err
+
+
 def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | None = None) -> list[dict[str, Any]]:
     """Run every case and print (and optionally save) the table."""
-    if cfg.warmup_steps < 1 or cfg.repeats < 1 or cfg.steps_per_repeat < 1:
-        raise ConfigError("warmup_steps, repeats and steps_per_repeat must each be at least 1")
-    compose_case = compose_case or (lambda overrides: compose("train", overrides=overrides, return_hydra_config=False))
+    check(cfg)
     rows = []
     for name, overrides in cfg.cases.items():
         extra = [f"data={cfg.dataset}", f"seed={cfg.seed}"] + ([f"data.train_subset={cfg.train_subset}"]
                                                                if cfg.train_subset else [])
-        case_cfg = compose_case(list(overrides) + list(cfg.overrides) + extra)
+        all_overrides = list(overrides) + list(cfg.overrides) + extra
+        case_cfg = compose_case(all_overrides) if compose_case else compose_train(name, all_overrides)
         print(f"benchmarking {name} …", flush=True)
         rows.append(run_case(name, case_cfg, cfg))
     print(table(rows))
