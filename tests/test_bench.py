@@ -24,7 +24,7 @@ def test_bench_reports_both_paths(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["warmup_steps=0"], "error: warmup_steps=0: must be a whole number"),
+    (["warmup_steps=0"], "error: warmup_steps=0: must be a whole number ≥ 1"),
     (["repeats=abc"], "error: repeats='abc'"),
     (["parity_tolerance=-1"], "error: parity_tolerance=-1"),
     (["dataset=cifar"], "error: dataset='cifar': choose one of ['fashion_mnist', 'mnist']"),

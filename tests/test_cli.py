@@ -82,6 +82,10 @@ def _fails_with(result, *needles):
     (["model.latent_dim=0"], ["error: model.latent_dim=0"]),
     (["data.batch_size=0"], ["error: data.batch_size=0"]),
     (["model=beta_vae", "net.image_size=28"], ["error: net=burgess takes image sizes"]),
+    (["model.beta=abc"], ["error: model.beta='abc': must be a number"]),
+    (["data.batch_size=1.5"], ["error: data.batch_size=1.5: must be a whole number"]),
+    (["seed=abc"], ["error: seed='abc': must be a whole number"]),
+    (["model=beta_vae", "model.capacity_steps=0.5"], ["error: model.capacity_steps=0.5: must be a whole number"]),
 ])
 def test_train_bad_input_gives_one_clear_line(tmp_path, args, needles):
     _fails_with(run_cli("vae_lab.train", *args, *FAST, f"hydra.run.dir={tmp_path}"), *needles)
@@ -100,6 +104,10 @@ def test_generate_bad_input(cvae_run, tmp_path):
     truncated.write_bytes(ckpt.read_bytes()[:1000])
     _fails_with(run_cli("vae_lab.generate", f"ckpt_path={truncated}"), "not a readable checkpoint")
     _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "out=x.gif"), "error: out='x.gif'")
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "num_samples=abc"),
+                "error: num_samples='abc': must be a whole number ≥ 1")
+    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "temperature=-1"),
+                "error: temperature=-1: must be a number ≥ 0")
 
 
 def test_label_given_to_unconditional_model(tmp_path, data_dir):
@@ -122,6 +130,8 @@ def test_evaluate_rewrites_metrics_of_a_checkpoint(cvae_run, tmp_path):
 def test_evaluate_rejects_unknown_options(cvae_run):
     _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwea_samples=5"),
                 "unknown eval option", "iwae_samples")
+    _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwae_samples=abc"),
+                "error: eval.iwae_samples='abc': must be a whole number ≥ 1")
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_failed_status(tmp_path, data_dir):

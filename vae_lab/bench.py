@@ -20,7 +20,7 @@ from torchvision import datasets, transforms
 
 from vae_lab.cli import user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
 from vae_lab.train import build
@@ -164,12 +164,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 def check(cfg: DictConfig) -> None:
     """Reject bad benchmark settings in one line, before anything runs."""
     for key in ("warmup_steps", "repeats", "steps_per_repeat", "eval_images"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]!r}: must be a whole number, at least 1")
-    if not isinstance(cfg.parity_tolerance, (int, float)) or cfg.parity_tolerance < 0:
-        raise ConfigError(f"parity_tolerance={cfg.parity_tolerance!r}: must be a number ≥ 0 (0.01 = 1%)")
-    if cfg.train_subset is not None and (not isinstance(cfg.train_subset, int) or cfg.train_subset < 1):
-        raise ConfigError(f"train_subset={cfg.train_subset!r}: must be null or a whole number ≥ 1")
+        check_number(key, cfg[key], whole=True, minimum=1)
+    check_number("parity_tolerance", cfg.parity_tolerance, minimum=0)
+    check_number("train_subset", cfg.train_subset, whole=True, minimum=1, nullable=True)
     if cfg.dataset not in CLASS_NAMES:
         raise ConfigError(f"dataset={cfg.dataset!r}: choose one of {sorted(CLASS_NAMES)}")
     if not cfg.cases:

@@ -28,3 +28,15 @@ def user_error(err: BaseException | None) -> VaeLabError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def check_number(key: str, value: object, whole: bool = False, minimum: float | None = None,
+                 nullable: bool = False) -> None:
+    """Raise a one-line ConfigError unless `value` is a (whole) number ≥ minimum (or None when nullable)."""
+    if value is None and nullable:
+        return
+    kind = ("a whole number" if whole else "a number") + (f" ≥ {minimum:g}" if minimum is not None else "")
+    kind += " or null" if nullable else ""
+    ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+    if not ok or (minimum is not None and value < minimum):
+        raise ConfigError(f"{key}={value!r}: must be {kind}")

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
 from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
 from vae_lab.metrics.classifier import get_classifier
 from vae_lab.models import load_model, read_checkpoint
@@ -42,6 +42,8 @@ def eval_options(options: DictConfig | dict | None) -> tuple[dict[str, Any], dic
     if unknown:
         raise ConfigError(f"unknown eval option(s) {sorted(unknown)}; allowed: {sorted(EVAL_KEYS)} and "
                           f"classifier.{{{', '.join(sorted(CLASSIFIER_KEYS))}}}")
+    for key, value in opts.items():  # every evaluate_model option is a count
+        check_number(f"eval.{key}", value, whole=True, minimum=1, nullable=key == "max_test_images")
     return opts, classifier
 
 

@@ -13,7 +13,7 @@ from torchvision.utils import make_grid, save_image
 
 from vae_lab.cli import user_errors
 from vae_lab.data.datamodule import datamodule_from_checkpoint
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.viz import grids
 
@@ -27,8 +27,10 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"mode={cfg.mode!r}: choose one of {MODES}")
     if Path(cfg.out).suffix not in FORMATS:
         raise ConfigError(f"out={cfg.out!r}: the file must end in one of {FORMATS}")
-    if cfg.num_samples < 1:
-        raise ConfigError(f"num_samples={cfg.num_samples}: must be at least 1")
+    check_number("num_samples", cfg.num_samples, whole=True, minimum=1)
+    check_number("temperature", cfg.temperature, minimum=0)
+    check_number("label", cfg.label, whole=True, nullable=True)
+    check_number("seed", cfg.seed, whole=True)
 
 
 def test_images(checkpoint: dict, cfg: DictConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,10 +11,10 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import test_set_metrics
 from vae_lab.guards import NonFiniteLossError
 from vae_lab.models.base import BaseVAE
@@ -24,8 +24,26 @@ from vae_lab.timing import TrainTimer
 log = logging.getLogger(__name__)
 
 
+TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a wrong type would fail deep in torch
+    "seed": (True, False), "data.batch_size": (True, False), "data.train_subset": (True, True),
+    "data.val_size": (True, False), "net.image_size": (True, False), "model.latent_dim": (True, False),
+    "model.beta": (False, False), "model.lr": (False, False), "model.weight_decay": (False, False),
+    "model.obs_sigma": (False, False), "model.gamma": (False, False), "model.capacity_max": (False, False),
+    "model.capacity_steps": (True, False), "trainer.max_epochs": (True, False),
+    "trainer.log_every_n_steps": (True, False),
+}
+
+
+def check_types(cfg: DictConfig) -> None:
+    """One line for a value of the wrong type (`model.beta=abc`, `data.batch_size=1.5`); ranges are the models'."""
+    for key, (whole, nullable) in TYPES.items():
+        if OmegaConf.select(cfg, key, default="<absent>") != "<absent>":
+            check_number(key, OmegaConf.select(cfg, key), whole=whole, nullable=nullable)
+
+
 def check(cfg: DictConfig) -> None:
     """Reject config combinations that would only fail later with a confusing traceback."""
+    check_types(cfg)
     if cfg.data.image_size != cfg.net.image_size:
         raise ConfigError(f"data.image_size={cfg.data.image_size} but net.image_size={cfg.net.image_size}; "
                           "set net.image_size (the data follows it)")
