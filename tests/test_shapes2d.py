@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import run_cli
+from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.data.shapes2d import FACTOR_SIZES, Shapes2D, factors_to_index, index_to_factors, num_images
+from vae_lab.models import read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +72,16 @@ def test_batches_carry_their_factors(shapes):
     images, factors = shapes[index]
     assert factors.tolist() == index_to_factors(index.numpy()).tolist()
     assert torch.equal(images, shapes.images(factors.numpy()))
+
+
+def test_a_model_trains_on_shapes2d_and_its_checkpoint_reloads_the_data(tmp_path):
+    result = run_cli("vae_lab.train", "model=beta_vae", "data=shapes2d", "net.image_size=32", "data.train_subset=640",
+                     "trainer.max_epochs=1", "eval.enabled=false", "trainer.enable_progress_bar=false",
+                     f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["dataset"] == "shapes2d" and math.isfinite(record["test/loss"])
+    datamodule = datamodule_from_checkpoint(read_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
+    datamodule.setup()
+    x, factors = datamodule.splits["test"][torch.arange(4)]
+    assert x.shape == (4, 1, 32, 32) and factors.shape == (4, 5)

@@ -172,4 +172,8 @@ def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path 
     if data_dir is not None:
         hparams["data_dir"] = str(data_dir)
     hparams.update(overrides)
+    if hparams.get("name") == "shapes2d":
+        from vae_lab.data.shapes2d import Shapes2DDataModule  # shapes2d builds on this module
+
+        return Shapes2DDataModule(**hparams)
     return ImageDataModule(**hparams)

@@ -9,10 +9,16 @@ once on a 32×32 canvas, then placed at any of 32×32 integer offsets of a 64×6
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.errors import ConfigError
 
 FACTOR_NAMES = ["shape", "scale", "orientation", "x", "y"]
 FACTOR_SIZES = [3, 6, 40, 32, 32]
@@ -112,3 +118,52 @@ class Shapes2D:
         """(images, factors) for flat dSprites indices."""
         factors = index_to_factors(np.asarray(torch.as_tensor(index).cpu()))
         return self.images(factors), torch.as_tensor(factors, device=self.masks.device)
+
+
+class ShapesSplit(Dataset):
+    """A split of shapes2d as flat indices; indexing with a position tensor renders that batch."""
+
+    def __init__(self, shapes: Shapes2D, indices: torch.Tensor) -> None:
+        self.shapes, self.indices = shapes, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.shapes[self.indices[position.cpu()]]
+
+
+class Shapes2DDataModule(ImageDataModule):
+    """shapes2d for training: every image is a training image (as with dSprites); fixed random val/test sets."""
+
+    def __init__(self, name: str = "shapes2d", data_dir: str = "data", batch_size: int = 64, image_size: int = 64,
+                 val_size: int = 5000, test_size: int = 10000, split_seed: int = 12345, seed: int = 0,
+                 train_subset: int | None = None, download: bool = False) -> None:
+        pl.LightningDataModule.__init__(self)  # not ImageDataModule's: no IDX files, other sizes
+        self.save_hyperparameters({k: v for k, v in locals().items() if k != "self"})
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size}: must be at least 1")
+        if image_size not in (32, 64):
+            raise ConfigError(f"data.image_size={image_size}: shapes2d is rendered at 64 or 32")
+        self.name, self.data_dir, self.batch_size, self.image_size = name, Path(data_dir), batch_size, image_size
+        self.class_names, self.num_classes = None, None
+        self.ground_truth: Shapes2D | None = None
+        self.splits: dict[str, ShapesSplit] = {}
+
+    def prepare_data(self) -> None:
+        """Nothing to fetch: the images are rendered."""
+
+    def setup(self, stage: str | None = None) -> None:
+        """Draw the base masks on the training device and fix the val/test indices."""
+        if self.splits:
+            return
+        self.ground_truth = Shapes2D(self.image_size, self._device())
+        generator = torch.Generator().manual_seed(self.hparams.split_seed)
+        held_out = torch.randperm(num_images(), generator=generator)
+        val, test = held_out[: self.hparams.val_size], held_out[self.hparams.val_size:][: self.hparams.test_size]
+        train = torch.arange(num_images())
+        if self.hparams.train_subset:
+            train = held_out[-self.hparams.train_subset:]
+            val, test = val[: max(1, self.hparams.train_subset // 10)], test[: max(1, self.hparams.train_subset // 10)]
+        self.splits = {name: ShapesSplit(self.ground_truth, idx) for name, idx in
+                       (("train", train), ("val", val), ("test", test))}
