@@ -16,6 +16,7 @@ from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z ~ q(z|x), its mean and log-variance
 
 
 class BaseVAE(ReparametrizationMixin, pl.LightningModule):
@@ -64,20 +65,21 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         """The negative ELBO's parts in nats per image, plus this model's `loss`."""
         x, y = batch
         mu, logvar = self.encode(x, y)
-        logits = self.decode(self.reparametrize(mu, logvar), y)
+        z = self.reparametrize(mu, logvar)
+        logits = self.decode(z, y)
         kl_dim = self.kl_per_dim(mu, logvar, *self.prior(y)).mean(0)
         terms = {"recon": nll(logits, x, self.hparams.likelihood, self.hparams.obs_sigma).mean(), "kl": kl_dim.sum()}
         terms["nelbo"] = terms["recon"] + terms["kl"]  # −ELBO whatever the objective: comparable across β
-        terms.update(self.objective(terms))
-        terms["kl_dim"] = kl_dim
+        terms.update(self.objective(terms, (z, mu, logvar)))
+        terms["kl_dim"], terms["z"] = kl_dim, z
         return terms
 
     def prior(self, y: torch.Tensor | None) -> tuple[torch.Tensor | float, torch.Tensor | float]:
         """Mean and log-variance of p(z | y): the standard normal unless a model learns its prior."""
         return 0.0, 0.0
 
-    def objective(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """recon + β·KL (β = 1: the VAE's negative ELBO)."""
+    def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
+        """recon + β·KL (β = 1: the VAE's negative ELBO); `posterior` = (z, μ, log σ²) for objectives that need it."""
         return {"loss": terms["recon"] + self.beta * terms["kl"]}
 
     # --- sampling --------------------------------------------------------------------------------
@@ -105,26 +107,31 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         """Validation/test: every term and the KL per dimension, averaged over the epoch by Lightning."""
         terms = self.loss_terms(batch)
         n = len(batch[0])
-        self.log_dict({f"{stage}/{k}": v for k, v in terms.items() if k not in ("kl_dim", "loss")},
+        self.log_dict({f"{stage}/{k}": v for k, v in scalars(terms).items() if k != "loss"},
                       batch_size=n, sync_dist=True)
         self.log(f"{stage}/loss", terms["loss"], prog_bar=True, batch_size=n, sync_dist=True)
         self.log_dict({f"{stage}/kl_dim/{i}": v for i, v in enumerate(terms["kl_dim"])}, batch_size=n, sync_dist=True)
         return terms["loss"]
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        """One step; the terms are summed on-device and logged only every `log_every_n_steps` (no per-step sync)."""
-        terms = {k: v for k, v in self.loss_terms(batch).items() if k != "kl_dim"}
+        """One step (Lightning's automatic optimisation), its terms recorded."""
+        terms = self.loss_terms(batch)
+        self.record(terms, len(batch[0]))
+        return terms["loss"]
+
+    def record(self, terms: dict[str, torch.Tensor], n: int) -> None:
+        """Sum a step's scalar terms on-device; log them only every `log_every_n_steps` (no per-step sync)."""
+        terms = scalars(terms)
         values = torch.stack([v.detach().float() for v in terms.values()])
         if self._train_sums is None:
-            self._train_sums, self._train_names = values * len(batch[0]), list(terms)
+            self._train_sums, self._train_names = values * n, list(terms)
         else:
-            self._train_sums += values * len(batch[0])
-        self._train_count += len(batch[0])
+            self._train_sums += values * n
+        self._train_count += n
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             logged = dict(zip(terms, values))
             self.log("train/loss", logged.pop("loss"), on_step=True, on_epoch=False, prog_bar=True)
             self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
-        return terms["loss"]
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_count = None, 0
@@ -160,6 +167,11 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The loggable terms: drop the per-dimension KL and the latent sample."""
+    return {k: v for k, v in terms.items() if v.dim() == 0}
 
 
 def _check(ok: bool, message: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from vae_lab.errors import ConfigError
-from vae_lab.models.base import BaseVAE
+from vae_lab.models.base import BaseVAE, Posterior
 
 
 def capacity(step: int, capacity_max: float, capacity_steps: int) -> float:
@@ -25,9 +25,9 @@ class BetaVAE(BaseVAE):
                               f"model.capacity_steps={capacity_steps} ≥ 1")
         super().__init__(net, beta=beta, **kwargs)
 
-    def objective(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
         if self.hparams.capacity_max <= 0:
-            return super().objective(terms)
+            return super().objective(terms, posterior)
         c = capacity(self.global_step, self.hparams.capacity_max, self.hparams.capacity_steps)
         return {"loss": terms["recon"] + self.hparams.gamma * (terms["kl"] - c).abs(),
                 "capacity": torch.tensor(c, device=terms["kl"].device)}

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) per dimension (broadcasting), for sampled estimates of KL terms."""
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
 
 
 class ReparametrizationMixin:

@@ -1,0 +1,242 @@
+"""Disentanglement metrics on planted codes: perfect, rotated, noisy and redundant representations of known factors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vae_lab.metrics import disentanglement as dis
+
+SIZES = [3, 5, 8, 4]
+N = 2000
+FAST_DCI = {"n_stages": 10}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The fits here are small: a second torch thread only adds stalls on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def factors() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.stack([rng.integers(size, size=N) for size in SIZES], axis=1)
+
+
+@pytest.fixture(scope="module")
+def perfect(factors) -> np.ndarray:
+    """The factors themselves, each rescaled, in a shuffled order of code dimensions."""
+    return (factors * np.array([0.5, -2.0, 1.0, 3.0]))[:, [2, 0, 3, 1]]
+
+
+@pytest.fixture(scope="module")
+def rotated(perfect) -> np.ndarray:
+    """The standardised perfect codes under a random rotation: every code mixes every factor."""
+    rotation, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))
+    return (perfect - perfect.mean(0)) / perfect.std(0) @ rotation
+
+
+@pytest.fixture(scope="module")
+def noise() -> np.ndarray:
+    return np.random.default_rng(2).normal(size=(N, 4))
+
+
+class FactorImages:
+    """A toy `GroundTruth`: each image is its factor values scaled to [0, 1], laid out as one row of pixels."""
+
+    def __init__(self, sizes: list[int]):
+        self.factor_sizes = list(sizes)
+        self.factor_names = [f"factor_{k}" for k in range(len(sizes))]
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.stack([rng.integers(size, size=n) for size in self.factor_sizes], axis=1)
+
+    def images(self, factors: np.ndarray) -> torch.Tensor:
+        scaled = factors / (np.array(self.factor_sizes) - 1)
+        return torch.as_tensor(scaled, dtype=torch.float32).reshape(len(factors), 1, 1, -1)
+
+
+def perfect_encoder(images: torch.Tensor) -> np.ndarray:
+    return images.flatten(1).numpy()[:, ::-1] * 4.0
+
+
+def noise_encoder(images: torch.Tensor) -> np.ndarray:
+    return np.random.default_rng(len(images) + int(images.sum() * 1000)).normal(size=(len(images), 3))
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def test_mutual_info_matches_the_closed_form():
+    rng = np.random.default_rng(3)
+    x = rng.integers(4, size=100_000)
+    assert dis.mutual_info(x, x) == pytest.approx(math.log(4), abs=1e-3)
+    assert dis.mutual_info(x, x % 2) == pytest.approx(math.log(2), abs=1e-3)
+    assert dis.mutual_info(x, rng.integers(4, size=100_000)) < 1e-3
+
+
+def test_histogram_discretize_uses_equal_width_bins_numbered_from_one():
+    codes = np.array([[0.0, 5.0], [0.49, 5.0], [0.51, 5.0], [1.0, 5.0]])
+    binned = dis.histogram_discretize(codes, num_bins=2)
+    assert binned[:, 0].tolist() == [1, 1, 2, 2]
+    assert len(np.unique(binned[:, 1])) == 1
+
+
+def test_roc_auc_is_the_fraction_of_correctly_ordered_pairs():
+    rng = np.random.default_rng(4)
+    scores = rng.integers(5, size=60).astype(float)  # many ties
+    positive = rng.random(60) < 0.4
+    pairs = [(p, q) for p, q in itertools.product(scores[positive], scores[~positive])]
+    expected = np.mean([1.0 if p > q else 0.5 if p == q else 0.0 for p, q in pairs])
+    assert dis.roc_auc(scores, positive) == pytest.approx(expected)
+
+
+def test_weighted_specificity_is_one_for_a_permutation_and_zero_for_uniform_importance():
+    assert dis.weighted_specificity(np.eye(4)[[2, 0, 3, 1]]) == pytest.approx(1.0, abs=1e-6)
+    assert dis.weighted_specificity(np.ones((4, 4))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_boosted_trees_put_all_importance_on_the_informative_feature():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(2, size=600)
+    codes = np.stack([rng.normal(size=600), labels + 0.1 * rng.normal(size=600), rng.normal(size=600)], axis=1)
+    bins, test_bins = dis.bin_columns(codes[:400], codes[400:], 32)
+    importance, _, test_predicted = dis.boosted_trees(bins, labels[:400], test_bins, rng, n_stages=10)
+    assert importance[1] > 0.95
+    assert np.mean(test_predicted == labels[400:]) > 0.98
+
+
+def test_linear_svc_finds_a_threshold_and_never_predicts_unseen_classes():
+    x = np.linspace(-1, 1, 200)
+    labels = np.where(x > 0.3, 7, 2)
+    predict = dis.fit_linear_svc_1d(x, labels, svm_c=1.0)
+    assert np.mean(predict(x) == labels) > 0.95
+    assert set(predict(np.array([-5.0, 5.0]))) == {2, 7}
+
+
+def test_split_train_test_takes_the_first_two_thirds_or_the_given_test_set(perfect, factors):
+    train, train_factors, test, test_factors = dis.split_train_test(perfect, factors, None, None)
+    assert len(train) == len(train_factors) == math.ceil(2 * N / 3)
+    assert len(test) == len(test_factors) == N - len(train)
+    assert np.array_equal(test, perfect[len(train):])
+    assert dis.split_train_test(perfect, factors, perfect[:5], factors[:5])[2].shape == (5, 4)
+    with pytest.raises(ValueError):
+        dis.split_train_test(perfect, factors, perfect, None)
+
+
+# ---------------------------------------------------------------- sample-based metrics
+
+
+def test_perfect_codes_score_near_one(perfect, factors):
+    scores = {**dis.mig(perfect, factors), **dis.modularity(perfect, factors), **dis.dci(perfect, factors, **FAST_DCI),
+              **dis.explicitness(perfect, factors)}
+    assert scores["mig"] > 0.95
+    assert scores["modularity"] > 0.95
+    assert scores["dci_disentanglement"] > 0.95
+    assert scores["dci_completeness"] > 0.95
+    assert scores["dci_informativeness"] > 0.95
+    assert scores["explicitness"] > 0.95
+
+
+def test_a_rotation_of_the_perfect_codes_scores_clearly_lower(perfect, rotated, factors):
+    for metric, key in [(dis.mig, "mig"), (dis.sap, "sap")]:
+        assert metric(rotated, factors)[key] < metric(perfect, factors)[key] - 0.2, key
+    # Modularity is lenient (small spurious MI, squared, barely counts): a smaller but clear drop.
+    assert dis.modularity(rotated, factors)["modularity"] < dis.modularity(perfect, factors)["modularity"] - 0.1
+    rotated_dci, perfect_dci = dis.dci(rotated, factors, **FAST_DCI), dis.dci(perfect, factors, **FAST_DCI)
+    assert rotated_dci["dci_disentanglement"] < perfect_dci["dci_disentanglement"] - 0.3
+    assert rotated_dci["dci_completeness"] < perfect_dci["dci_completeness"] - 0.3
+
+
+def test_noise_codes_score_near_zero(noise, factors):
+    assert dis.mig(noise, factors)["mig"] < 0.05
+    assert dis.sap(noise, factors)["sap"] < 0.05
+    scores = dis.dci(noise, factors, **FAST_DCI)
+    assert scores["dci_disentanglement"] < 0.1
+    assert scores["dci_informativeness"] < 0.4
+
+
+def test_sap_rewards_the_one_predictive_code(perfect, factors):
+    assert dis.sap(perfect, factors)["sap"] > 0.2
+    assert dis.sap(perfect, factors, continuous=True)["sap"] > 0.9
+
+
+def test_a_duplicated_code_lowers_completeness_but_not_disentanglement(perfect, factors):
+    duplicated = np.concatenate([perfect, perfect[:, :2]], axis=1)
+    plain, redundant = dis.dci(perfect, factors, **FAST_DCI), dis.dci(duplicated, factors, **FAST_DCI)
+    assert redundant["dci_completeness"] < plain["dci_completeness"] - 0.1
+    assert redundant["dci_disentanglement"] > 0.9
+
+
+def test_explicitness_of_noise_is_chance(noise, factors):
+    assert dis.explicitness(noise, factors)["explicitness"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_explicitness_survives_a_collapsed_code(perfect, factors):
+    collapsed = np.concatenate([perfect, np.zeros((N, 1))], axis=1)
+    assert dis.explicitness(collapsed, factors)["explicitness"] > 0.95
+
+
+def test_gaussian_total_correlation_of_independent_and_correlated_codes(noise):
+    assert abs(dis.gaussian_total_correlation(noise)["gaussian_total_correlation"]) < 0.01
+    rho = 0.8
+    correlated = noise.copy()
+    correlated[:, 1] = rho * noise[:, 0] + math.sqrt(1 - rho ** 2) * noise[:, 1]
+    expected = -0.5 * math.log(1 - rho ** 2)  # the mutual information of a bivariate Gaussian
+    assert dis.gaussian_total_correlation(correlated)["gaussian_total_correlation"] == pytest.approx(expected, abs=0.05)
+
+
+def test_every_property_names_a_metric_output_and_one_of_the_three_properties():
+    assert set(dis.PROPERTY.values()) == {"modularity", "compactness", "explicitness"}
+    codes, factors = np.random.default_rng(6).normal(size=(90, 3)), np.random.default_rng(7).integers(3, size=(90, 2))
+    data, rng = FactorImages([3, 4]), np.random.default_rng(8)
+    keys = {**dis.mig(codes, factors), **dis.modularity(codes, factors), **dis.dci(codes, factors, n_stages=2),
+            **dis.sap(codes, factors), **dis.explicitness(codes, factors),
+            **dis.beta_vae_score(data, perfect_encoder, rng, batch_size=4, num_train=20, num_eval=10),
+            **dis.factor_vae_score(data, perfect_encoder, rng, batch_size=4, num_train=20, num_eval=10,
+                                   num_variance_estimate=50)}
+    assert set(dis.PROPERTY) <= set(keys)
+
+
+# ---------------------------------------------------------------- intervention-based metrics
+
+SMALL_VOTES = {"batch_size": 16, "num_train": 300, "num_eval": 200}
+
+
+def test_factor_vae_score_is_one_for_a_perfect_encoder_and_chance_for_noise():
+    data = FactorImages([3, 5, 4])
+    perfect_score = dis.factor_vae_score(data, perfect_encoder, np.random.default_rng(9), **SMALL_VOTES,
+                                         num_variance_estimate=500)
+    noise_score = dis.factor_vae_score(data, noise_encoder, np.random.default_rng(10), **SMALL_VOTES,
+                                       num_variance_estimate=500)
+    assert perfect_score["factor_vae_score"] > 0.99
+    assert perfect_score["factor_vae_active_dims"] == 3
+    assert noise_score["factor_vae_score"] == pytest.approx(1 / 3, abs=0.12)  # chance: one of three factors
+
+
+def test_factor_vae_score_prunes_collapsed_dimensions():
+    data = FactorImages([3, 5, 4])
+
+    def with_dead_dimension(images: torch.Tensor) -> np.ndarray:
+        return np.concatenate([perfect_encoder(images), np.full((len(images), 1), 2.0)], axis=1)
+
+    scores = dis.factor_vae_score(data, with_dead_dimension, np.random.default_rng(11), **SMALL_VOTES,
+                                  num_variance_estimate=500)
+    assert scores["factor_vae_active_dims"] == 3
+    assert scores["factor_vae_score"] > 0.99
+
+
+def test_beta_vae_score_is_one_for_a_perfect_encoder_and_chance_for_noise():
+    data = FactorImages([3, 5, 4])
+    perfect_score = dis.beta_vae_score(data, perfect_encoder, np.random.default_rng(12), **SMALL_VOTES)
+    noise_score = dis.beta_vae_score(data, noise_encoder, np.random.default_rng(13), **SMALL_VOTES)
+    assert perfect_score["beta_vae_score"] > 0.95
+    assert noise_score["beta_vae_score"] == pytest.approx(1 / 3, abs=0.12)

@@ -1,0 +1,65 @@
+"""FactorVAE (Kim & Mnih, 2018): recon + KL + γ·TC, the total correlation estimated by a discriminator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vae_lab.models.base import BaseVAE, Batch, Posterior
+
+
+def permute_dims(z: torch.Tensor) -> torch.Tensor:
+    """Shuffle each latent dimension independently across the batch: samples of Π_d q(z_d)."""
+    return torch.stack([column[torch.randperm(len(z), device=z.device)] for column in z.unbind(1)], dim=1)
+
+
+def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Sequential:
+    """Kim & Mnih's MLP: `layers` hidden layers of `hidden` units, LeakyReLU(0.2), logits (joint, permuted)."""
+    sizes = [latent_dim] + [hidden] * layers
+    blocks = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.LeakyReLU(0.2))]
+    return nn.Sequential(*blocks, nn.Linear(sizes[-1], 2))
+
+
+class FactorVAE(BaseVAE):
+    """The VAE and its discriminator take turns each step (Lightning's manual optimisation, two optimisers).
+
+    Lightning counts both optimisers' steps in `global_step`, so it advances by 2 per batch.
+    """
+
+    def __init__(self, net: Any, gamma: float = 35.0, disc_lr: float = 1e-4, disc_hidden: int = 1000,
+                 disc_layers: int = 6, **kwargs: Any) -> None:
+        super().__init__(net, **kwargs)
+        self.automatic_optimization = False
+        self.discriminator = discriminator(self.latent_dim, disc_hidden, disc_layers)
+
+    def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
+        logits = self.discriminator(posterior[0]).float()
+        tc = (logits[:, 0] - logits[:, 1]).mean()   # log D(z) / (1 − D(z)), D = P(joint)
+        return {"loss": terms["recon"] + self.beta * terms["kl"] + self.hparams.gamma * tc, "tc": tc}
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        vae_opt, disc_opt = self.optimizers()
+        terms = self.loss_terms(batch)
+        vae_opt.zero_grad(set_to_none=True)
+        self.manual_backward(terms["loss"])
+        vae_opt.step()
+        z = terms["z"].detach()
+        logits = self.discriminator(torch.cat([z, permute_dims(z)])).float()
+        target = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(z.device)
+        disc_loss = F.cross_entropy(logits, target)
+        disc_opt.zero_grad(set_to_none=True)   # also drops what the VAE's backward left in the discriminator
+        self.manual_backward(disc_loss)
+        disc_opt.step()
+        self.record({**terms, "disc_loss": disc_loss.detach()}, len(batch[0]))
+        return terms["loss"]
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The VAE's Adam (as every model's) and the discriminator's, with Kim & Mnih's β = (0.5, 0.9)."""
+        fused = self.hparams.get("fused_adam", True) or None
+        vae = [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
+        return [torch.optim.Adam(vae, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused),
+                torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.disc_lr, betas=(0.5, 0.9),
+                                 fused=fused)]
