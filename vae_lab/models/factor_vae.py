@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ def permute_dims(z: torch.Tensor) -> torch.Tensor:
 def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Sequential:
     """Kim & Mnih's MLP: `layers` hidden layers of `hidden` units, LeakyReLU(0.2), logits (joint, permuted)."""
     sizes = [latent_dim] + [hidden] * layers
-    blocks = [m for a, b in zip(sizes, sizes[1:]) for m in (nn.Linear(a, b), nn.LeakyReLU(0.2))]
+    blocks = [m for a, b in pairwise(sizes) for m in (nn.Linear(a, b), nn.LeakyReLU(0.2))]
     return nn.Sequential(*blocks, nn.Linear(sizes[-1], 2))
 
 
