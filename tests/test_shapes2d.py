@@ -74,13 +74,17 @@ def test_batches_carry_their_factors(shapes):
     assert torch.equal(images, shapes.images(factors.numpy()))
 
 
-def test_a_model_trains_on_shapes2d_and_its_checkpoint_reloads_the_data(tmp_path):
-    result = run_cli("vae_lab.train", "model=beta_vae", "data=shapes2d", "net.image_size=32", "data.train_subset=640",
-                     "trainer.max_epochs=1", "eval.enabled=false", "trainer.enable_progress_bar=false",
-                     f"hydra.run.dir={tmp_path}")
+def test_a_model_trains_on_shapes2d_with_its_disentanglement_metrics_and_reloads(tmp_path):
+    result = run_cli("vae_lab.train", "+experiment=disentangle_cpu", "+arm=beta_4", "data.train_subset=640",
+                     "trainer.enable_progress_bar=false", "++eval.num_train=600", "++eval.num_test=300",
+                     "++eval.score_train=200", "++eval.score_eval=100", "++eval.dci_stages=5", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((tmp_path / "metrics.json").read_text())
-    assert record["dataset"] == "shapes2d" and math.isfinite(record["test/loss"])
+    assert record["dataset"] == "shapes2d" and record["image_size"] == 32 and math.isfinite(record["test/loss"])
+    for key in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap", "modularity",
+                "explicitness", "gaussian_total_correlation", "factor_vae_score", "beta_vae_score"):
+        assert math.isfinite(record[f"test/{key}"]), key
+    assert record["time/dci_seconds"] > 0 and "test/fid" not in record
     datamodule = datamodule_from_checkpoint(read_checkpoint(tmp_path / "checkpoints" / "last.ckpt"))
     datamodule.setup()
     x, factors = datamodule.splits["test"][torch.arange(4)]

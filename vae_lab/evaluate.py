@@ -18,11 +18,14 @@ from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
 from vae_lab.metrics.classifier import get_classifier
+from vae_lab.metrics.ground_truth import disentanglement_metrics
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
 
-EVAL_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier"}
+IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier"}
+GROUND_TRUTH_KEYS = set(inspect.signature(disentanglement_metrics).parameters) - {"model", "data"}
+EVAL_KEYS = IMAGE_KEYS | GROUND_TRUTH_KEYS
 CLASSIFIER_KEYS = {"train_subset", "cache_dir", "epochs", "width", "augment", "batch_size", "lr", "seed", "max_steps"}
 
 
@@ -42,17 +45,27 @@ def eval_options(options: DictConfig | dict | None) -> tuple[dict[str, Any], dic
     if unknown:
         raise ConfigError(f"unknown eval option(s) {sorted(unknown)}; allowed: {sorted(EVAL_KEYS)} and "
                           f"classifier.{{{', '.join(sorted(CLASSIFIER_KEYS))}}}")
-    for key, value in opts.items():  # every evaluate_model option is a count
-        check_number(f"eval.{key}", value, whole=True, minimum=1, nullable=key == "max_test_images")
+    for key, value in opts.items():  # every option is a count (or a seed)
+        check_number(f"eval.{key}", value, whole=True, minimum=0 if key == "seed" else 1,
+                     nullable=key == "max_test_images")
     return opts, classifier
 
 
 def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, float]:
-    """Every vae_lab.metrics number for a trained model, with the evaluation's time and peak memory."""
+    """Every vae_lab.metrics number for a trained model, with the evaluation's time and peak memory.
+
+    Data with known factors (shapes2d) get the disentanglement metrics; MNIST / Fashion-MNIST the likelihood,
+    sample and classifier metrics. Each takes its own `eval.*` options and ignores the other's.
+    """
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
-    classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
-    metrics = evaluate_model(model, datamodule, classifier, **opts)
+    ground_truth = getattr(datamodule, "ground_truth", None)
+    if ground_truth is not None:
+        own = {k: v for k, v in opts.items() if k in GROUND_TRUTH_KEYS}
+        metrics = disentanglement_metrics(model, ground_truth, **own)
+    else:
+        classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
+        metrics = evaluate_model(model, datamodule, classifier, **{k: v for k, v in opts.items() if k in IMAGE_KEYS})
     metrics["time/eval_seconds"] = time.perf_counter() - start
     metrics["mem/peak_mb"] = peak_memory_mb(model.device)
     return metrics
