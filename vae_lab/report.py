@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError, VaeLabError
+from vae_lab.metrics.disentanglement import PROPERTY
 from vae_lab.viz import plots
 
 GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
@@ -37,11 +38,12 @@ HEADERS = {
     "test/probe_accuracy": "probe acc", "time/train_seconds": "train s", "time/train_images_per_second": "images/s",
     "time/epoch_seconds": "epoch s", "time/sample_images_per_second": "samples/s", "time/eval_seconds": "eval s",
     "mem/peak_mb": "peak MB",
+    **{f"test/{m}": f"{m} ({p})" for m, p in PROPERTY.items()},   # disentanglement, with the property it measures
 }
 KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C",
                "latent_dim": "z"}
 FIGURES = {"quality_vs_time": "Quality against training time", "beta_tradeoff": "β-VAE trade-off",
-           "latent_size": "CVAE latent size"}
+           "latent_size": "CVAE latent size", "disentanglement": "Disentanglement against β"}
 
 
 @dataclass
@@ -319,7 +321,7 @@ def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictC
     fig_dir = out / "figures"
     written, notes = [], []
     for name, draw in (("quality_vs_time", plots.quality_vs_time), ("beta_tradeoff", plots.beta_tradeoff),
-                       ("latent_size", plots.latent_size)):
+                       ("latent_size", plots.latent_size), ("disentanglement", plots.disentanglement_vs_beta)):
         path = fig_dir / f"{name}.png"
         if draw(rows, path):
             written.append(path)

@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from vae_lab.metrics.disentanglement import PROPERTY
+
 Row = dict[str, Any]
 
 LABELS = {
@@ -26,6 +28,9 @@ LABELS = {
     "test/cond_accuracy": "conditional accuracy", "time/train_seconds": "training time (s)",
 }
 TRADEOFF = ("test/recon", "test/kl", "test/active_units", "test/probe_accuracy", "test/fid")
+DISENTANGLEMENT = ("test/mig", "test/dci_disentanglement", "test/dci_completeness", "test/dci_informativeness",
+                   "test/sap", "test/modularity", "test/explicitness", "test/factor_vae_score", "test/beta_vae_score")
+LABELS.update({m: f"{m[5:]} ({PROPERTY[m[5:]]})" for m in DISENTANGLEMENT})
 
 
 def _has(row: Row, metric: str) -> bool:
@@ -149,6 +154,15 @@ def beta_tradeoff(rows: Sequence[Row], path: Path) -> bool:
                         + ([f"z={row['latent_dim']}"] if len(dims) > 1 else []))
 
     return _line_panels(lines, "beta", TRADEOFF, path, "β-VAE trade-off (mean ± std over seeds)", "β", 10, name)
+
+
+def disentanglement_vs_beta(rows: Sequence[Row], path: Path) -> bool:
+    """β-VAE on data with known factors: β against each disentanglement metric (labelled with its property)."""
+    rows = [r for r in rows if r["model"] == "beta_vae" and not r["capacity_max"] and r["beta"]
+            and _has(r, "test/mig")]
+    lines = _series(rows, "beta", ("dataset", "net", "latent_dim"))
+    return _line_panels(lines, "beta", DISENTANGLEMENT, path, "Disentanglement against β (mean ± std over seeds)",
+                        "β", 2, lambda row: row["dataset"])
 
 
 def latent_size(rows: Sequence[Row], path: Path) -> bool:
