@@ -28,7 +28,7 @@ def test_bench_reports_both_paths(tmp_path, data_dir):
     (["repeats=abc"], "error: repeats='abc'"),
     (["parity_tolerance=-1"], "error: parity_tolerance=-1"),
     (["dataset=cifar"], "error: dataset='cifar': choose one of ['fashion_mnist', 'mnist']"),
-    (['overrides=["model=gan"]'], "error: case 'cvae': In 'train': Could not find 'model/gan' (available: beta_vae"),
+    (['overrides=["model=gan"]'], "error: case 'cvae': In 'train': Could not find 'model/gan' (available: beta_tcvae, beta_vae, cvae"),
     (['overrides=["data.batch_size=0"]'], "error: data.batch_size=0: must be at least 1"),
     (["nope=1"], "Key 'nope' is not in struct"),
 ])
