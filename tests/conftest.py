@@ -47,6 +47,17 @@ def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedPr
                           env=env, timeout=600)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small fits gain nothing from a second torch thread, and on shared cores its stalls dominate."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real datasets (`make data` puts them here; `make test` runs it first)."""

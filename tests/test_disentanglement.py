@@ -16,13 +16,7 @@ N = 2000
 FAST_DCI = {"n_stages": 10}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The fits here are small: a second torch thread only adds stalls on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
