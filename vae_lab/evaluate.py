@@ -51,6 +51,10 @@ def eval_options(options: DictConfig | dict | None) -> tuple[dict[str, Any], dic
     return opts, classifier
 
 
+def _pick(options: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in keys}
+
+
 def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, float]:
     """Every vae_lab.metrics number for a trained model, with the evaluation's time and peak memory.
 
@@ -61,11 +65,10 @@ def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictC
     start = time.perf_counter()
     ground_truth = getattr(datamodule, "ground_truth", None)
     if ground_truth is not None:
-        own = {k: v for k, v in opts.items() if k in GROUND_TRUTH_KEYS}
-        metrics = disentanglement_metrics(model, ground_truth, **own)
+        metrics = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
     else:
         classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
-        metrics = evaluate_model(model, datamodule, classifier, **{k: v for k, v in opts.items() if k in IMAGE_KEYS})
+        metrics = evaluate_model(model, datamodule, classifier, **_pick(opts, IMAGE_KEYS))
     metrics["time/eval_seconds"] = time.perf_counter() - start
     metrics["mem/peak_mb"] = peak_memory_mb(model.device)
     return metrics

@@ -36,9 +36,11 @@ TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a 
 
 def check_types(cfg: DictConfig) -> None:
     """One line for a value of the wrong type (`model.beta=abc`, `data.batch_size=1.5`); ranges are the models'."""
+    absent = object()
     for key, (whole, nullable) in TYPES.items():
-        if OmegaConf.select(cfg, key, default="<absent>") != "<absent>":
-            check_number(key, OmegaConf.select(cfg, key), whole=whole, nullable=nullable)
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is not absent:
+            check_number(key, value, whole=whole, nullable=nullable)
 
 
 def check(cfg: DictConfig) -> None:

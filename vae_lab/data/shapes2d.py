@@ -93,11 +93,6 @@ class Shapes2D:
     def __len__(self) -> int:
         return num_images()
 
-    def to(self, device: torch.device | str) -> Shapes2D:
-        """Move the base masks (and so the rendering) to a device."""
-        self.masks, self._offsets = self.masks.to(device), self._offsets.to(device)
-        return self
-
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """n uniformly drawn factor tuples, N×5 ints."""
         return np.stack([rng.integers(size, size=n) for size in FACTOR_SIZES], axis=1)
