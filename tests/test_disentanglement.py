@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vae_lab.metrics import disentanglement as dis
+from vae_lab.metrics.ground_truth import class_factor_metrics
 
 SIZES = [3, 5, 8, 4]
 N = 2000
@@ -234,3 +235,19 @@ def test_beta_vae_score_is_one_for_a_perfect_encoder_and_chance_for_noise():
     noise_score = dis.beta_vae_score(data, noise_encoder, np.random.default_rng(13), **SMALL_VOTES)
     assert perfect_score["beta_vae_score"] > 0.95
     assert noise_score["beta_vae_score"] == pytest.approx(1 / 3, abs=0.12)
+
+
+def test_the_class_as_the_single_factor_of_mnist_like_data():
+    """MNIST / Fashion-MNIST plug in with their label as the one factor: a code holding it scores ~1, noise ~0."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (3000,), generator=g)
+    noise = torch.randn(3000, 6, generator=g)
+    holding = noise.clone()
+    holding[:, 4] = labels + 0.1 * torch.randn(3000, generator=g)
+    good = class_factor_metrics(holding[:2000], labels[:2000], holding[2000:], labels[2000:], dci_stages=10)
+    bad = class_factor_metrics(noise[:2000], labels[:2000], noise[2000:], labels[2000:], dci_stages=10)
+    assert set(good) == {"test/mig", "test/sap", "test/explicitness", "test/explicitness_train",
+                         "test/dci_completeness", "test/dci_informativeness", "test/dci_informativeness_train"}
+    assert good["test/mig"] > 0.9 and good["test/dci_completeness"] > 0.9 and good["test/dci_informativeness"] > 0.9
+    assert bad["test/mig"] < 0.05 and bad["test/dci_completeness"] < 0.2 and bad["test/dci_informativeness"] < 0.2
+    assert good["test/sap"] > bad["test/sap"] + 0.1 and good["test/explicitness"] > 0.95 > 0.6 > bad["test/explicitness"]

@@ -227,7 +227,9 @@ def test_evaluate_model_returns_every_metric(model_cls, vae, mnist, tiny_classif
     out = evaluate_model(model, mnist, tiny_classifier, iwae_samples=5, iwae_chunk=2, max_test_images=100,
                          probe_train_images=500, fid_samples=200, per_class=10)
     keys = {"test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
-            "test/probe_accuracy", "time/sample_images_per_second", "time/iwae_seconds"}
+            "test/probe_accuracy", "time/sample_images_per_second", "time/iwae_seconds", "test/mig", "test/sap",
+            "test/explicitness", "test/explicitness_train", "test/dci_completeness", "test/dci_informativeness",
+            "test/dci_informativeness_train"}
     keys |= {"test/cond_accuracy", "test/cond_accuracy_t0.5"} if model.conditional else set()
     assert set(out) == keys and all(math.isfinite(v) for v in out.values())
     assert 0 <= out["test/class_entropy"] <= math.log(10) + 1e-6 and 0 <= out["test/active_units"] <= 10

@@ -11,6 +11,7 @@ from torch import nn
 
 from vae_lab.data.datamodule import ImageDataModule, ResidentImages
 from vae_lab.metrics.fid import fid
+from vae_lab.metrics.ground_truth import class_factor_metrics
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
 from vae_lab.metrics.likelihood import iwae_nll
 from vae_lab.metrics.samples import class_entropy, conditional_accuracy, timed_generation
@@ -77,4 +78,5 @@ def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.M
             "time/iwae_seconds": time.perf_counter() - start,
             "test/active_units": float(active_units(test_mu)),
             "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, model.num_classes),
+            **class_factor_metrics(train_mu, train_y, test_mu, test_y),
             **sample_metrics(model, classifier, real, fid_samples, per_class, batch_size)}
