@@ -186,3 +186,32 @@ def test_cvae_learned_prior_is_used_for_sampling():
     model.decode = lambda z, y: seen.append(z) or torch.zeros(len(z), 1, 28, 28)
     model.generate(labels=torch.tensor([4, 4]), temperature=0.0)
     assert torch.equal(seen[0], torch.full((2, 3), 100.0))
+
+
+def test_mixture_prior_density_sampling_and_kl_agree():
+    """A 3-component p(z|y): log_prior matches torch.distributions, samples follow the picked component,
+    and the KL estimate averages to E_q[log q − log p]."""
+    torch.manual_seed(0)
+    model = CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, learned_prior=True, prior_components=3,
+                 latent_dim=2)
+    with torch.no_grad():
+        model.prior_logits.weight[7] = torch.tensor([0.0, 1.0, -1.0])
+    mu, logvar, log_pi = model.mixture(torch.tensor([7]))
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=log_pi[0]),
+        torch.distributions.Independent(torch.distributions.Normal(mu[0], (0.5 * logvar[0]).exp()), 1))
+    z = torch.randn(50, 1, 2) * 2
+    assert torch.allclose(model.log_prior(z, torch.tensor([7])), reference.log_prob(z), atol=1e-5)
+    samples = model.sample_latents(20000, torch.full((20000,), 7), temperature=1.0)
+    assert torch.allclose(samples.mean(0), reference.mean, atol=0.05)
+    assert torch.allclose(samples.var(0), reference.variance, atol=0.1)
+    q_mu, q_logvar = torch.tensor([[0.3, -0.4]]).expand(20000, 2), torch.full((20000, 2), -1.0)
+    zq = model.reparametrize(q_mu, q_logvar)
+    kl = model.kl_to_prior(q_mu, q_logvar, zq, torch.full((20000,), 7))
+    expected = (torch.distributions.Normal(q_mu, (0.5 * q_logvar).exp()).log_prob(zq).sum(-1) - reference.log_prob(zq))
+    assert kl.shape == (20000, 2) and torch.allclose(kl.sum(-1), expected, atol=1e-4) and kl.sum(-1).mean() > 0
+
+
+def test_mixture_prior_needs_the_learned_prior():
+    with pytest.raises(ConfigError, match="prior_components"):
+        CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, prior_components=4)

@@ -10,15 +10,9 @@ from tqdm import tqdm
 
 from vae_lab.models.base import BaseVAE
 from vae_lab.models.likelihood import nll
+from vae_lab.models.reparam import gaussian_log_density
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
-LOG_2PI = math.log(2 * math.pi)
-
-
-def log_normal(z: torch.Tensor, mu: torch.Tensor | float = 0.0, logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """log N(z; mu, exp(logvar)) summed over the last dimension."""
-    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
 
 
 def log_weights(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, mu: torch.Tensor, logvar: torch.Tensor,
@@ -28,7 +22,7 @@ def log_weights(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, mu: tor
     z = mu + torch.randn(k, *mu.shape, device=mu.device) * torch.exp(0.5 * logvar)
     logits = model.decode(z.flatten(0, 1), None if y is None else y.repeat(k))
     log_px = -nll(logits, x.repeat(k, *[1] * (x.dim() - 1)), model.hparams.likelihood, model.hparams.obs_sigma)
-    return log_px.view(k, n) + log_normal(z, *model.prior(y)) - log_normal(z, mu, logvar)
+    return log_px.view(k, n) + model.log_prior(z, y) - gaussian_log_density(z, mu, logvar).sum(-1)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.errors import ConfigError, user_error
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
-from vae_lab.models.reparam import ReparametrizationMixin
+from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z ~ q(z|x), its mean and log-variance
@@ -67,7 +67,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         mu, logvar = self.encode(x, y)
         z = self.reparametrize(mu, logvar)
         logits = self.decode(z, y)
-        kl_dim = self.kl_per_dim(mu, logvar, *self.prior(y)).mean(0)
+        kl_dim = self.kl_to_prior(mu, logvar, z, y).mean(0)
         terms = {"recon": nll(logits, x, self.hparams.likelihood, self.hparams.obs_sigma).mean(), "kl": kl_dim.sum()}
         terms["nelbo"] = terms["recon"] + terms["kl"]  # −ELBO whatever the objective: comparable across β
         terms.update(self.objective(terms, (z, mu, logvar)))
@@ -77,6 +77,19 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def prior(self, y: torch.Tensor | None) -> tuple[torch.Tensor | float, torch.Tensor | float]:
         """Mean and log-variance of p(z | y): the standard normal unless a model learns its prior."""
         return 0.0, 0.0
+
+    def kl_to_prior(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+                    y: torch.Tensor | None) -> torch.Tensor:
+        """KL(q(z|x) || p(z|y)) per example and dimension (N×D): analytic for a Gaussian prior; z is q's sample."""
+        return self.kl_per_dim(mu, logvar, *self.prior(y))
+
+    def log_prior(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """log p(z|y) summed over the last dimension, for codes z of shape (…, N, D)."""
+        return gaussian_log_density(z, *self.prior(y)).sum(-1)
+
+    def sample_latents(self, n: int, labels: torch.Tensor | None, temperature: float = 1.0) -> torch.Tensor:
+        """n codes from p(z|labels), each standard deviation scaled by `temperature`."""
+        return self.sample_prior(n, self.device, temperature, *self.prior(labels))
 
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
         """recon + β·KL (β = 1: the VAE's negative ELBO); `posterior` = (z, μ, log σ²) for objectives that need it."""
@@ -93,7 +106,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
             labels = torch.arange(n or self.num_classes, device=self.device) % self.num_classes
         n = len(labels) if labels is not None else n
         labels = None if labels is None else labels.to(self.device)
-        z = self.sample_prior(n, self.device, temperature, *self.prior(labels))
+        z = self.sample_latents(n, labels, temperature)
         return mean_image(self.decode(z, labels))
 
     @torch.no_grad()

@@ -9,8 +9,10 @@ import torch
 LOG_2PI = math.log(2 * math.pi)
 
 
-def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor | float = 0.0,
+                         logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
     """log N(z; mu, exp(logvar)) per dimension (broadcasting), for sampled estimates of KL terms."""
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
 
 
