@@ -164,6 +164,18 @@ def test_every_comparison_arm_composes(tmp_path, arm):
         assert model.beta == float(arm.split("_")[1])
     if arm == "capacity":
         assert model.hparams.capacity_max > 0
+    if arm == "cvae":
+        assert model.components == 10 and model.prior_logits is not None, "the recommended CVAE's mixture prior"
+
+
+@pytest.mark.parametrize("overrides", [["model.prior_components=1"], ["model.prior_components=10"],
+                                       ["model.latent_dim=2"], ["model.latent_dim=16"]])
+def test_the_cvae_design_and_latent_sweeps_compose(tmp_path, overrides):
+    """Every cell of cvae_design / cvae_latent builds its model (a mixture prior needs the learned prior)."""
+    experiment = "cvae_design" if "components" in overrides[0] else "cvae_latent"
+    cfg = compose_cfg(tmp_path, f"+experiment={experiment}", "+arm=cvae", *overrides)
+    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    assert model.conditional and model.prior_net is not None
 
 
 def test_kl_to_a_learned_prior_matches_monte_carlo():

@@ -36,6 +36,7 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         "beta": float(cfg.model.get("beta", 1.0)),
         "capacity_max": float(cfg.model.get("capacity_max", 0.0)),
         "latent_dim": int(cfg.model.latent_dim),
+        "prior_components": int(cfg.model.get("prior_components", 1)),
         "image_size": int(cfg.data.image_size),
         "seed": int(cfg.seed),
     }

@@ -29,7 +29,7 @@ TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a 
     "data.val_size": (True, False), "net.image_size": (True, False), "model.latent_dim": (True, False),
     "model.beta": (False, False), "model.lr": (False, False), "model.weight_decay": (False, False),
     "model.obs_sigma": (False, False), "model.gamma": (False, False), "model.capacity_max": (False, False),
-    "model.capacity_steps": (True, False), "trainer.max_epochs": (True, False),
+    "model.capacity_steps": (True, False), "model.prior_components": (True, False), "trainer.max_epochs": (True, False),
     "trainer.log_every_n_steps": (True, False),
 }
 
