@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import EVAL_FAST, FAST, ROOT, run_cli
+from tests.conftest import CLASSIFIER_CACHE, EVAL_FAST, FAST, ROOT, run_cli
 
 EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
              "test/probe_accuracy", "test/cond_accuracy", "test/cond_accuracy_t0.5", "time/sample_images_per_second",
@@ -170,3 +170,16 @@ def test_killed_run_resumes_to_the_same_number_of_epochs(tmp_path, data_dir):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["status"] == "ok"
     assert all(metrics[k] is not None for k in ("test/loss", "test/recon", "test/kl", "time/train_seconds"))
+
+
+def test_a_job_that_fails_in_evaluation_leaves_a_failed_record_and_the_sweep_goes_on(tmp_path, data_dir):
+    """Any error after training (here an unwritable classifier cache) is recorded in the job's metrics.json."""
+    fast = [o for o in FAST if "classifier.cache_dir" not in o]
+    caches = f"/dev/null/cache,{CLASSIFIER_CACHE}"
+    result = run_cli("vae_lab.train", "-m", "net=mlp", *fast, f"++eval.classifier.cache_dir={caches}",
+                     f"hydra.sweep.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = sorted((json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")), key=lambda r: r["status"])
+    assert [r["status"] for r in records] == ["failed", "ok"]
+    assert records[0]["reason"].startswith(("NotADirectoryError", "FileNotFoundError")) and records[0]["model"] == "vae"
+    assert "this job failed, the sweep goes on" in result.stdout + result.stderr

@@ -85,6 +85,15 @@ def test_histogram_discretize_uses_equal_width_bins_numbered_from_one():
     assert len(np.unique(binned[:, 1])) == 1
 
 
+def test_histogram_discretize_takes_a_collapsed_float32_code():
+    """Values a few float32 ulps apart (a collapsed latent) still get bins, and MIG scores such a code 0."""
+    collapsed = (np.float32(0.7) + np.arange(1000) % 3 * np.finfo(np.float32).eps).astype(np.float32)[:, None]
+    bins = dis.histogram_discretize(collapsed)
+    assert bins.shape == (1000, 1) and 1 <= bins.min() and bins.max() <= 20
+    factors = np.random.default_rng(0).integers(4, size=(1000, 1))
+    assert dis.mig(np.concatenate([collapsed, collapsed], axis=1), factors)["mig"] < 0.01
+
+
 def test_roc_auc_is_the_fraction_of_correctly_ordered_pairs():
     rng = np.random.default_rng(4)
     scores = rng.integers(5, size=60).astype(float)  # many ties

@@ -71,15 +71,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     choices = dict(HydraConfig.get().runtime.choices)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path or ("last" if cfg.resume else None))
-    except NonFiniteLossError as err:
+        test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
+        if not trainer.is_global_zero:
+            return {}  # under DDP, rank 0 alone evaluates and writes
+        if cfg.eval.enabled:
+            test.update(test_set_metrics(model, datamodule, cfg.eval))
+    except Exception as err:  # the run folder says why it stopped (the report lists it); the error goes on up
         if trainer.is_global_zero:
-            write_json(Path(cfg.paths.output_dir) / "metrics.json", failed_record(cfg, choices, str(err)))
+            reason = f"{type(err).__name__}: {err}"
+            write_json(Path(cfg.paths.output_dir) / "metrics.json", failed_record(cfg, choices, reason))
         raise
-    test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
-    if not trainer.is_global_zero:
-        return {}  # under DDP, rank 0 alone evaluates and writes
-    if cfg.eval.enabled:
-        test.update(test_set_metrics(model, datamodule, cfg.eval))
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     record["processes"] = trainer.world_size
@@ -98,10 +99,10 @@ def main(cfg: DictConfig) -> float | None:
     with user_errors():
         try:
             record = train(cfg)
-        except NonFiniteLossError as err:
+        except Exception as err:
             if not multirun:
                 raise
-            log.error("this job failed, the sweep goes on: %s", err)
+            log.error("this job failed, the sweep goes on: %s", err, exc_info=not isinstance(err, NonFiniteLossError))
             record = {"status": "failed"}
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 

@@ -83,8 +83,13 @@ def split_train_test(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndar
 
 
 def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
-    """Each code dimension cut into `num_bins` equal-width bins over its range (values 1..num_bins), as the library."""
-    return np.stack([np.digitize(column, np.histogram(column, num_bins)[1][:-1]) for column in codes.T], axis=1)
+    """Each code dimension cut into `num_bins` equal-width bins over its range (values 1..num_bins), as the library.
+
+    In float64: a collapsed float32 code whose values differ by a few ulps has no 20 distinct float32 bin edges,
+    and np.histogram would refuse it (a capacity-VAE run on shapes2d did).
+    """
+    columns = np.asarray(codes, dtype=np.float64).T
+    return np.stack([np.digitize(column, np.histogram(column, num_bins)[1][:-1]) for column in columns], axis=1)
 
 
 def mutual_info(x: np.ndarray, y: np.ndarray) -> float:
