@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 
 from tests.conftest import CONF, compose_cfg
 from vae_lab.errors import ConfigError
+from vae_lab.models import load_model
 from vae_lab.models.beta_vae import BetaVAE, capacity
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.reparam import ReparametrizationMixin
@@ -176,6 +177,16 @@ def test_the_cvae_design_and_latent_sweeps_compose(tmp_path, overrides):
     cfg = compose_cfg(tmp_path, f"+experiment={experiment}", "+arm=cvae", *overrides)
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
     assert model.conditional and model.prior_net is not None
+
+
+def test_a_loaded_capacity_model_keeps_the_capacity_it_reached(tmp_path):
+    """evaluate has no training step: the loaded model's C is the one at the checkpoint's step, not 0."""
+    model = BetaVAE(MLP, capacity_max=25.0, capacity_steps=100, gamma=10.0)
+    torch.save({"vae_lab_model": "vae_lab.models.beta_vae.BetaVAE", "hyper_parameters": dict(model.hparams),
+                "state_dict": model.state_dict(), "global_step": 60}, tmp_path / "c.ckpt")
+    loaded = load_model(tmp_path / "c.ckpt")
+    terms = loaded.loss_terms((torch.rand(8, 1, 28, 28), None))
+    assert terms["capacity"].item() == pytest.approx(15.0)
 
 
 def test_kl_to_a_learned_prior_matches_monte_carlo():

@@ -38,4 +38,5 @@ def load_model(ckpt_path: str | Path, map_location: str | torch.device = "cpu") 
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not match {name} ({str(err).splitlines()[0]})") from err
+    model.on_load_checkpoint(checkpoint)  # Lightning's hook, as load_from_checkpoint calls it
     return model.to(map_location).eval()

@@ -24,10 +24,16 @@ class BetaVAE(BaseVAE):
             raise ConfigError(f"model.capacity_max={capacity_max}, model.gamma={gamma} must be ≥ 0 and "
                               f"model.capacity_steps={capacity_steps} ≥ 1")
         super().__init__(net, beta=beta, **kwargs)
+        self._checkpoint_step = 0
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Remember the step the checkpoint was saved at: the capacity C of a loaded model is the one it reached."""
+        self._checkpoint_step = int(checkpoint.get("global_step", 0))
 
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
         if self.hparams.capacity_max <= 0:
             return super().objective(terms, posterior)
-        c = capacity(self.global_step, self.hparams.capacity_max, self.hparams.capacity_steps)
+        step = max(self.global_step, self._checkpoint_step)  # evaluate: no trainer step, the checkpoint's
+        c = capacity(step, self.hparams.capacity_max, self.hparams.capacity_steps)
         return {"loss": terms["recon"] + self.hparams.gamma * (terms["kl"] - c).abs(),
                 "capacity": torch.tensor(c, device=terms["kl"].device)}
