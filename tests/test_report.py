@@ -190,3 +190,9 @@ def test_disentanglement_columns_name_their_property_and_plot_against_beta(tmp_p
     assert "mig (compactness)" in md and "dci_disentanglement (modularity)" in md
     assert "| 0.2050 ± 0.0071 |" in md   # MIG at β = 4 over its two seeds
     assert (root / "figures" / "disentanglement.png").read_bytes()[:4] == PNG
+
+
+def test_cells_round_float_noise_around_zero_to_zero():
+    from vae_lab.report import _fmt
+    assert _fmt(-2.22e-16, 0.0) == "0.000 ± 0.000" and _fmt(2.22e-16, None) == "0.000"
+    assert _fmt(0.2065, 0.0669) == "0.2065 ± 0.0669" and _fmt(1e-5, 2e-6) == "0.00001000 ± 0.00000200"

@@ -37,7 +37,7 @@ HEADERS = {
     "test/cond_accuracy_t0.5": "cond acc T=0.5", "test/class_entropy": "class entropy",
     "test/probe_accuracy": "probe acc", "time/train_seconds": "train s", "time/train_images_per_second": "images/s",
     "time/epoch_seconds": "epoch s", "time/sample_images_per_second": "samples/s", "time/eval_seconds": "eval s",
-    "mem/peak_mb": "peak MB",
+    "mem/peak_mb": "peak MB", "time/dci_seconds": "DCI s", "test/gaussian_total_correlation": "TC (Gaussian)",
     **{f"test/{m}": f"{m} ({p})" for m, p in PROPERTY.items()},   # disentanglement, with the property it measures
 }
 KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C",
@@ -190,6 +190,8 @@ def _fmt(mean: float | None, std: float | None) -> str:
     """"mean ± std" with four significant digits in the mean and the std to the same decimals."""
     if mean is None:
         return "–"
+    if abs(mean) < 1e-9 and (std is None or abs(std) < 1e-9):
+        mean, std = 0.0, None if std is None else 0.0  # float round-off of an exact zero: no 20-digit cells
     decimals = max(0, 3 - math.floor(math.log10(abs(mean)))) if mean else 3
     return f"{mean:.{decimals}f}" if std is None else f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
