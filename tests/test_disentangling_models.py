@@ -45,7 +45,7 @@ def test_permute_dims_keeps_each_marginal_and_breaks_the_dependence():
 @pytest.mark.parametrize("model, extra", [("factor_vae", {"tc", "disc_loss"}), ("beta_tcvae", {"mi", "tc", "dim_kl"})])
 def test_model_trains_a_few_steps_on_shapes2d(tmp_path, model, extra):
     cfg = compose_cfg(tmp_path, f"model={model}", "data=shapes2d", "net.image_size=32", "data.train_subset=256",
-                      "data.batch_size=32", "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
+                      "data.batch_size=32", "trainer.max_epochs=1", "trainer.log_every_n_steps=2",
                       "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
     datamodule, module, trainer = build(cfg, logger=False, enable_checkpointing=False, callbacks=[],
                                         limit_val_batches=1)
@@ -55,3 +55,4 @@ def test_model_trains_a_few_steps_on_shapes2d(tmp_path, model, extra):
     assert "net" in changed and (model != "factor_vae" or "discriminator" in changed)
     logged = {k.split("/", 1)[1] for k in trainer.callback_metrics if k.startswith("train_epoch/")}
     assert extra <= logged and all(math.isfinite(float(v)) for v in trainer.callback_metrics.values())
+    assert "train/loss" in trainer.callback_metrics, "step scalars every log_every_n_steps batches (2 optimiser steps each)"

@@ -41,7 +41,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self.net = build_net(net, latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
         self.image_size = int(net.get("image_size", 28))
         self._train_sums: torch.Tensor | None = None
-        self._train_count, self._train_names = 0, []
+        self._train_count, self._train_names, self._train_batches = 0, [], 0
 
     # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -141,7 +141,8 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         else:
             self._train_sums += values * n
         self._train_count += n
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        self._train_batches += 1  # not global_step: a model with two optimisers advances it by 2 per batch
+        if self._train_batches % self.trainer.log_every_n_steps == 0:
             logged = dict(zip(terms, values))
             self.log("train/loss", logged.pop("loss"), on_step=True, on_epoch=False, prog_bar=True)
             self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
