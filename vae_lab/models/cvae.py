@@ -42,9 +42,8 @@ class CVAE(BaseVAE):
         """p(z|y) = N(mu_y, diag exp(logvar_y)) when learned (N×K×D for a mixture), else N(0, I)."""
         if self.prior_net is None or y is None:
             return super().prior(y)
-        mu, logvar = self.prior_net(y.long()).float().chunk(2, dim=-1) if self.prior_logits is None else \
-            self.prior_net(y.long()).float().view(len(y), self.components, 2, -1).unbind(2)
-        return mu, logvar
+        mu, logvar = self.prior_net(y.long()).float().view(len(y), self.components, 2, -1).unbind(2)
+        return (mu, logvar) if self.components > 1 else (mu[:, 0], logvar[:, 0])
 
     def mixture(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The mixture prior of labels y: means and log-variances N×K×D, log weights N×K."""
