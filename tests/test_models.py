@@ -169,6 +169,18 @@ def test_every_comparison_arm_composes(tmp_path, arm):
         assert model.components == 10 and model.prior_logits is not None, "the recommended CVAE's mixture prior"
 
 
+@pytest.mark.parametrize("experiment", ["disentangle", "disentangle_cpu"])
+def test_the_disentangle_arms_take_their_experiments_settings(tmp_path, experiment):
+    """Burgess et al.'s learning rate for the capacity arm; the CPU variant's narrower FactorVAE discriminator."""
+    capacity = compose_cfg(tmp_path, f"+experiment={experiment}", "+arm=capacity")
+    assert instantiate(capacity.model, net=capacity.net, _recursive_=False).hparams.lr == 5e-4
+    factor = compose_cfg(tmp_path, f"+experiment={experiment}", "+arm=factor_vae")
+    model = instantiate(factor.model, net=factor.net, _recursive_=False)
+    assert model.discriminator[0].out_features == (256 if experiment.endswith("cpu") else 1000)
+    elsewhere = compose_cfg(tmp_path, "+experiment=compare", "+arm=capacity")
+    assert instantiate(elsewhere.model, net=elsewhere.net, _recursive_=False).hparams.lr == 1e-3
+
+
 @pytest.mark.parametrize("overrides", [["model.prior_components=1"], ["model.prior_components=10"],
                                        ["model.latent_dim=2"], ["model.latent_dim=16"]])
 def test_the_cvae_design_and_latent_sweeps_compose(tmp_path, overrides):
