@@ -13,6 +13,7 @@ from vae_lab.errors import ConfigError
 from vae_lab.models import load_model
 from vae_lab.models.beta_vae import BetaVAE, capacity
 from vae_lab.models.cvae import CVAE
+from vae_lab.models.factor_vae import FactorVAE
 from vae_lab.models.reparam import ReparametrizationMixin
 from vae_lab.models.vae import VAE
 
@@ -154,6 +155,25 @@ def test_speed_options_train_with_finite_losses(tmp_path, data_dir, options):
     assert trainer.global_step == 3
     loss = trainer.callback_metrics["train/loss"]
     assert torch.isfinite(loss)
+
+
+def test_the_cosine_schedule_decays_the_rate_to_zero_by_the_last_step(tmp_path, data_dir):
+    from vae_lab.train import build
+
+    cfg = compose_cfg(tmp_path, "model=cvae", "model.lr_schedule=cosine", "data.train_subset=256",
+                      "data.batch_size=64", "trainer.max_epochs=2")
+    datamodule, model, trainer = build(cfg, callbacks=[], logger=False, limit_val_batches=0,
+                                       enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.global_step == 8 and trainer.lr_scheduler_configs[0].interval == "step"
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_unknown_schedule_and_a_scheduled_factor_vae_are_refused():
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        VAE(MLP, lr_schedule="linear")
+    with pytest.raises(ConfigError, match="FactorVAE"):
+        FactorVAE(MLP, lr_schedule="cosine")
 
 
 @pytest.mark.parametrize("arm", sorted(p.stem for p in (CONF / "arm").glob("*.yaml")))

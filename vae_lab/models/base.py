@@ -16,6 +16,7 @@ from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+LR_SCHEDULES = ("constant", "cosine")
 Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z ~ q(z|x), its mean and log-variance
 
 
@@ -26,7 +27,8 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
 
     def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
-                 fused_adam: bool = True, compile: bool = False, channels_last: bool = False) -> None:
+                 fused_adam: bool = True, compile: bool = False, channels_last: bool = False,
+                 lr_schedule: str = "constant") -> None:
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
@@ -34,6 +36,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         _check(weight_decay >= 0, f"model.weight_decay={weight_decay}: must be ≥ 0")
         _check(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
         _check(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
+        _check(lr_schedule in LR_SCHEDULES, f"model.lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
         net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
         self.save_hyperparameters(ignore=["net"])  # collects the subclasses' arguments too
         self.hparams["net"] = net
@@ -173,10 +176,14 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._eval_step(batch, "test")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam; fused (one kernel for all parameters) unless `model.fused_adam=false`."""
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """Adam (fused unless `model.fused_adam=false`); `model.lr_schedule=cosine` decays its rate to 0 by the last step."""
+        adam = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
                                 fused=self.hparams.get("fused_adam", True) or None)
+        if self.hparams.get("lr_schedule", "constant") == "constant":
+            return adam
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=self.trainer.estimated_stepping_batches)
+        return {"optimizer": adam, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""

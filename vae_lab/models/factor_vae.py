@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae_lab.errors import ConfigError
 from vae_lab.models.base import BaseVAE, Batch, Posterior
 
 
@@ -33,6 +34,8 @@ class FactorVAE(BaseVAE):
     def __init__(self, net: Any, gamma: float = 35.0, disc_lr: float = 1e-4, disc_hidden: int = 1000,
                  disc_layers: int = 6, **kwargs: Any) -> None:
         super().__init__(net, **kwargs)
+        if self.hparams.get("lr_schedule", "constant") != "constant":
+            raise ConfigError("model.lr_schedule: FactorVAE's two optimisers keep a constant rate (Kim & Mnih)")
         self.automatic_optimization = False
         self.discriminator = discriminator(self.latent_dim, disc_hidden, disc_layers)
 
