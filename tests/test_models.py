@@ -187,6 +187,9 @@ def test_every_comparison_arm_composes(tmp_path, arm):
         assert model.hparams.capacity_max > 0
     if arm == "cvae":
         assert model.components == 10 and model.prior_logits is not None, "the recommended CVAE's mixture prior"
+        assert model.hparams.lr == 2e-3
+    if arm == "cvae_seed_conv":
+        assert not model.hparams.learned_prior and model.hparams.lr == 1e-3, "the design notes' CVAE as it is"
 
 
 @pytest.mark.parametrize("experiment", ["disentangle", "disentangle_cpu"])
