@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test tb bench compare clean
+.PHONY: install data train test tb bench bench-gpu compare clean
 
 install: $(STAMP)
 
@@ -27,6 +27,9 @@ test: install data
 
 bench: install data
 	$(BIN)/python -m vae_lab.bench json=outputs/bench.json $(ARGS)
+
+bench-gpu: install data
+	$(BIN)/python -m vae_lab.bench --config-name bench_gpu json=outputs/bench_gpu.json $(ARGS)
 
 compare: install data
 	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.sweep.dir=outputs/multirun/compare $(ARGS)

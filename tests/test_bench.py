@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.conftest import compose_cfg, run_cli
-from vae_lab.bench import bench
+from vae_lab.bench import bench, throughput
 
 
 def test_bench_reports_both_paths(tmp_path, data_dir):
@@ -36,3 +36,11 @@ def test_bench_bad_input_gives_one_clear_line(tmp_path, args, needle):
     result = run_cli("vae_lab.bench", *args, "train_subset=500", f"json={tmp_path / 'bench.json'}")
     assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "bench.json").exists()
+
+
+def test_throughput_windows_count_optimiser_steps_when_batches_hold_several():
+    """Marks every 4 steps of 10 images, one second apart: 40 images/s whatever the window's step boundaries."""
+    marks = [(4 * i, 40 * i, float(i)) for i in range(1, 21)]
+    rates = throughput(marks, warmup=8, repeats=3, steps=20)
+    assert rates == {"median": 40.0, "min": 40.0, "max": 40.0}
+    assert throughput([(1, 10, 1.0), (2, 20, 3.0), (3, 40, 4.0)], warmup=1, repeats=2, steps=1)["min"] == 5.0

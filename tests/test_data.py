@@ -103,7 +103,17 @@ def test_batches_reshuffle_per_epoch_deterministically():
     assert [len(b) for b in BatchIndexSampler(10, 4, shuffle=False)] == [4, 4, 2]
 
 
+def test_grouped_batches_are_the_same_batches_in_lists():
+    """data.steps_per_batch > 1 hands Lightning lists of the very batches it would get one by one."""
+    single = list(BatchIndexSampler(10, 3, shuffle=True, seed=1))
+    grouped = list(BatchIndexSampler(10, 3, shuffle=True, seed=1, group=2))
+    assert [len(g) for g in grouped] == [2, 2] and len(BatchIndexSampler(10, 3, shuffle=True, group=2)) == 2
+    assert all(torch.equal(a, b) for a, b in zip(single, [b for g in grouped for b in g]))
+
+
 def test_bad_datamodule_arguments():
+    with pytest.raises(ConfigError, match="steps_per_batch"):
+        ImageDataModule(steps_per_batch=0)
     with pytest.raises(ConfigError, match="batch_size"):
         ImageDataModule(batch_size=0)
     with pytest.raises(ConfigError, match="image_size"):

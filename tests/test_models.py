@@ -58,6 +58,7 @@ def test_capacity_schedule_values():
 def test_capacity_objective_uses_the_step(monkeypatch):
     model = BetaVAE(MLP, capacity_max=25.0, capacity_steps=100, gamma=1000.0)
     monkeypatch.setattr(BetaVAE, "global_step", property(lambda self: 40))
+    model.on_test_start()  # as before every step, validation and test: C follows the trainer's step
     terms = model.loss_terms((torch.rand(8, 1, 28, 28), None))
     assert terms["capacity"].item() == pytest.approx(10.0)
     assert torch.allclose(terms["loss"], terms["recon"] + 1000.0 * (terms["kl"] - 10.0).abs())
@@ -143,7 +144,8 @@ def test_cvae_samples_follow_their_label(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("options", [["trainer.precision=bf16-mixed"], ["trainer.precision=32-true"],
-                                     ["model.channels_last=true"], ["model.compile=true", "net=mlp"]])
+                                     ["model.channels_last=true"], ["model.compile=true", "net=mlp"],
+                                     ["model.cuda_graph=true"], ["data.steps_per_batch=3", "model.channels_last=true"]])
 def test_speed_options_train_with_finite_losses(tmp_path, data_dir, options):
     from vae_lab.train import build
 
@@ -155,6 +157,27 @@ def test_speed_options_train_with_finite_losses(tmp_path, data_dir, options):
     assert trainer.global_step == 3
     loss = trainer.callback_metrics["train/loss"]
     assert torch.isfinite(loss)
+
+
+def _fit_steps(tmp_path, *overrides, max_steps=6):
+    from vae_lab.train import build
+
+    cfg = compose_cfg(tmp_path, "+arm=capacity", "net=mlp", "model.capacity_steps=4", "data.train_subset=512",
+                      "data.batch_size=64", "trainer.precision=32-true", *overrides)
+    datamodule, model, trainer = build(cfg, callbacks=[], logger=False, max_steps=max_steps, limit_val_batches=0,
+                                       enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=datamodule)
+    return model, trainer
+
+
+def test_several_steps_per_batch_train_exactly_as_one_step_per_batch(tmp_path, data_dir):
+    """Same batches, same order, one optimiser step each (the capacity C advancing per step): the same weights."""
+    one, one_trainer = _fit_steps(tmp_path, "data.steps_per_batch=1")
+    three, three_trainer = _fit_steps(tmp_path, "data.steps_per_batch=3")
+    assert one_trainer.global_step == three_trainer.global_step == 6
+    assert three.capacity_now.item() == one.capacity_now.item() > 0
+    for a, b in zip(one.state_dict().values(), three.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_the_cosine_schedule_decays_the_rate_to_zero_by_the_last_step(tmp_path, data_dir):

@@ -21,38 +21,51 @@ from torchvision import datasets, transforms
 from vae_lab.cli import user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import ConfigError, check_number
-from vae_lab.models.base import BaseVAE
+from vae_lab.models.base import BaseVAE, step_batches
 from vae_lab.results import write_json
 from vae_lab.train import build
 
 
+Marks = list[tuple[int, int, float]]  # (optimiser steps so far, images so far, time) after each batch
+
+
 class StepClock(pl.Callback):
-    """Timestamps after every optimiser step (synchronised), for throughput over windows of steps."""
+    """Marks after every Lightning batch (synchronised): one optimiser step, or `data.steps_per_batch` of them."""
 
     def __init__(self) -> None:
-        self.times: list[float] = []
+        self.marks: Marks = []
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx) -> None:
         if torch.cuda.is_available() and module.device.type == "cuda":
             torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
+        pairs = step_batches(batch)
+        self.marks.append(advance(self.marks, len(pairs), sum(len(x) for x, _ in pairs)))
 
 
-def throughput(times: list[float], batch_size: int, warmup: int, repeats: int, steps: int) -> dict[str, float]:
-    """Images/s per timed window after warm-up: median, min and max."""
-    rates = [steps * batch_size / (times[warmup + (r + 1) * steps - 1] - times[warmup + r * steps - 1])
-             for r in range(repeats)]
+def advance(marks: Marks, steps: int, images: int) -> tuple[int, int, float]:
+    """The next mark: `steps` more optimiser steps over `images` more images, now."""
+    last = marks[-1] if marks else (0, 0, 0.0)
+    return last[0] + steps, last[1] + images, time.perf_counter()
+
+
+def throughput(marks: Marks, warmup: int, repeats: int, steps: int) -> dict[str, float]:
+    """Images/s per timed window of `steps` steps after `warmup` steps: median, min and max."""
+    def mark(step: int) -> tuple[int, int, float]:
+        return next(m for m in marks if m[0] >= step)
+
+    windows = [(mark(warmup + r * steps), mark(warmup + (r + 1) * steps)) for r in range(repeats)]
+    rates = [(b[1] - a[1]) / (b[2] - a[2]) for a, b in windows]
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
-def fast_path(cfg: DictConfig, total_steps: int) -> tuple[BaseVAE, list[float], pl.LightningDataModule]:
+def fast_path(cfg: DictConfig, total_steps: int) -> tuple[BaseVAE, Marks, pl.LightningDataModule]:
     """Train with exactly vae_lab.train's datamodule, model and Trainer (no logger, checkpoints or validation)."""
     clock = StepClock()
     datamodule, model, trainer = build(cfg, callbacks=[clock], logger=False, max_steps=total_steps, max_epochs=-1,
                                        enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
                                        enable_model_summary=False)
     trainer.fit(model, datamodule=datamodule)
-    return model, clock.times, datamodule
+    return model, clock.marks, datamodule
 
 
 def reference_loader(cfg: DictConfig, train_subset: int | None) -> DataLoader:
@@ -68,15 +81,15 @@ def reference_loader(cfg: DictConfig, train_subset: int | None) -> DataLoader:
     return DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True)
 
 
-def reference_path(cfg: DictConfig, total_steps: int, train_subset: int | None) -> tuple[BaseVAE, list[float]]:
+def reference_path(cfg: DictConfig, total_steps: int, train_subset: int | None) -> tuple[BaseVAE, Marks]:
     """A plain fp32 loop with torch's default Adam over the same network and batch size."""
     pl.seed_everything(cfg.seed, verbose=False)
     _, model, _ = build(cfg, callbacks=[], logger=False)
     device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
     model.to(device).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.model.lr)
-    times: list[float] = []
-    while len(times) < total_steps:
+    marks: Marks = []
+    while len(marks) < total_steps:
         for x, y in reference_loader(cfg, train_subset):
             loss = model.loss_terms((x.to(device), y.to(device)))["loss"]
             optimiser.zero_grad()
@@ -84,10 +97,10 @@ def reference_path(cfg: DictConfig, total_steps: int, train_subset: int | None) 
             optimiser.step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times.append(time.perf_counter())
-            if len(times) == total_steps:
+            marks.append(advance(marks, 1, len(x)))
+            if len(marks) == total_steps:
                 break
-    return model, times
+    return model, marks
 
 
 @torch.no_grad()
@@ -126,10 +139,10 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     """Both paths for one config: throughput, ratio, FLOPs, floor fraction and the parity verdict."""
     total = bench.warmup_steps + bench.repeats * bench.steps_per_repeat
     window = (bench.warmup_steps, bench.repeats, bench.steps_per_repeat)
-    fast_model, fast_times, datamodule = fast_path(cfg, total)
-    ref_model, ref_times = reference_path(cfg, total, bench.train_subset)
+    fast_model, fast_marks, datamodule = fast_path(cfg, total)
+    ref_model, ref_marks = reference_path(cfg, total, bench.train_subset)
     batch_size = cfg.data.batch_size
-    fast, ref = throughput(fast_times, batch_size, *window), throughput(ref_times, batch_size, *window)
+    fast, ref = throughput(fast_marks, *window), throughput(ref_marks, *window)
     device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
     fast_model, ref_model = fast_model.to(device), ref_model.to(device)  # Lightning hands the model back on the CPU
     val = datamodule.splits["val"]
@@ -140,6 +153,7 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     peak = max(matmul_rate(device, torch.float32), matmul_rate(device, torch.bfloat16))
     return {"case": name, "model": cfg.model._target_.rsplit(".", 1)[-1], "net": cfg.net._target_.rsplit(".", 1)[-1],
             "image_size": cfg.data.image_size, "batch_size": batch_size, "precision": str(cfg.trainer.precision),
+            "options": speed_options(cfg),
             "vae_lab_images_per_second": fast, "reference_images_per_second": ref,
             "speedup": fast["median"] / ref["median"], "flops_per_image": flops, "matmul_flops_per_second": peak,
             "floor_fraction": fast["median"] * flops / peak, "vae_lab_loss": fast_loss, "reference_loss": ref_loss,
@@ -147,13 +161,24 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
             "parity": "pass" if fast_loss <= ref_loss * (1 + bench.parity_tolerance) else "FAIL"}
 
 
+def speed_options(cfg: DictConfig) -> str:
+    """The training path's speed settings that differ from the defaults, in a few words."""
+    words = [name for name, key in (("CUDA graphs", "cuda_graph"), ("compile", "compile"),
+                                    ("channels-last", "channels_last")) if cfg.model.get(key)]
+    if cfg.data.get("steps_per_batch", 1) > 1:
+        words.append(f"{cfg.data.steps_per_batch} steps/batch")
+    if not cfg.model.get("fused_adam", True):
+        words.append("unfused Adam")
+    return ", ".join(words) or "defaults"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The results as a Markdown table."""
-    lines = [("| case | net | batch | precision | vae_lab img/s | reference img/s | speed-up | GFLOP/img "
-             "| floor reached | loss (vae_lab / ref) | parity |"), "|" + "---|" * 11]
+    lines = [("| case | net | batch | precision | options | vae_lab img/s | reference img/s | speed-up | GFLOP/img "
+             "| floor reached | loss (vae_lab / ref) | parity |"), "|" + "---|" * 12]
     for r in rows:
         f, g = r["vae_lab_images_per_second"], r["reference_images_per_second"]
-        lines.append(f"| {r['case']} | {r['net']} {r['image_size']}² | {r['batch_size']} | {r['precision']} "
+        lines.append(f"| {r['case']} | {r['net']} {r['image_size']}² | {r['batch_size']} | {r['precision']} | {r['options']} "
                      f"| {f['median']:,.0f} ({f['min']:,.0f}–{f['max']:,.0f}) | {g['median']:,.0f} "
                      f"({g['min']:,.0f}–{g['max']:,.0f}) | {r['speedup']:.2f}× | {r['flops_per_image'] / 1e9:.4f} "
                      f"| {r['floor_fraction']:.1%} | {r['vae_lab_loss']:.2f} / {r['reference_loss']:.2f} "
@@ -197,6 +222,7 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
         case_cfg = compose_case(all_overrides) if compose_case else compose_train(name, all_overrides)
         print(f"benchmarking {name} …", flush=True)
         rows.append(run_case(name, case_cfg, cfg))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)  # each row as soon as it is measured
     print(table(rows))
     if cfg.json:
         write_json(Path(cfg.json), {"device": device_name(), "torch": torch.__version__, "results": rows})

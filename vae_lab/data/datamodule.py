@@ -32,7 +32,9 @@ class ResidentImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: torch.Tensor | list[torch.Tensor]) -> Any:
+        if isinstance(index, list):  # several steps' batches at once (data.steps_per_batch)
+            return [self[i] for i in index]
         index = index.to(self.images.device, non_blocking=True)
         return self.images[index].float().div_(255), self.labels[index]
 
@@ -53,9 +55,9 @@ class BatchIndexSampler(Sampler):
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 rank: int | None = None, world: int | None = None) -> None:
+                 rank: int | None = None, world: int | None = None, group: int = 1) -> None:
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.group = rank, world, group
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -71,9 +73,12 @@ class BatchIndexSampler(Sampler):
         rank, world = self._shard()
         return self.n // world if self.shuffle else len(range(rank, self.n, world))
 
-    def __len__(self) -> int:
+    def num_batches(self) -> int:
         size = self._shard_size()
         return size // self.batch_size if self.drop_last else -(-size // self.batch_size)
+
+    def __len__(self) -> int:
+        return -(-self.num_batches() // self.group)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
@@ -82,8 +87,18 @@ class BatchIndexSampler(Sampler):
             order = torch.arange(self.n)
         rank, world = self._shard()
         order = order[rank::world][: self._shard_size()]
-        return iter(order[: len(self) * self.batch_size].split(self.batch_size) if self.drop_last
-                    else order.split(self.batch_size))
+        batches = order[: self.num_batches() * self.batch_size].split(self.batch_size)
+        if self.group == 1:
+            return iter(batches)
+        return (list(batches[i : i + self.group]) for i in range(0, len(batches), self.group))
+
+
+def check_batching(batch_size: int, steps_per_batch: int) -> None:
+    """One line for a batch size or steps-per-batch below 1."""
+    if batch_size < 1:
+        raise ConfigError(f"data.batch_size={batch_size}: must be at least 1")
+    if steps_per_batch < 1:
+        raise ConfigError(f"data.steps_per_batch={steps_per_batch}: must be at least 1")
 
 
 def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -100,12 +115,11 @@ class ImageDataModule(pl.LightningDataModule):
 
     def __init__(self, name: str = "mnist", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
                  val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
-                 download: bool = True) -> None:
+                 download: bool = True, steps_per_batch: int = 1) -> None:
         super().__init__()
         if name not in CLASS_NAMES:
             raise ConfigError(f"data.name={name!r}: choose one of {sorted(CLASS_NAMES)}")
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size}: must be at least 1")
+        check_batching(batch_size, steps_per_batch)
         if image_size not in IMAGE_SIZES:
             raise ConfigError(f"data.image_size={image_size}: choose one of {IMAGE_SIZES}")
         self.save_hyperparameters()
@@ -151,8 +165,10 @@ class ImageDataModule(pl.LightningDataModule):
         return device if device.type == "cuda" else torch.device("cpu")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Training batches come `steps_per_batch` at a time (a list), so Lightning's per-batch work is shared."""
         data = self.splits[split]
-        sampler = BatchIndexSampler(len(data), self.batch_size, shuffle, seed=self.hparams.seed)
+        group = self.hparams.get("steps_per_batch", 1) if split == "train" else 1
+        sampler = BatchIndexSampler(len(data), self.batch_size, shuffle, seed=self.hparams.seed, group=group)
         return DataLoader(data, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.data.datamodule import ImageDataModule, check_batching
 from vae_lab.errors import ConfigError
 
 FACTOR_NAMES = ["shape", "scale", "orientation", "x", "y"]
@@ -124,7 +125,9 @@ class ShapesSplit(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, position: torch.Tensor | list[torch.Tensor]) -> Any:
+        if isinstance(position, list):  # several steps' batches at once (data.steps_per_batch)
+            return [self[p] for p in position]
         return self.shapes[self.indices[position.cpu()]]
 
 
@@ -133,11 +136,10 @@ class Shapes2DDataModule(ImageDataModule):
 
     def __init__(self, name: str = "shapes2d", data_dir: str = "data", batch_size: int = 64, image_size: int = 64,
                  val_size: int = 5000, test_size: int = 10000, split_seed: int = 12345, seed: int = 0,
-                 train_subset: int | None = None, download: bool = False) -> None:
+                 train_subset: int | None = None, download: bool = False, steps_per_batch: int = 1) -> None:
         pl.LightningDataModule.__init__(self)  # not ImageDataModule's: no IDX files, other sizes
         self.save_hyperparameters({k: v for k, v in locals().items() if k != "self"})
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size}: must be at least 1")
+        check_batching(batch_size, steps_per_batch)
         if image_size not in (32, 64):
             raise ConfigError(f"data.image_size={image_size}: shapes2d is rendered at 64 or 32")
         self.name, self.data_dir, self.batch_size, self.image_size = name, Path(data_dir), batch_size, image_size

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.errors import ConfigError, user_error
+from vae_lab.models.graphed import LossGraph
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
 
@@ -28,7 +29,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
                  fused_adam: bool = True, compile: bool = False, channels_last: bool = False,
-                 lr_schedule: str = "constant") -> None:
+                 lr_schedule: str = "constant", cuda_graph: bool = False) -> None:
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
@@ -45,6 +46,8 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self.image_size = int(net.get("image_size", 28))
         self._train_sums: torch.Tensor | None = None
         self._train_count, self._train_names, self._train_batches = 0, [], 0
+        self.automatic_optimization = False  # training_step takes its own steps: several per batch if asked
+        self.__dict__["_loss_graph"] = LossGraph(self) if cuda_graph else None  # not a submodule: no cycle
 
     # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -129,11 +132,27 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self.log_dict({f"{stage}/kl_dim/{i}": v for i, v in enumerate(terms["kl_dim"])}, batch_size=n, sync_dist=True)
         return terms["loss"]
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        """One step (Lightning's automatic optimisation), its terms recorded."""
-        terms = self.loss_terms(batch)
-        self.record(terms, len(batch[0]))
-        return terms["loss"]
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
+        """One optimiser step per (images, labels) pair: a batch is a pair, or a list of them (data.steps_per_batch)."""
+        for pair in step_batches(batch):
+            self.record(self.optimise(pair), len(pair[0]))
+
+    def optimise(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One Adam step on one batch (and its learning-rate schedule's step); returns the loss terms."""
+        optimiser = self.optimizers()
+        terms = self.train_terms(batch)
+        optimiser.zero_grad(set_to_none=True)
+        self.manual_backward(terms["loss"])
+        optimiser.step()
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        return terms
+
+    def train_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """`loss_terms` for a training step: replayed from CUDA graphs with `model.cuda_graph=true`."""
+        graph = self.__dict__["_loss_graph"]
+        return graph(batch) if graph is not None else self.loss_terms(batch)
 
     def record(self, terms: dict[str, torch.Tensor], n: int) -> None:
         """Sum a step's scalar terms on-device; log them only every `log_every_n_steps` (no per-step sync)."""
@@ -165,10 +184,11 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         if self.hparams.get("compile") and "loss_terms" not in self.__dict__:  # compile once, not per fit
             self.loss_terms = torch.compile(self.loss_terms)
 
-    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        if self.hparams.get("channels_last"):
-            return batch[0].contiguous(memory_format=torch.channels_last), batch[1]
-        return batch
+    def on_after_batch_transfer(self, batch: Batch | list[Batch], dataloader_idx: int) -> Batch | list[Batch]:
+        if not self.hparams.get("channels_last"):
+            return batch
+        pairs = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in step_batches(batch)]
+        return pairs if len(pairs) > 1 else pairs[0]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._eval_step(batch, "val")
@@ -188,6 +208,11 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def step_batches(batch: Batch | list[Batch]) -> list[Batch]:
+    """The (images, labels) pairs of a Lightning batch: itself, or each of a list of them (data.steps_per_batch)."""
+    return list(batch) if isinstance(batch[0], (list, tuple)) else [batch]
 
 
 def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from vae_lab.errors import ConfigError
-from vae_lab.models.base import BaseVAE, Posterior
+from vae_lab.models.base import Batch, BaseVAE, Posterior
 
 
 def capacity(step: int, capacity_max: float, capacity_steps: int) -> float:
@@ -24,16 +24,32 @@ class BetaVAE(BaseVAE):
             raise ConfigError(f"model.capacity_max={capacity_max}, model.gamma={gamma} must be ≥ 0 and "
                               f"model.capacity_steps={capacity_steps} ≥ 1")
         super().__init__(net, beta=beta, **kwargs)
+        # C lives on the device and is set before each step, so that a captured CUDA graph reads its new value
+        self.register_buffer("capacity_now", torch.zeros(()), persistent=False)
         self._checkpoint_step = 0
+
+    def set_capacity(self, step: int | None = None) -> None:
+        """C at `step` (default: the trainer's step, or the loaded checkpoint's if that is later)."""
+        step = max(self.global_step, self._checkpoint_step) if step is None else step
+        self.capacity_now.fill_(capacity(step, self.hparams.capacity_max, self.hparams.capacity_steps))
+
+    def optimise(self, batch: Batch) -> dict[str, torch.Tensor]:
+        self.set_capacity()
+        return super().optimise(batch)
+
+    def on_validation_start(self) -> None:
+        self.set_capacity()
+
+    def on_test_start(self) -> None:
+        self.set_capacity()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the step the checkpoint was saved at: the capacity C of a loaded model is the one it reached."""
         self._checkpoint_step = int(checkpoint.get("global_step", 0))
+        self.set_capacity()
 
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
         if self.hparams.capacity_max <= 0:
             return super().objective(terms, posterior)
-        step = max(self.global_step, self._checkpoint_step)  # evaluate: no trainer step, the checkpoint's
-        c = capacity(step, self.hparams.capacity_max, self.hparams.capacity_steps)
-        return {"loss": terms["recon"] + self.hparams.gamma * (terms["kl"] - c).abs(),
-                "capacity": torch.tensor(c, device=terms["kl"].device)}
+        c = self.capacity_now
+        return {"loss": terms["recon"] + self.hparams.gamma * (terms["kl"] - c).abs(), "capacity": c.clone()}

@@ -26,7 +26,7 @@ def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Se
 
 
 class FactorVAE(BaseVAE):
-    """The VAE and its discriminator take turns each step (Lightning's manual optimisation, two optimisers).
+    """The VAE and its discriminator take turns each step (two optimisers).
 
     Lightning counts both optimisers' steps in `global_step`, so it advances by 2 per batch.
     """
@@ -36,7 +36,6 @@ class FactorVAE(BaseVAE):
         super().__init__(net, **kwargs)
         if self.hparams.get("lr_schedule", "constant") != "constant":
             raise ConfigError("model.lr_schedule: FactorVAE's two optimisers keep a constant rate (Kim & Mnih)")
-        self.automatic_optimization = False
         self.discriminator = discriminator(self.latent_dim, disc_hidden, disc_layers)
 
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
@@ -44,9 +43,10 @@ class FactorVAE(BaseVAE):
         tc = (logits[:, 0] - logits[:, 1]).mean()   # log D(z) / (1 − D(z)), D = P(joint)
         return {"loss": terms["recon"] + self.beta * terms["kl"] + self.hparams.gamma * tc, "tc": tc}
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def optimise(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The VAE's step, then the discriminator's on the same codes against their dimension-wise shuffle."""
         vae_opt, disc_opt = self.optimizers()
-        terms = self.loss_terms(batch)
+        terms = self.train_terms(batch)
         vae_opt.zero_grad(set_to_none=True)
         self.manual_backward(terms["loss"])
         vae_opt.step()
@@ -57,8 +57,7 @@ class FactorVAE(BaseVAE):
         disc_opt.zero_grad(set_to_none=True)   # also drops what the VAE's backward left in the discriminator
         self.manual_backward(disc_loss)
         disc_opt.step()
-        self.record({**terms, "disc_loss": disc_loss.detach()}, len(batch[0]))
-        return terms["loss"]
+        return {**terms, "disc_loss": disc_loss.detach()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """The VAE's Adam (as every model's) and the discriminator's, with Kim & Mnih's β = (0.5, 0.9)."""

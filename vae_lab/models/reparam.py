@@ -12,8 +12,13 @@ LOG_2PI = math.log(2 * math.pi)
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor | float = 0.0,
                          logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
     """log N(z; mu, exp(logvar)) per dimension (broadcasting), for sampled estimates of KL terms."""
-    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * _exp(-logvar))
+
+
+def _exp(value: torch.Tensor | float) -> torch.Tensor | float:
+    """exp of a tensor or a number, without turning a number into a device tensor (a host copy, which a CUDA
+    graph cannot capture)."""
+    return value.exp() if torch.is_tensor(value) else math.exp(value)
 
 
 class ReparametrizationMixin:
@@ -30,8 +35,7 @@ class ReparametrizationMixin:
     def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, prior_mu: torch.Tensor | float = 0.0,
                    prior_logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
         """KL(q(z_i|x) || p(z_i)) for each latent dimension, in nats (N×D); p = N(0, 1) unless given."""
-        prior_logvar = torch.as_tensor(prior_logvar, dtype=mu.dtype, device=mu.device)
-        return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp() - 1.0)
+        return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) * _exp(-prior_logvar) - 1.0)
 
     def sample_prior(self, n: int, device: torch.device | str = "cpu", temperature: float = 1.0,
                      prior_mu: torch.Tensor | float = 0.0, prior_logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
