@@ -195,6 +195,8 @@ def test_the_cosine_schedule_decays_the_rate_to_zero_by_the_last_step(tmp_path, 
 def test_an_unknown_schedule_and_a_scheduled_factor_vae_are_refused():
     with pytest.raises(ConfigError, match="lr_schedule"):
         VAE(MLP, lr_schedule="linear")
+    with pytest.raises(ConfigError, match="choose one"):
+        VAE(MLP, cuda_graph=True, compile=True)
     with pytest.raises(ConfigError, match="FactorVAE"):
         FactorVAE(MLP, lr_schedule="cosine")
 
@@ -296,3 +298,15 @@ def test_mixture_prior_density_sampling_and_kl_agree():
 def test_mixture_prior_needs_the_learned_prior():
     with pytest.raises(ConfigError, match="prior_components"):
         CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, prior_components=4)
+
+
+def test_the_train_timer_counts_every_image_of_a_grouped_batch():
+    from types import SimpleNamespace
+
+    from vae_lab.timing import TrainTimer
+
+    timer, trainer = TrainTimer(), SimpleNamespace(world_size=1)
+    pair = (torch.zeros(5, 1, 28, 28), torch.zeros(5))
+    timer.on_train_batch_end(trainer, None, None, [pair, pair, (torch.zeros(3, 1, 28, 28), torch.zeros(3))], 0)
+    timer.on_train_batch_end(trainer, None, None, pair, 1)
+    assert timer.images == 18

@@ -25,7 +25,6 @@ from vae_lab.models.base import BaseVAE, step_batches
 from vae_lab.results import write_json
 from vae_lab.train import build
 
-
 Marks = list[tuple[int, int, float]]  # (optimiser steps so far, images so far, time) after each batch
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from vae_lab.models.base import step_batches
+
 
 class TrainTimer(pl.Callback):
     """Wall time spent in training epochs only (validation excluded) and the images processed in it."""
@@ -29,7 +31,8 @@ class TrainTimer(pl.Callback):
         self._epoch, self._start = 0.0, time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
-        self.images += len(batch[0]) * trainer.world_size  # under DDP every process trains on as many
+        images = sum(len(x) for x, _ in step_batches(batch))
+        self.images += images * trainer.world_size  # under DDP every process trains on as many
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._pause()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ class BatchIndexSampler(Sampler):
         return size // self.batch_size if self.drop_last else -(-size // self.batch_size)
 
     def __len__(self) -> int:
-        return -(-self.num_batches() // self.group)
+        return math.ceil(self.num_batches() / self.group)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:

@@ -38,6 +38,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         _check(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
         _check(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
         _check(lr_schedule in LR_SCHEDULES, f"model.lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
+        _check(not (cuda_graph and compile), "model.cuda_graph=true and model.compile=true: choose one")
         net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
         self.save_hyperparameters(ignore=["net"])  # collects the subclasses' arguments too
         self.hparams["net"] = net

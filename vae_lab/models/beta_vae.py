@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from vae_lab.errors import ConfigError
-from vae_lab.models.base import Batch, BaseVAE, Posterior
+from vae_lab.models.base import BaseVAE, Batch, Posterior
 
 
 def capacity(step: int, capacity_max: float, capacity_steps: int) -> float:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from vae_lab.models.base import Batch, BaseVAE
+    from vae_lab.models.base import BaseVAE, Batch
 
 
 class LossTerms(nn.Module):
