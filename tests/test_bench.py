@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from tests.conftest import compose_cfg, run_cli
-from vae_lab.bench import bench, throughput
+from vae_lab.bench import bench, reference_dataset, reference_loader, throughput
 
 
 def test_bench_reports_both_paths(tmp_path, data_dir):
@@ -44,3 +45,21 @@ def test_throughput_windows_count_optimiser_steps_when_batches_hold_several():
     rates = throughput(marks, warmup=8, repeats=3, steps=20)
     assert rates == {"median": 40.0, "min": 40.0, "max": 40.0}
     assert throughput([(1, 10, 1.0), (2, 20, 3.0), (3, 40, 4.0)], warmup=1, repeats=2, steps=1)["min"] == 5.0
+
+
+def test_the_reference_loop_sees_vae_labs_batches_in_vae_labs_order(tmp_path, data_dir):
+    """Parity compares arithmetic: the torchvision loop gets the same images, batched and shuffled the same way."""
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(tmp_path, "data.train_subset=300", "data.batch_size=64", "seed=3")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup()
+    dataset = reference_dataset(cfg, datamodule)
+    sampler = datamodule.train_dataloader().sampler
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        ours = [datamodule.splits["train"][index] for index in sampler]
+        theirs = list(reference_loader(cfg, dataset, seed=3, epoch=epoch))
+        assert [len(y) for _, y in ours] == [len(y) for _, y in theirs] == [64, 64, 64, 64, 44]
+        for (x, y), (ref_x, ref_y) in zip(ours, theirs):
+            assert torch.equal(y, ref_y) and torch.allclose(x, ref_x)

@@ -14,12 +14,12 @@ import torch
 from hydra import compose
 from hydra.errors import HydraException
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
 from vae_lab.cli import user_errors
-from vae_lab.data.datamodule import CLASS_NAMES
+from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE, step_batches
 from vae_lab.results import write_json
@@ -67,29 +67,42 @@ def fast_path(cfg: DictConfig, total_steps: int) -> tuple[BaseVAE, Marks, pl.Lig
     return model, clock.marks, datamodule
 
 
-def reference_loader(cfg: DictConfig, train_subset: int | None) -> DataLoader:
-    """The design notes' input pipeline: torchvision dataset, per-sample ToTensor, shuffling DataLoader."""
+def reference_dataset(cfg: DictConfig, datamodule: ImageDataModule) -> Subset:
+    """The design notes' dataset — torchvision's, per-sample ToTensor — cut to the datamodule's training images."""
     cls = datasets.MNIST if cfg.data.name == "mnist" else datasets.FashionMNIST
     pad = (cfg.data.image_size - 28) // 2
     steps = [transforms.Pad(pad)] if pad > 0 else []
     if cfg.data.image_size == 64:
         steps = [transforms.Resize(64)]
     dataset = cls(cfg.data.data_dir, train=True, download=False, transform=transforms.Compose(steps + [transforms.ToTensor()]))
-    if train_subset:
-        dataset = Subset(dataset, range(train_subset))
-    return DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True)
+    return Subset(dataset, datamodule.train_val_indices(len(dataset))[0].tolist())
 
 
-def reference_path(cfg: DictConfig, total_steps: int, train_subset: int | None) -> tuple[BaseVAE, Marks]:
-    """A plain fp32 loop with torch's default Adam over the same network and batch size."""
+def reference_loader(cfg: DictConfig, dataset: Subset, seed: int, epoch: int) -> DataLoader:
+    """A shuffling DataLoader (shuffle=True's RandomSampler) whose order for `epoch` is the one vae_lab's sampler draws.
+
+    The generator goes to the sampler, not the DataLoader, which would draw its workers' seed from it first.
+    """
+    shuffle = RandomSampler(dataset, generator=epoch_generator(seed, epoch))
+    return DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=shuffle)
+
+
+def reference_path(cfg: DictConfig, total_steps: int) -> tuple[BaseVAE, Marks]:
+    """A plain fp32 loop with torch's default Adam over the same network and batch size.
+
+    Its shuffling `DataLoader` draws each epoch's order from the generator vae_lab's sampler uses, so both paths
+    see the same images in the same batches: the parity check compares arithmetic, not luck of the batch order.
+    """
     pl.seed_everything(cfg.seed, verbose=False)
-    _, model, _ = build(cfg, callbacks=[], logger=False)
+    datamodule, model, _ = build(cfg, callbacks=[], logger=False)
+    dataset = reference_dataset(cfg, datamodule)
     device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
     model.to(device).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.model.lr)
     marks: Marks = []
+    epoch = 0
     while len(marks) < total_steps:
-        for x, y in reference_loader(cfg, train_subset):
+        for x, y in reference_loader(cfg, dataset, datamodule.hparams.seed, epoch):
             loss = model.loss_terms((x.to(device), y.to(device)))["loss"]
             optimiser.zero_grad()
             loss.backward()
@@ -99,6 +112,7 @@ def reference_path(cfg: DictConfig, total_steps: int, train_subset: int | None) 
             marks.append(advance(marks, 1, len(x)))
             if len(marks) == total_steps:
                 break
+        epoch += 1
     return model, marks
 
 
@@ -139,7 +153,7 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     total = bench.warmup_steps + bench.repeats * bench.steps_per_repeat
     window = (bench.warmup_steps, bench.repeats, bench.steps_per_repeat)
     fast_model, fast_marks, datamodule = fast_path(cfg, total)
-    ref_model, ref_marks = reference_path(cfg, total, bench.train_subset)
+    ref_model, ref_marks = reference_path(cfg, total)
     batch_size = cfg.data.batch_size
     fast, ref = throughput(fast_marks, *window), throughput(ref_marks, *window)
     device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")

@@ -40,6 +40,11 @@ class ResidentImages(Dataset):
         return self.images[index].float().div_(255), self.labels[index]
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The random generator of one epoch's shuffle: a function of (seed, epoch) only, so runs resume exactly."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
 def rank_and_world() -> tuple[int, int]:
     """(rank, number of processes) of a torch.distributed job; (0, 1) in a single process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -83,7 +88,7 @@ class BatchIndexSampler(Sampler):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+            order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
         else:
             order = torch.arange(self.n)
         rank, world = self._shard()
@@ -140,18 +145,21 @@ class ImageDataModule(pl.LightningDataModule):
         folder = ensure_raw(self.data_dir, self.name, download=False)
         device = self._device()
         train_x, train_y = self._load(folder, "train", device)
-        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        val_idx, train_idx = order[: self.hparams.val_size], order[self.hparams.val_size :]
-        if self.hparams.train_subset:
-            train_idx = train_idx[: self.hparams.train_subset]
-            val_idx = val_idx[: max(1, self.hparams.train_subset // 10)]
-        train_idx, val_idx = train_idx.to(device), val_idx.to(device)
+        train_idx, val_idx = (idx.to(device) for idx in self.train_val_indices(len(train_y)))
         self.splits["train"] = ResidentImages(train_x[train_idx], train_y[train_idx])
         self.splits["val"] = ResidentImages(train_x[val_idx], train_y[val_idx])
         test_x, test_y = self._load(folder, "t10k", device)
         if self.hparams.train_subset:
             test_x, test_y = test_x[: self.hparams.train_subset // 10 or 1], test_y[: self.hparams.train_subset // 10 or 1]
         self.splits["test"] = ResidentImages(test_x, test_y)
+
+    def train_val_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which of the official training set's n images are this module's training and validation images."""
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        val_idx, train_idx = order[: self.hparams.val_size], order[self.hparams.val_size :]
+        if self.hparams.train_subset:
+            return train_idx[: self.hparams.train_subset], val_idx[: max(1, self.hparams.train_subset // 10)]
+        return train_idx, val_idx
 
     def _load(self, folder: Path, prefix: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Read one images/labels pair as resident tensors at the configured size."""
