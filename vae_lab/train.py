@@ -74,8 +74,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
         if not trainer.is_global_zero:
             return {}  # under DDP, rank 0 alone evaluates and writes
-        if cfg.eval.enabled:
-            test.update(test_set_metrics(model, datamodule, cfg.eval))
+        if cfg.eval.enabled:  # where it trained: Lightning's teardown has just moved the model to the CPU
+            test.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
     except Exception as err:  # the run folder says why it stopped (the report lists it); the error goes on up
         if trainer.is_global_zero:
             reason = f"{type(err).__name__}: {err}"
