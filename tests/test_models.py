@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -310,3 +311,25 @@ def test_the_train_timer_counts_every_image_of_a_grouped_batch():
     timer.on_train_batch_end(trainer, None, None, [pair, pair, (torch.zeros(3, 1, 28, 28), torch.zeros(3))], 0)
     timer.on_train_batch_end(trainer, None, None, pair, 1)
     assert timer.images == 18
+
+
+def test_a_checkpoint_from_automatic_optimisation_resumes_at_its_step(tmp_path, data_dir):
+    """Checkpoints written before the models took their own steps kept the count in Lightning's automatic loop."""
+    from vae_lab.models.base import AUTOMATIC, MANUAL
+    from vae_lab.train import build
+
+    _, trainer = _fit_steps(tmp_path, max_steps=3)
+    trainer.save_checkpoint(tmp_path / "old.ckpt")
+    checkpoint = torch.load(tmp_path / "old.ckpt", weights_only=False)
+    loops = checkpoint["loops"]["fit_loop"]
+    step = loops[f"{MANUAL}.optim_step_progress"]
+    zero_grad = {k: {**v, "started": v["completed"]} for k, v in step.items()}
+    loops[f"{AUTOMATIC}.optim_progress"] = {"optimizer": {"step": copy.deepcopy(step), "zero_grad": zero_grad}}
+    step["total"]["completed"] = step["total"]["ready"] = 0  # as the automatic-optimisation code wrote it
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    cfg = compose_cfg(tmp_path, "+arm=capacity", "net=mlp", "model.capacity_steps=4", "data.train_subset=512",
+                      "data.batch_size=64", "trainer.precision=32-true")
+    datamodule, resumed, trainer = build(cfg, callbacks=[], logger=False, max_steps=5, limit_val_batches=0,
+                                         enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(resumed, datamodule=datamodule, ckpt_path=tmp_path / "old.ckpt")
+    assert trainer.global_step == 5 and resumed._train_batches == 2  # steps 4 and 5, not 5 from a reset count

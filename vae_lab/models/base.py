@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import hydra
@@ -18,6 +19,7 @@ from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LR_SCHEDULES = ("constant", "cosine")
+AUTOMATIC, MANUAL = "epoch_loop.automatic_optimization", "epoch_loop.manual_optimization"  # Lightning's loop keys
 Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z ~ q(z|x), its mean and log-variance
 
 
@@ -205,6 +207,15 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
             return adam
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=self.trainer.estimated_stepping_batches)
         return {"optimizer": adam, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints from before the models took their own steps count them in Lightning's automatic loop:
+        carry that count over, or a resumed run would restart its step (and the capacity C) at 0."""
+        loops = checkpoint.get("loops", {}).get("fit_loop", {})
+        automatic = loops.get(f"{AUTOMATIC}.optim_progress", {}).get("optimizer", {}).get("step")
+        manual = loops.get(f"{MANUAL}.optim_step_progress")
+        if automatic and manual is not None and not manual["total"]["completed"]:
+            loops[f"{MANUAL}.optim_step_progress"] = copy.deepcopy(automatic)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""

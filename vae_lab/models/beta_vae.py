@@ -45,6 +45,7 @@ class BetaVAE(BaseVAE):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the step the checkpoint was saved at: the capacity C of a loaded model is the one it reached."""
+        super().on_load_checkpoint(checkpoint)
         self._checkpoint_step = int(checkpoint.get("global_step", 0))
         self.set_capacity()
 
