@@ -85,6 +85,7 @@ def _fails_with(result, *needles):
     (["model.beta=abc"], ["error: model.beta='abc': must be a number"]),
     (["data.batch_size=1.5"], ["error: data.batch_size=1.5: must be a whole number"]),
     (["seed=abc"], ["error: seed='abc': must be a whole number"]),
+    (["data.steps_per_batch=2.5"], ["error: data.steps_per_batch=2.5: must be a whole number"]),
     (["model=beta_vae", "model.capacity_steps=0.5"], ["error: model.capacity_steps=0.5: must be a whole number"]),
 ])
 def test_train_bad_input_gives_one_clear_line(tmp_path, args, needles):

@@ -181,11 +181,13 @@ def test_several_steps_per_batch_train_exactly_as_one_step_per_batch(tmp_path, d
         assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_the_cosine_schedule_decays_the_rate_to_zero_by_the_last_step(tmp_path, data_dir):
+@pytest.mark.parametrize("steps_per_batch", [1, 3])
+def test_the_cosine_schedule_decays_the_rate_to_zero_by_the_last_step(tmp_path, data_dir, steps_per_batch):
+    """Its length is counted in optimiser steps, whatever number of them a Lightning batch holds."""
     from vae_lab.train import build
 
     cfg = compose_cfg(tmp_path, "model=cvae", "model.lr_schedule=cosine", "data.train_subset=256",
-                      "data.batch_size=64", "trainer.max_epochs=2")
+                      "data.batch_size=64", "trainer.max_epochs=2", f"data.steps_per_batch={steps_per_batch}")
     datamodule, model, trainer = build(cfg, callbacks=[], logger=False, limit_val_batches=0,
                                        enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(model, datamodule=datamodule)
@@ -333,3 +335,31 @@ def test_a_checkpoint_from_automatic_optimisation_resumes_at_its_step(tmp_path, 
                                          enable_checkpointing=False, enable_progress_bar=False)
     trainer.fit(resumed, datamodule=datamodule, ckpt_path=tmp_path / "old.ckpt")
     assert trainer.global_step == 5 and resumed._train_batches == 2  # steps 4 and 5, not 5 from a reset count
+
+
+def test_the_finite_loss_guard_checks_every_n_steps_when_batches_hold_several():
+    """With 8 steps per batch global_step skips most multiples of 50: the guard still looks every ≥ 50 steps."""
+    from types import SimpleNamespace
+
+    from vae_lab.guards import FiniteLossGuard, NonFiniteLossError
+
+    guard = FiniteLossGuard(every_n_steps=50)
+    module = SimpleNamespace(_train_sums=torch.tensor([float("nan")]), _train_names=["loss"], _train_count=1)
+    trainer = SimpleNamespace(global_step=0, current_epoch=0)
+    for step in range(8, 49, 8):
+        trainer.global_step = step
+        guard.on_train_batch_end(trainer, module, None, None, 0)
+    trainer.global_step = 56
+    with pytest.raises(NonFiniteLossError, match="step 56"):
+        guard.on_train_batch_end(trainer, module, None, None, 0)
+
+
+def test_train_scalars_are_logged_once_per_n_lightning_batches(tmp_path, data_dir, monkeypatch):
+    """The batches Lightning writes to the logger, and no others: 12 steps, 3 per batch, N = 2 → batches 2 and 4."""
+    from vae_lab.models.base import BaseVAE
+
+    calls = []
+    monkeypatch.setattr(BaseVAE, "log", lambda self, name, *a, **k: calls.append((name, self.global_step)))
+    _fit_steps(tmp_path, "data.steps_per_batch=3", "trainer.log_every_n_steps=2", "data.train_subset=768",
+               max_steps=12)
+    assert [step for name, step in calls if name == "train/loss"] == [6, 12]

@@ -24,6 +24,7 @@ class FiniteLossGuard(pl.Callback):
 
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
+        self._checked_at = 0  # a batch may advance global_step by several steps (data.steps_per_batch)
 
     def _check(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         sums = getattr(module, "_train_sums", None)
@@ -37,7 +38,8 @@ class FiniteLossGuard(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
+        if abs(trainer.global_step - self._checked_at) >= self.every_n_steps:
+            self._checked_at = trainer.global_step
             self._check(trainer, module)
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

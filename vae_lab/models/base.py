@@ -136,9 +136,19 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         return terms["loss"]
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
-        """One optimiser step per (images, labels) pair: a batch is a pair, or a list of them (data.steps_per_batch)."""
+        """One optimiser step per (images, labels) pair: a batch is a pair, or a list of them (data.steps_per_batch).
+
+        The last step's terms go to the logger every `log_every_n_steps` Lightning batches — the batches Lightning
+        writes out — so with K steps per batch the curves have a point every K·N optimiser steps.
+        """
         for pair in step_batches(batch):
-            self.record(self.optimise(pair), len(pair[0]))
+            terms = scalars(self.optimise(pair))
+            self.record(terms, len(pair[0]))
+        self._train_batches += 1  # not global_step: it counts optimiser steps (2 per pair for FactorVAE)
+        if self._train_batches % self.trainer.log_every_n_steps == 0:
+            logged = {k: v.detach().float() for k, v in terms.items()}
+            self.log("train/loss", logged.pop("loss"), on_step=True, on_epoch=False, prog_bar=True)
+            self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
 
     def optimise(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One Adam step on one batch (and its learning-rate schedule's step); returns the loss terms."""
@@ -158,19 +168,13 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         return graph(batch) if graph is not None else self.loss_terms(batch)
 
     def record(self, terms: dict[str, torch.Tensor], n: int) -> None:
-        """Sum a step's scalar terms on-device; log them only every `log_every_n_steps` (no per-step sync)."""
-        terms = scalars(terms)
+        """Add a step's scalar terms to the epoch's sums, on the device (no per-step host sync)."""
         values = torch.stack([v.detach().float() for v in terms.values()])
         if self._train_sums is None:
             self._train_sums, self._train_names = values * n, list(terms)
         else:
             self._train_sums += values * n
         self._train_count += n
-        self._train_batches += 1  # not global_step: a model with two optimisers advances it by 2 per batch
-        if self._train_batches % self.trainer.log_every_n_steps == 0:
-            logged = dict(zip(terms, values))
-            self.log("train/loss", logged.pop("loss"), on_step=True, on_epoch=False, prog_bar=True)
-            self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_count = None, 0
@@ -205,8 +209,26 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
                                 fused=self.hparams.get("fused_adam", True) or None)
         if self.hparams.get("lr_schedule", "constant") == "constant":
             return adam
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=self.trainer.estimated_stepping_batches)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=self.planned_steps())
         return {"optimizer": adam, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+    def planned_steps(self) -> int:
+        """Optimiser steps this fit will take: the sampler's batches per epoch × max_epochs, or max_steps if fewer.
+
+        Lightning's `estimated_stepping_batches` counts Lightning batches, K optimiser steps each here.
+        """
+        trainer = self.trainer
+        batches = trainer.estimated_stepping_batches  # also has Lightning load the training data
+        sampler = getattr(trainer.train_dataloader, "sampler", None)
+        if not hasattr(sampler, "num_batches") or trainer.max_epochs in (None, -1):
+            return int(batches)
+        steps = sampler.num_batches() * trainer.max_epochs
+        return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
+
+    def on_fit_start(self) -> None:
+        """A fresh CUDA graph per fit: a graph captured earlier points at parameters that may have moved since."""
+        if self.__dict__["_loss_graph"] is not None:
+            self.__dict__["_loss_graph"] = LossGraph(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints from before the models took their own steps count them in Lightning's automatic loop:
