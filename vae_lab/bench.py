@@ -19,9 +19,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
 from vae_lab.cli import user_errors
-from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator
+from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
 from vae_lab.errors import ConfigError, check_number
-from vae_lab.models.base import BaseVAE, step_batches
+from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
 from vae_lab.train import build
 

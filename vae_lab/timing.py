@@ -8,7 +8,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from vae_lab.models.base import step_batches
+from vae_lab.data.datamodule import step_batches
 
 
 class TrainTimer(pl.Callback):

@@ -33,9 +33,7 @@ class ResidentImages(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: torch.Tensor | list[torch.Tensor]) -> Any:
-        if isinstance(index, list):  # several steps' batches at once (data.steps_per_batch)
-            return [self[i] for i in index]
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = index.to(self.images.device, non_blocking=True)
         return self.images[index].float().div_(255), self.labels[index]
 
@@ -43,6 +41,24 @@ class ResidentImages(Dataset):
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The random generator of one epoch's shuffle: a function of (seed, epoch) only, so runs resume exactly."""
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+class StepGroups(Dataset):
+    """A split indexed by lists of index tensors: one Lightning batch of several steps' batches."""
+
+    def __init__(self, split: Dataset) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, indices: list[torch.Tensor]) -> list[Any]:
+        return [self.split[index] for index in indices]
+
+
+def step_batches(batch: Any) -> list[Any]:
+    """The (images, labels) pairs of a Lightning batch: itself, or each of a list of them (data.steps_per_batch)."""
+    return list(batch) if isinstance(batch[0], (list, tuple)) else [batch]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -178,7 +194,7 @@ class ImageDataModule(pl.LightningDataModule):
         data = self.splits[split]
         group = self.hparams.get("steps_per_batch", 1) if split == "train" else 1
         sampler = BatchIndexSampler(len(data), self.batch_size, shuffle, seed=self.hparams.seed, group=group)
-        return DataLoader(data, sampler=sampler, batch_size=None)
+        return DataLoader(StepGroups(data) if group > 1 else data, sampler=sampler, batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

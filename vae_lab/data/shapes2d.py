@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -125,9 +124,7 @@ class ShapesSplit(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: torch.Tensor | list[torch.Tensor]) -> Any:
-        if isinstance(position, list):  # several steps' batches at once (data.steps_per_batch)
-            return [self[p] for p in position]
+    def __getitem__(self, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.shapes[self.indices[position.cpu()]]
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.data.datamodule import step_batches
 from vae_lab.errors import ConfigError, user_error
 from vae_lab.models.graphed import LossGraph
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
@@ -242,11 +243,6 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
-
-
-def step_batches(batch: Batch | list[Batch]) -> list[Batch]:
-    """The (images, labels) pairs of a Lightning batch: itself, or each of a list of them (data.steps_per_batch)."""
-    return list(batch) if isinstance(batch[0], (list, tuple)) else [batch]
 
 
 def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
