@@ -11,10 +11,11 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.core.optimizer import LightningOptimizer
 
 from vae_lab.data.datamodule import step_batches
 from vae_lab.errors import ConfigError, user_error
-from vae_lab.models.graphed import LossGraph
+from vae_lab.models.graphed import StepGraph
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
 
@@ -51,7 +52,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self._train_sums: torch.Tensor | None = None
         self._train_count, self._train_names, self._train_batches = 0, [], 0
         self.automatic_optimization = False  # training_step takes its own steps: several per batch if asked
-        self.__dict__["_loss_graph"] = LossGraph(self) if cuda_graph else None  # not a submodule: no cycle
+        self.__dict__["_step_graph"] = StepGraph(self, self.take_step) if cuda_graph else None  # not a submodule
 
     # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -152,21 +153,35 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
             self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
 
     def optimise(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One Adam step on one batch (and its learning-rate schedule's step); returns the loss terms."""
-        optimiser = self.optimizers()
-        terms = self.train_terms(batch)
-        optimiser.zero_grad(set_to_none=True)
-        self.manual_backward(terms["loss"])
-        optimiser.step()
+        """One training step on one batch (replayed from a CUDA graph with `model.cuda_graph=true`), then the
+        learning-rate schedule's step; returns the loss terms."""
+        graph = self.__dict__["_step_graph"]
+        terms, graphed = graph(batch) if graph is not None else (self.take_step(batch), False)
+        if graphed:  # Lightning counts the steps its optimiser wrappers take; a replayed graph bypasses them
+            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+            for _ in self.trainer.optimizers:
+                progress.increment_ready()
+                progress.increment_completed()
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()
         return terms
 
-    def train_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """`loss_terms` for a training step: replayed from CUDA graphs with `model.cuda_graph=true`."""
-        graph = self.__dict__["_loss_graph"]
-        return graph(batch) if graph is not None else self.loss_terms(batch)
+    def take_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The loss and one Adam step on it; what a CUDA graph captures (subclasses with more optimisers override)."""
+        optimiser = self.optimizers(use_pl_optimizer=not capturing(batch))
+        terms = self.loss_terms(batch)
+        self.descend(optimiser, terms["loss"])
+        return terms
+
+    def descend(self, optimiser: torch.optim.Optimizer | LightningOptimizer, loss: torch.Tensor) -> None:
+        """zero_grad, backward, step: through Lightning's wrappers, or straight through torch inside a capture."""
+        optimiser.zero_grad(set_to_none=True)
+        if isinstance(optimiser, LightningOptimizer):
+            self.manual_backward(loss)
+        else:
+            loss.backward()
+        optimiser.step()
 
     def record(self, terms: dict[str, torch.Tensor], n: int) -> None:
         """Add a step's scalar terms to the epoch's sums, on the device (no per-step host sync)."""
@@ -206,12 +221,20 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         """Adam (fused unless `model.fused_adam=false`); `model.lr_schedule=cosine` decays its rate to 0 by the last step."""
-        adam = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                                fused=self.hparams.get("fused_adam", True) or None)
+        adam = torch.optim.Adam(self.parameters(), **self.adam_options(self.hparams.lr))
         if self.hparams.get("lr_schedule", "constant") == "constant":
             return adam
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=self.planned_steps())
         return {"optimizer": adam, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+    def adam_options(self, lr: float) -> dict[str, Any]:
+        """Adam's settings beside its betas: fused, and for CUDA graphs capturable with the rate a device tensor
+        (a graph reads it where the schedule writes it)."""
+        options = {"lr": lr, "weight_decay": self.hparams.weight_decay,
+                   "fused": self.hparams.get("fused_adam", True) or None}
+        if self.hparams.get("cuda_graph") and self.device.type == "cuda":
+            options.update(lr=torch.tensor(lr, device=self.device), capturable=True)
+        return options
 
     def planned_steps(self) -> int:
         """Optimiser steps this fit will take: the sampler's batches per epoch × max_epochs, or max_steps if fewer.
@@ -227,9 +250,14 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
 
     def on_fit_start(self) -> None:
-        """A fresh CUDA graph per fit: a graph captured earlier points at parameters that may have moved since."""
-        if self.__dict__["_loss_graph"] is not None:
-            self.__dict__["_loss_graph"] = LossGraph(self)
+        """A fresh CUDA graph per fit (one captured earlier points at parameters and state that may have moved);
+        graphs need one device and no loss scaling."""
+        if self.__dict__["_step_graph"] is None:
+            return
+        _check(self.trainer.world_size == 1, "model.cuda_graph=true trains on one device: set trainer.devices=1")
+        _check(self.trainer.precision != "16-mixed",
+               "model.cuda_graph=true and trainer.precision=16-mixed (loss scaling): use bf16-mixed")
+        self.__dict__["_step_graph"] = StepGraph(self, self.take_step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints from before the models took their own steps count them in Lightning's automatic loop:
@@ -243,6 +271,11 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def capturing(batch: Batch) -> bool:
+    """Whether a CUDA graph is being captured on the stream this batch's step runs on."""
+    return batch[0].is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.models.base import BaseVAE, Batch, Posterior
+from vae_lab.models.base import BaseVAE, Batch, Posterior, capturing
 
 
 def permute_dims(z: torch.Tensor) -> torch.Tensor:
@@ -43,26 +43,21 @@ class FactorVAE(BaseVAE):
         tc = (logits[:, 0] - logits[:, 1]).mean()   # log D(z) / (1 − D(z)), D = P(joint)
         return {"loss": terms["recon"] + self.beta * terms["kl"] + self.hparams.gamma * tc, "tc": tc}
 
-    def optimise(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def take_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The VAE's step, then the discriminator's on the same codes against their dimension-wise shuffle."""
-        vae_opt, disc_opt = self.optimizers()
-        terms = self.train_terms(batch)
-        vae_opt.zero_grad(set_to_none=True)
-        self.manual_backward(terms["loss"])
-        vae_opt.step()
+        vae_opt, disc_opt = self.optimizers(use_pl_optimizer=not capturing(batch))
+        terms = self.loss_terms(batch)
+        self.descend(vae_opt, terms["loss"])
         z = terms["z"].detach()
         logits = self.discriminator(torch.cat([z, permute_dims(z)])).float()
-        target = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(z.device)
+        target = (torch.arange(2 * len(z), device=z.device) >= len(z)).long()  # 0: joint, 1: permuted
         disc_loss = F.cross_entropy(logits, target)
-        disc_opt.zero_grad(set_to_none=True)   # also drops what the VAE's backward left in the discriminator
-        self.manual_backward(disc_loss)
-        disc_opt.step()
+        self.descend(disc_opt, disc_loss)  # its zero_grad also drops what the VAE's backward left there
         return {**terms, "disc_loss": disc_loss.detach()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """The VAE's Adam (as every model's) and the discriminator's, with Kim & Mnih's β = (0.5, 0.9)."""
-        fused = self.hparams.get("fused_adam", True) or None
         vae = [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
-        return [torch.optim.Adam(vae, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused),
-                torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.disc_lr, betas=(0.5, 0.9),
-                                 fused=fused)]
+        return [torch.optim.Adam(vae, **self.adam_options(self.hparams.lr)),
+                torch.optim.Adam(self.discriminator.parameters(), betas=(0.5, 0.9),
+                                 **self.adam_options(self.hparams.disc_lr))]

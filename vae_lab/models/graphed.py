@@ -1,57 +1,62 @@
-"""The training loss as CUDA graphs: its forward and backward captured once, then replayed every step.
+"""A whole training step as one CUDA graph: loss, backward and optimiser captured once, then replayed.
 
 A small VAE's step on a GPU is bound by launching its few hundred kernels one by one from Python, not by
-arithmetic; a replayed graph launches them all at once. `torch.cuda.make_graphed_callables` keeps the graphs
-inside autograd, so the optimiser, schedulers and Lightning's loop stay as they are.
+arithmetic; a replayed graph launches them all at once. The first few CUDA batches run eagerly on a side stream
+(real steps, as the capture needs), the next one is captured and every later batch of the same shape replays it;
+other shapes (an epoch's last, smaller batch) and the CPU run eagerly. The optimiser's state and a tensor learning
+rate are updated in place, so eager and replayed steps can alternate.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from vae_lab.models.base import BaseVAE, Batch
+Batch = tuple[torch.Tensor, torch.Tensor]
+Step = Callable[[Batch], dict[str, torch.Tensor]]
 
 
-class LossTerms(nn.Module):
-    """A VAE's `loss_terms` as a module of (images, labels) returning a tuple (what graph capture needs)."""
+class StepGraph:
+    """Runs a module's training step (`step`: zero_grad, loss, backward, optimiser step) eagerly or from a graph."""
 
-    def __init__(self, vae: BaseVAE) -> None:
-        super().__init__()
-        self.vae = vae
-        self.names: list[str] = []
+    def __init__(self, module: nn.Module, step: Step, warmup: int = 3) -> None:
+        self.module, self.step, self.warmup, self.warmed = module, step, warmup, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: Batch | None = None
+        self.outputs: dict[str, torch.Tensor] = {}
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        terms = self.vae.loss_terms((x, y))
-        self.names = list(terms)
-        return tuple(terms.values())
+    def __call__(self, batch: Batch) -> tuple[dict[str, torch.Tensor], bool]:
+        """The step's terms, and whether the graph took the step (the caller counts those steps itself)."""
+        x, _ = batch
+        if not x.is_cuda or (self.inputs is not None and x.shape != self.inputs[0].shape):
+            return self.step(batch), False
+        if self.graph is None and self.warmed < self.warmup:
+            self.warmed += 1
+            return self.on_side_stream(batch), False
+        if self.graph is None:
+            self.capture(batch)
+        for static, new in zip(self.inputs, batch):
+            static.copy_(new)
+        self.graph.replay()
+        return self.outputs, True
 
+    def on_side_stream(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """An eager step on a side stream: warm-up before capture must not run on the default stream."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            terms = self.step(batch)
+        torch.cuda.current_stream().wait_stream(stream)
+        return terms
 
-class LossGraph:
-    """Loss terms from graphs captured at the first CUDA batch's shape; other shapes and the CPU run eagerly."""
-
-    def __init__(self, vae: BaseVAE) -> None:
-        self.vae = vae
-        self.module: LossTerms | None = None
-        self.shape: torch.Size | None = None
-
-    def __call__(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x, y = batch
-        if not x.is_cuda:
-            return self.vae.loss_terms(batch)
-        if self.module is None:
-            self.capture(x, y)
-        if x.shape != self.shape:  # e.g. an epoch's last, smaller batch
-            return self.vae.loss_terms(batch)
-        return dict(zip(self.module.names, self.module(x, y)))
-
-    def capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Warm up and capture under the ambient autocast dtype, with autocast's weight cache off (graphs need it)."""
+    def capture(self, batch: Batch) -> None:
+        """Capture one step under the ambient autocast dtype, with autocast's weight cache off (graphs need it)."""
+        self.inputs = tuple(t.clone() for t in batch)
         dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else torch.float32
-        module = LossTerms(self.vae)
-        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
-            self.module = torch.cuda.make_graphed_callables(module, (x.clone(), y.clone()), allow_unused_input=True)
-        self.shape = x.shape
+        self.graph = torch.cuda.CUDAGraph()
+        self.module.zero_grad(set_to_none=True)  # every gradient the step writes comes from the graph's own memory
+        with (torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False),
+              torch.cuda.graph(self.graph)):
+            self.outputs = {k: v.detach() for k, v in self.step(self.inputs).items()}
