@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test tb bench bench-gpu compare clean
+.PHONY: install data train test tb bench bench-gpu compare compare-gpu clean
 
 install: $(STAMP)
 
@@ -34,6 +34,20 @@ bench-gpu: install data
 compare: install data
 	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.sweep.dir=outputs/multirun/compare $(ARGS)
 	$(BIN)/python -m vae_lab.report outputs/multirun/compare
+
+# The compare sweep on one GPU: 12 multiruns side by side (dataset × seed × two groups of arms), whole-step CUDA
+# graphs, 8 optimiser steps per Lightning batch, IWAE with 100 samples; each process's log in $(COMPARE_GPU)/logs.
+COMPARE_GPU := outputs/multirun/compare_gpu
+compare-gpu: install data
+	mkdir -p $(COMPARE_GPU)/logs
+	start=$$(date +%s); \
+	for d in mnist fashion_mnist; do for s in 0 1 2; do for arms in vae,cvae,cvae_seed_conv,beta_1 beta_4,beta_16,capacity; do \
+	  OMP_NUM_THREADS=1 $(BIN)/python -m vae_lab.train -m +experiment=compare "+arm=$$arms" data=$$d seed=$$s \
+	    trainer=gpu model.cuda_graph=true data.steps_per_batch=8 eval.iwae_samples=100 trainer.enable_progress_bar=false \
+	    hydra.sweep.dir=$(COMPARE_GPU) $(ARGS) > $(COMPARE_GPU)/logs/$${d}_s$${s}_$${arms%%,*}.log 2>&1 & \
+	done; done; done; wait; \
+	echo "sweep wall seconds: $$(( $$(date +%s) - start ))" | tee $(COMPARE_GPU)/wall.txt
+	$(BIN)/python -m vae_lab.report $(COMPARE_GPU)
 
 tb: install
 	$(BIN)/tensorboard --logdir outputs --bind_all

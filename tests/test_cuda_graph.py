@@ -64,10 +64,13 @@ def _fit(tmp_path, *overrides: str, max_steps: int = 12):
 
 @pytest.mark.parametrize("arm", ["vae", "cvae_seed_conv", "capacity", "beta_tcvae", "factor_vae"])
 def test_every_model_trains_from_a_graph_and_counts_its_steps(tmp_path, data_dir, arm):
-    """12 steps: 3 warm-up, a capture, replays and the epoch's last batch of 52 eagerly; Lightning's step count."""
-    model, trainer = _fit(tmp_path, f"+arm={arm}", "model.cuda_graph=true", "data.steps_per_batch=2")
+    """3 warm-up steps, a capture, replays (and the epoch's last batch of 52 eagerly) up to max_steps=24, counted in
+    optimiser steps as Lightning counts them (FactorVAE takes 2 per batch): each pair of images and labels, K = 2 to
+    a Lightning batch, accounts for exactly that many."""
+    model, trainer = _fit(tmp_path, f"+arm={arm}", "model.cuda_graph=true", "data.steps_per_batch=2", max_steps=24)
     optimisers = len(trainer.optimizers)
-    assert trainer.global_step == 12 * optimisers
+    assert trainer.global_step == 24
+    assert model._train_batches * 2 * optimisers == 24
     assert model.__dict__["_step_graph"].graph is not None
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     if arm == "capacity":
