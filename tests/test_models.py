@@ -363,3 +363,23 @@ def test_train_scalars_are_logged_once_per_n_lightning_batches(tmp_path, data_di
     _fit_steps(tmp_path, "data.steps_per_batch=3", "trainer.log_every_n_steps=2", "data.train_subset=768",
                max_steps=12)
     assert [step for name, step in calls if name == "train/loss"] == [6, 12]
+
+
+def test_a_checkpoint_from_a_cuda_graph_run_resumes_on_the_cpu_without_graphs(tmp_path, data_dir):
+    """A graphed run saves capturable Adam groups with a tensor rate; a resumed run takes this run's settings."""
+    from vae_lab.train import build
+
+    _, trainer = _fit_steps(tmp_path, "model.lr_schedule=cosine", max_steps=3)
+    trainer.save_checkpoint(tmp_path / "graphed.ckpt")
+    checkpoint = torch.load(tmp_path / "graphed.ckpt", weights_only=False)
+    for group in checkpoint["optimizer_states"][0]["param_groups"]:
+        group["lr"], group["capturable"] = torch.tensor(float(group["lr"])), True  # as a graphed run writes them
+    torch.save(checkpoint, tmp_path / "graphed.ckpt")
+    cfg = compose_cfg(tmp_path, "+arm=capacity", "net=mlp", "model.capacity_steps=4", "data.train_subset=512",
+                      "data.batch_size=64", "trainer.precision=32-true", "model.lr_schedule=cosine",
+                      "model.fused_adam=false")  # non-fused Adam refuses capturable groups on the CPU
+    datamodule, resumed, trainer = build(cfg, callbacks=[], logger=False, max_steps=6, limit_val_batches=0,
+                                         enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(resumed, datamodule=datamodule, ckpt_path=tmp_path / "graphed.ckpt")
+    group = trainer.optimizers[0].param_groups[0]
+    assert trainer.global_step == 6 and not group["capturable"] and isinstance(group["lr"], float)

@@ -228,13 +228,20 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         return {"optimizer": adam, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
     def adam_options(self, lr: float) -> dict[str, Any]:
-        """Adam's settings beside its betas: fused, and for CUDA graphs capturable with the rate a device tensor
-        (a graph reads it where the schedule writes it)."""
-        options = {"lr": lr, "weight_decay": self.hparams.weight_decay,
-                   "fused": self.hparams.get("fused_adam", True) or None}
-        if self.hparams.get("cuda_graph") and self.device.type == "cuda":
-            options.update(lr=torch.tensor(lr, device=self.device), capturable=True)
-        return options
+        """Adam's settings beside its betas (`on_train_start` adapts them to CUDA graphs)."""
+        return {"lr": lr, "weight_decay": self.hparams.weight_decay, "fused": self.hparams.get("fused_adam", True) or None}
+
+    def on_train_start(self) -> None:
+        """Fit the optimisers to this run: with CUDA graphs, capturable, the rate a device tensor (a graph reads it
+        where the schedule writes it); without, a float. Runs after a resume, whose param groups are the saved run's."""
+        graphed = bool(self.hparams.get("cuda_graph")) and self.device.type == "cuda"
+        for optimiser in self.trainer.optimizers:
+            for group in optimiser.param_groups:
+                lr = float(group["lr"])
+                group["lr"], group["capturable"] = (torch.tensor(lr, device=self.device) if graphed else lr), graphed
+            for state in optimiser.state.values():
+                if "step" in state and graphed:
+                    state["step"] = state["step"].to(self.device, torch.float32)
 
     def planned_steps(self) -> int:
         """Optimiser steps this fit will take: the sampler's batches per epoch × max_epochs, or max_steps if fewer.

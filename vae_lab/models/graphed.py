@@ -1,10 +1,11 @@
 """A whole training step as one CUDA graph: loss, backward and optimiser captured once, then replayed.
 
 A small VAE's step on a GPU is bound by launching its few hundred kernels one by one from Python, not by
-arithmetic; a replayed graph launches them all at once. The first few CUDA batches run eagerly on a side stream
-(real steps, as the capture needs), the next one is captured and every later batch of the same shape replays it;
-other shapes (an epoch's last, smaller batch) and the CPU run eagerly. The optimiser's state and a tensor learning
-rate are updated in place, so eager and replayed steps can alternate.
+arithmetic; a replayed graph launches them all at once. The first few CUDA batches of a shape run eagerly on a side
+stream (real steps, as the capture needs), the next one of that shape is captured, and every later batch of that
+shape replays it; other shapes (an epoch's last, smaller batch) and the CPU run eagerly. The optimiser's state and
+a tensor learning rate are updated in place, so eager and replayed steps can alternate. Replayed steps skip
+Lightning's backward and optimiser-step hooks, and leave `p.grad` as the last eager step set it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class StepGraph:
 
     def __init__(self, module: nn.Module, step: Step, warmup: int = 3) -> None:
         self.module, self.step, self.warmup, self.warmed = module, step, warmup, 0
+        self.warm_shape: torch.Size | None = None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: Batch | None = None
         self.outputs: dict[str, torch.Tensor] = {}
@@ -32,10 +34,12 @@ class StepGraph:
         x, _ = batch
         if not x.is_cuda or (self.inputs is not None and x.shape != self.inputs[0].shape):
             return self.step(batch), False
-        if self.graph is None and self.warmed < self.warmup:
-            self.warmed += 1
-            return self.on_side_stream(batch), False
         if self.graph is None:
+            if x.shape != self.warm_shape:  # capture a shape after `warmup` steps in a row at it
+                self.warmed, self.warm_shape = 0, x.shape
+            if self.warmed < self.warmup:
+                self.warmed += 1
+                return self.on_side_stream(batch), False
             self.capture(batch)
         for static, new in zip(self.inputs, batch):
             static.copy_(new)
