@@ -383,3 +383,17 @@ def test_a_checkpoint_from_a_cuda_graph_run_resumes_on_the_cpu_without_graphs(tm
     trainer.fit(resumed, datamodule=datamodule, ckpt_path=tmp_path / "graphed.ckpt")
     group = trainer.optimizers[0].param_groups[0]
     assert trainer.global_step == 6 and not group["capturable"] and isinstance(group["lr"], float)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_denormals_are_flushed_while_training_and_only_then(tmp_path, data_dir, flush, monkeypatch):
+    """`model.flush_denormal`: a denormal float reads as zero inside the training step, and is itself again after."""
+    from vae_lab.models.base import BaseVAE
+
+    seen = []
+    step = BaseVAE.training_step
+    monkeypatch.setattr(BaseVAE, "training_step",
+                        lambda self, *a: seen.append((torch.tensor(1e-40) * 1.0).item()) or step(self, *a))
+    _fit_steps(tmp_path, f"model.flush_denormal={str(flush).lower()}", max_steps=2)
+    assert len(seen) == 2 and all((v == 0.0) if flush else (v > 0.0) for v in seen)
+    assert (torch.tensor(1e-40) * 1.0).item() > 0.0

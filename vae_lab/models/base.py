@@ -33,7 +33,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
                  fused_adam: bool = True, compile: bool = False, channels_last: bool = False,
-                 lr_schedule: str = "constant", cuda_graph: bool = False) -> None:
+                 lr_schedule: str = "constant", cuda_graph: bool = False, flush_denormal: bool = True) -> None:
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
@@ -257,14 +257,23 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
 
     def on_fit_start(self) -> None:
-        """A fresh CUDA graph per fit (one captured earlier points at parameters and state that may have moved);
-        graphs need one device and no loss scaling."""
+        """Denormal floats flushed to zero while training (`model.flush_denormal`: on the CPU, arithmetic on them is
+        many times slower, and the Burgess net's gradients and Adam moments produce them); a fresh CUDA graph per fit
+        (one captured earlier points at parameters and state that may have moved), which needs one device and no
+        loss scaling."""
+        if self.hparams.get("flush_denormal", True):
+            torch.set_flush_denormal(True)
         if self.__dict__["_step_graph"] is None:
             return
         _check(self.trainer.world_size == 1, "model.cuda_graph=true trains on one device: set trainer.devices=1")
         _check(self.trainer.precision != "16-mixed",
                "model.cuda_graph=true and trainer.precision=16-mixed (loss scaling): use bf16-mixed")
         self.__dict__["_step_graph"] = StepGraph(self, self.take_step)
+
+    def on_fit_end(self) -> None:
+        """Denormals back to IEEE behaviour for whatever the process does next (evaluation, another loop)."""
+        if self.hparams.get("flush_denormal", True):
+            torch.set_flush_denormal(False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Checkpoints from before the models took their own steps count them in Lightning's automatic loop:
