@@ -63,3 +63,50 @@ def test_the_reference_loop_sees_vae_labs_batches_in_vae_labs_order(tmp_path, da
         assert [len(y) for _, y in ours] == [len(y) for _, y in theirs] == [64, 64, 64, 64, 44]
         for (x, y), (ref_x, ref_y) in zip(ours, theirs):
             assert torch.equal(y, ref_y) and torch.allclose(x, ref_x)
+
+
+def test_the_reference_takes_its_turns_at_vae_labs_window_boundaries_off_vae_labs_clock():
+    """Turns run once each when the step count reaches them (two in one batch of 4 steps if due), and the time they
+    take is missing from vae_lab's marks: a window spanning a 0.2 s turn still measures well under 0.2 s."""
+    import time
+    from types import SimpleNamespace
+
+    from vae_lab.bench import StepClock
+
+    ran = []
+    turns = {2: lambda: ran.append(2) or time.sleep(0.2), 5: lambda: ran.append(5), 6: lambda: ran.append(6)}
+    clock, module = StepClock(turns), SimpleNamespace(device=torch.device("cpu"))
+    pair = (torch.zeros(3, 1, 28, 28), torch.zeros(3))
+    for batch in [pair, pair, [pair] * 4, pair]:
+        clock.on_train_batch_end(None, module, None, batch, 0)
+    assert ran == [2, 5, 6] and [m[:2] for m in clock.marks] == [(1, 3), (2, 6), (6, 18), (7, 21)]
+    assert clock.marks[3][2] - clock.marks[0][2] < 0.1
+
+
+def test_the_reference_loop_in_turns_trains_as_it_would_alone(tmp_path, data_dir):
+    """Its own random stream across turns: random draws between turns (vae_lab's training) change nothing."""
+    from vae_lab.bench import ReferenceLoop
+
+    cfg = compose_cfg(tmp_path, "model=vae", "data.train_subset=300", "data.batch_size=64")
+    alone, in_turns = ReferenceLoop(cfg), ReferenceLoop(cfg)
+    alone.run(5)
+    in_turns.run(3)
+    torch.randn(1000)
+    in_turns.run(2)
+    for a, b in zip(alone.model.parameters(), in_turns.model.parameters()):
+        assert torch.equal(a, b)
+    assert [m[:2] for m in in_turns.marks] == [m[:2] for m in alone.marks]
+
+
+def test_the_speed_up_pairs_each_window_with_the_reference_window_next_to_it():
+    """Rates 10, 30, 20 against 5, 20, 8 (images/s): ratios 2, 1.5, 2.5, median 2 — not the medians' 20 / 8."""
+    from vae_lab.bench import speedup
+
+    def marks(rates):
+        out, t = [(0, 0, 0.0)], 0.0
+        for i, rate in enumerate(rates, 1):
+            t += 60 / rate
+            out.append((i, 60 * i, t))
+        return out
+
+    assert speedup(marks([10, 30, 20]), marks([5, 20, 8]), warmup=0, repeats=3, steps=1) == pytest.approx(2.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -28,43 +30,85 @@ from vae_lab.train import build
 Marks = list[tuple[int, int, float]]  # (optimiser steps so far, images so far, time) after each batch
 
 
-class StepClock(pl.Callback):
-    """Marks after every Lightning batch (synchronised): one optimiser step, or `data.steps_per_batch` of them."""
+class Clock:
+    """perf_counter less the time spent paused: each path's windows count only the time of its own turns."""
 
-    def __init__(self) -> None:
+    def __init__(self, paused: bool = False) -> None:
+        self.offset, self.paused_at = 0.0, time.perf_counter() if paused else None
+
+    def now(self) -> float:
+        return time.perf_counter() - self.offset
+
+    def pause(self) -> None:
+        self.paused_at = time.perf_counter()
+
+    def resume(self) -> None:
+        if self.paused_at is not None:
+            self.offset += time.perf_counter() - self.paused_at
+            self.paused_at = None
+
+
+def synchronise(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a mark's time includes it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class StepClock(pl.Callback):
+    """Marks after every Lightning batch (synchronised): one optimiser step, or `data.steps_per_batch` of them.
+
+    At each step count in `turns` it pauses its clock and runs that turn (the reference loop's steps), so that the
+    two paths' timed windows alternate within seconds and a change in the machine's load hits both alike.
+    """
+
+    def __init__(self, turns: dict[int, Callable[[], None]] | None = None) -> None:
         self.marks: Marks = []
+        self.clock, self.turns = Clock(), dict(sorted((turns or {}).items()))
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx) -> None:
-        if torch.cuda.is_available() and module.device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronise(module.device)
         pairs = step_batches(batch)
-        self.marks.append(advance(self.marks, len(pairs), sum(len(x) for x, _ in pairs)))
+        self.marks.append(advance(self.marks, len(pairs), sum(len(x) for x, _ in pairs), self.clock.now()))
+        while self.turns and self.marks[-1][0] >= next(iter(self.turns)):
+            self.clock.pause()
+            self.turns.pop(next(iter(self.turns)))()
+            self.clock.resume()
 
 
-def advance(marks: Marks, steps: int, images: int) -> tuple[int, int, float]:
-    """The next mark: `steps` more optimiser steps over `images` more images, now."""
+def advance(marks: Marks, steps: int, images: int, now: float) -> tuple[int, int, float]:
+    """The next mark: `steps` more optimiser steps over `images` more images, at time `now`."""
     last = marks[-1] if marks else (0, 0, 0.0)
-    return last[0] + steps, last[1] + images, time.perf_counter()
+    return last[0] + steps, last[1] + images, now
 
 
-def throughput(marks: Marks, warmup: int, repeats: int, steps: int) -> dict[str, float]:
-    """Images/s per timed window of `steps` steps after `warmup` steps: median, min and max."""
+def window_rates(marks: Marks, warmup: int, repeats: int, steps: int) -> list[float]:
+    """Images/s in each timed window of `steps` steps after `warmup` steps."""
     def mark(step: int) -> tuple[int, int, float]:
         return next(m for m in marks if m[0] >= step)
 
     windows = [(mark(warmup + r * steps), mark(warmup + (r + 1) * steps)) for r in range(repeats)]
-    rates = [(b[1] - a[1]) / (b[2] - a[2]) for a, b in windows]
+    return [(b[1] - a[1]) / (b[2] - a[2]) for a, b in windows]
+
+
+def throughput(marks: Marks, warmup: int, repeats: int, steps: int) -> dict[str, float]:
+    """Images/s over the timed windows: median, min and max."""
+    rates = window_rates(marks, warmup, repeats, steps)
     return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
-def fast_path(cfg: DictConfig, total_steps: int) -> tuple[BaseVAE, Marks, pl.LightningDataModule]:
+def speedup(fast: Marks, reference: Marks, warmup: int, repeats: int, steps: int) -> float:
+    """The median over windows of vae_lab's rate over the reference's in the window next to it in time."""
+    pairs = zip(window_rates(fast, warmup, repeats, steps), window_rates(reference, warmup, repeats, steps))
+    return statistics.median(f / r for f, r in pairs)
+
+
+def fast_path(cfg: DictConfig, total_steps: int, clock: StepClock) -> tuple[BaseVAE, pl.LightningDataModule]:
     """Train with exactly vae_lab.train's datamodule, model and Trainer (no logger, checkpoints or validation)."""
-    clock = StepClock()
     datamodule, model, trainer = build(cfg, callbacks=[clock], logger=False, max_steps=total_steps, max_epochs=-1,
                                        enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
                                        enable_model_summary=False)
     trainer.fit(model, datamodule=datamodule)
-    return model, clock.marks, datamodule
+    return model, datamodule
 
 
 def reference_dataset(cfg: DictConfig, datamodule: ImageDataModule) -> Subset:
@@ -87,33 +131,48 @@ def reference_loader(cfg: DictConfig, dataset: Subset, seed: int, epoch: int) ->
     return DataLoader(dataset, batch_size=cfg.data.batch_size, sampler=shuffle)
 
 
-def reference_path(cfg: DictConfig, total_steps: int) -> tuple[BaseVAE, Marks]:
-    """A plain fp32 loop with torch's default Adam over the same network and batch size.
+class ReferenceLoop:
+    """A plain fp32 loop with torch's default Adam over the same network and batch size, run in turns.
 
     Its shuffling `DataLoader` draws each epoch's order from the generator vae_lab's sampler uses, so both paths
     see the same images in the same batches: the parity check compares arithmetic, not luck of the batch order.
     """
-    pl.seed_everything(cfg.seed, verbose=False)
-    datamodule, model, _ = build(cfg, callbacks=[], logger=False)
-    dataset = reference_dataset(cfg, datamodule)
-    device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
-    model.to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.model.lr)
-    marks: Marks = []
-    epoch = 0
-    while len(marks) < total_steps:
-        for x, y in reference_loader(cfg, dataset, datamodule.hparams.seed, epoch):
-            loss = model.loss_terms((x.to(device), y.to(device)))["loss"]
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            marks.append(advance(marks, 1, len(x)))
-            if len(marks) == total_steps:
-                break
-        epoch += 1
-    return model, marks
+
+    def __init__(self, cfg: DictConfig) -> None:
+        pl.seed_everything(cfg.seed, verbose=False)
+        datamodule, self.model, _ = build(cfg, callbacks=[], logger=False)
+        self.device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+        self.model.to(self.device).train()
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.model.lr)
+        dataset = reference_dataset(cfg, datamodule)
+        self.batches = (batch for epoch in itertools.count()
+                        for batch in reference_loader(cfg, dataset, datamodule.hparams.seed, epoch))
+        self.marks: Marks = []
+        self.clock = Clock(paused=True)
+        self.rng = self.rng_state()
+
+    def rng_state(self) -> list[torch.Tensor]:
+        """The random state of the CPU and this loop's GPU (the reparametrisation noise is drawn from it)."""
+        return [torch.get_rng_state()] + ([torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else [])
+
+    def run(self, steps: int) -> None:
+        """`steps` more training steps, timed on this loop's own clock and drawing on its own random stream (as if it
+        ran alone, and leaving vae_lab's stream as if it did too)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.set_rng_state(self.rng[0])
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(self.rng[1], self.device)
+            self.clock.resume()
+            for _ in range(steps):
+                x, y = next(self.batches)
+                loss = self.model.loss_terms((x.to(self.device), y.to(self.device)))["loss"]
+                self.optimiser.zero_grad()
+                loss.backward()
+                self.optimiser.step()
+                synchronise(self.device)
+                self.marks.append(advance(self.marks, 1, len(x), self.clock.now()))
+            self.clock.pause()
+            self.rng = self.rng_state()
 
 
 @torch.no_grad()
@@ -150,14 +209,16 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds
 
 def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     """Both paths for one config: throughput, ratio, FLOPs, floor fraction and the parity verdict."""
-    total = bench.warmup_steps + bench.repeats * bench.steps_per_repeat
-    window = (bench.warmup_steps, bench.repeats, bench.steps_per_repeat)
-    fast_model, fast_marks, datamodule = fast_path(cfg, total)
-    ref_model, ref_marks = reference_path(cfg, total)
+    warmup, repeats, steps = window = (bench.warmup_steps, bench.repeats, bench.steps_per_repeat)
+    reference = ReferenceLoop(cfg)
+    turns = {warmup + r * steps: functools.partial(reference.run, steps + (warmup if r == 0 else 0))
+             for r in range(repeats)}  # before each of vae_lab's windows, one of the reference's
+    clock = StepClock(turns)
+    fast_model, datamodule = fast_path(cfg, warmup + repeats * steps, clock)
     batch_size = cfg.data.batch_size
-    fast, ref = throughput(fast_marks, *window), throughput(ref_marks, *window)
-    device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
-    fast_model, ref_model = fast_model.to(device), ref_model.to(device)  # Lightning hands the model back on the CPU
+    fast, ref = throughput(clock.marks, *window), throughput(reference.marks, *window)
+    device, ref_model = reference.device, reference.model
+    fast_model = fast_model.to(device)  # Lightning hands the model back on the CPU
     val = datamodule.splits["val"]
     eval_batches = [tuple(t.to(device) for t in val[torch.arange(i, min(i + 500, len(val)))])
                     for i in range(0, min(len(val), bench.eval_images), 500)]
@@ -168,7 +229,7 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
             "image_size": cfg.data.image_size, "batch_size": batch_size, "precision": str(cfg.trainer.precision),
             "options": speed_options(cfg),
             "vae_lab_images_per_second": fast, "reference_images_per_second": ref,
-            "speedup": fast["median"] / ref["median"], "flops_per_image": flops, "matmul_flops_per_second": peak,
+            "speedup": speedup(clock.marks, reference.marks, *window), "flops_per_image": flops, "matmul_flops_per_second": peak,
             "floor_fraction": fast["median"] * flops / peak, "vae_lab_loss": fast_loss, "reference_loss": ref_loss,
             "loss_gap": (fast_loss - ref_loss) / abs(ref_loss),
             "parity": "pass" if fast_loss <= ref_loss * (1 + bench.parity_tolerance) else "FAIL"}
