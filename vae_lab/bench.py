@@ -202,8 +202,7 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds
     while time.perf_counter() - start < seconds:
         a @ b
         count += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronise(device)
     return 2 * n**3 * count / (time.perf_counter() - start)
 
 

@@ -52,7 +52,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self._train_sums: torch.Tensor | None = None
         self._train_count, self._train_names, self._train_batches = 0, [], 0
         self.automatic_optimization = False  # training_step takes its own steps: several per batch if asked
-        self.__dict__["_step_graph"] = StepGraph(self, self.take_step) if cuda_graph else None  # not a submodule
+        self.__dict__["_step_graph"] = None  # a StepGraph from on_fit_start with model.cuda_graph=true; not a submodule
 
     # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -239,8 +239,8 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
             for group in optimiser.param_groups:
                 lr = float(group["lr"])
                 group["lr"], group["capturable"] = (torch.tensor(lr, device=self.device) if graphed else lr), graphed
-            for state in optimiser.state.values():
-                if "step" in state and graphed:
+            for state in optimiser.state.values() if graphed else ():
+                if "step" in state:
                     state["step"] = state["step"].to(self.device, torch.float32)
 
     def planned_steps(self) -> int:
@@ -263,7 +263,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         loss scaling."""
         if self.hparams.get("flush_denormal", True):
             torch.set_flush_denormal(True)
-        if self.__dict__["_step_graph"] is None:
+        if not self.hparams.get("cuda_graph"):
             return
         _check(self.trainer.world_size == 1, "model.cuda_graph=true trains on one device: set trainer.devices=1")
         _check(self.trainer.precision != "16-mixed",
