@@ -10,17 +10,18 @@ from torch import nn
 
 from vae_lab.data.datamodule import ImageDataModule
 from vae_lab.metrics import classifier as classifier_module
-from vae_lab.metrics import evaluate_model
+from vae_lab.metrics import evaluate_model, evaluation_layout
 from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
 from vae_lab.metrics.fid import fid
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
-from vae_lab.metrics.likelihood import iwae_bound, iwae_nll
+from vae_lab.metrics.likelihood import CPU_DECODES, iwae_bound, iwae_nll
 from vae_lab.metrics.samples import class_entropy, conditional_accuracy, entropy_of_predictions
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.likelihood import nll
 from vae_lab.models.vae import VAE
 
 MLP = {"_target_": "vae_lab.nets.mlp.MLPNet", "image_size": 28, "hidden": [64]}
+BURGESS = {"_target_": "vae_lab.nets.burgess.BurgessNet", "image_size": 32}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,6 +119,33 @@ def test_iwae_nll_averages_over_batches(mnist):
     batches = [data[index] for index in torch.arange(30).split(7)]
     expected = exact_nll(model, data[torch.arange(30)][0]).mean().item()
     assert iwae_nll(model, batches, samples=3, chunk=2) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_cpu_bound_decodes_in_cache_sized_passes(mnist, monkeypatch):
+    model = z_blind_vae(0.0, 0.0)
+    x, y = mnist.splits["test"][torch.arange(50)]
+    rows, decode = [], model.decode
+    monkeypatch.setattr(model, "decode", lambda z, y=None: rows.append(len(z)) or decode(z, y))
+    bound = iwae_bound(model, x, y, samples=300, chunk=300)
+    assert max(rows) <= CPU_DECODES < 50 * 300 and sum(rows) == 50 * 300
+    assert torch.allclose(bound, exact_nll(model, x), rtol=1e-5)
+
+
+def test_evaluation_runs_conv_weights_channels_last_and_restores_them():
+    torch.manual_seed(0)
+    model = VAE(BURGESS).eval()
+    z = torch.randn(64, model.latent_dim)
+    with torch.no_grad():
+        before = model.decode(z)
+        with evaluation_layout(model):
+            assert model.net.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+            inside = model.decode(z)
+    assert all(p.is_contiguous() for p in model.parameters())
+    assert torch.allclose(inside, before, atol=1e-4)
+    model.to(memory_format=torch.channels_last)  # a model trained channels-last keeps its layout
+    with evaluation_layout(model):
+        pass
+    assert model.net.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 # --- latent --------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
+from torch import nn
 
 from tests.conftest import CONF, compose_cfg
 from vae_lab.errors import ConfigError
@@ -15,8 +17,10 @@ from vae_lab.models import load_model
 from vae_lab.models.beta_vae import BetaVAE, capacity
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.factor_vae import FactorVAE
+from vae_lab.models.likelihood import nll
 from vae_lab.models.reparam import ReparametrizationMixin
 from vae_lab.models.vae import VAE
+from vae_lab.nets.upconv import UpConv
 
 MLP = {"_target_": "vae_lab.nets.mlp.MLPNet", "image_size": 28, "hidden": [64]}
 
@@ -397,3 +401,33 @@ def test_denormals_are_flushed_while_training_and_only_then(tmp_path, data_dir, 
     _fit_steps(tmp_path, f"model.flush_denormal={str(flush).lower()}", max_steps=2)
     assert len(seen) == 2 and all((v == 0.0) if flush else (v > 0.0) for v in seen)
     assert (torch.tensor(1e-40) * 1.0).item() > 0.0
+
+
+@pytest.mark.parametrize("cin, cout, side", [(32, 1, 16), (74, 1, 7), (32, 32, 8)])
+def test_upconv_is_the_transposed_convolution_in_every_layout(cin, cout, side):
+    torch.manual_seed(0)
+    up, reference = UpConv(cin, cout), nn.ConvTranspose2d(cin, cout, 4, 2, 1)
+    reference.load_state_dict(up.state_dict())  # same parameters, same keys
+    x = torch.randn(5, cin, side, side)
+    with torch.no_grad():  # the sub-pixel form for 1-channel outputs
+        for layout in (torch.contiguous_format, torch.channels_last):
+            up.to(memory_format=layout)
+            assert torch.allclose(up(x.contiguous(memory_format=layout)), reference(x), atol=1e-5)
+    up.to(memory_format=torch.contiguous_format)
+    x.requires_grad_(True)
+    up(x).square().sum().backward()  # with gradients: the transposed convolution itself
+    reference(x).square().sum().backward()
+    assert torch.equal(up.weight.grad, reference.weight.grad)
+
+
+@pytest.mark.parametrize("side", [28, 32, 64])
+def test_the_gradient_free_bernoulli_nll_equals_the_elementwise_one(side):
+    torch.manual_seed(0)
+    logits = torch.randn(50, 1, side, side) * 8
+    logits[0, 0, 0, :4] = torch.tensor([0.0, 100.0, -100.0, 1e-30])
+    x = torch.rand_like(logits)
+    exact = F.binary_cross_entropy_with_logits(logits.double(), x.double(), reduction="none").flatten(1).sum(1)
+    with torch.no_grad():
+        fast = nll(logits, x)
+    assert torch.allclose(fast.double(), exact, rtol=1e-6, atol=1e-3)
+    assert torch.allclose(nll(logits, x).double(), exact, rtol=1e-6, atol=1e-3)  # the training form

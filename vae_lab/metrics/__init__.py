@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -58,25 +59,41 @@ def sample_metrics(model: BaseVAE, classifier: nn.Module, real: torch.Tensor, n:
     return out
 
 
+@contextmanager
+def evaluation_layout(model: nn.Module) -> Iterator[None]:
+    """On the CPU, the model's conv weights channels-last while it is evaluated (oneDNN's faster layout for the
+    conv nets' many decodes, Speed), contiguous again afterwards; elsewhere unchanged."""
+    weights = [p for p in model.parameters() if p.dim() == 4 and p.device.type == "cpu"]
+    convert = any(not p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    if convert:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        if convert:
+            model.to(memory_format=torch.contiguous_format)
+
+
 @torch.no_grad()
 def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.Module, iwae_samples: int = 100,
                    iwae_chunk: int = 100, iwae_batch: int = 100, max_test_images: int | None = None,
                    probe_train_images: int = 10000, fid_samples: int = 10000, per_class: int = 1000,
                    batch_size: int = 500) -> dict[str, float]:
     """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys."""
-    model.eval()
-    datamodule.setup()
-    test, train = datamodule.splits["test"], datamodule.splits["train"]
-    batches = partial(split_batches, device=model.device, batch_size=batch_size, limit=max_test_images)
-    test_mu, test_y = posterior_means(model, batches(test))
-    train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
-    real = torch.cat([x for x, _ in batches(test)])
-    start = time.perf_counter()
-    nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk)
-    return {"test/mse": reconstruction_mse(model, batches(test)),
-            "test/nll_iwae": nll_iwae,
-            "time/iwae_seconds": time.perf_counter() - start,
-            "test/active_units": float(active_units(test_mu)),
-            "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, model.num_classes),
-            **class_factor_metrics(train_mu, train_y, test_mu, test_y),
-            **sample_metrics(model, classifier, real, fid_samples, per_class, batch_size)}
+    with evaluation_layout(model):
+        model.eval()
+        datamodule.setup()
+        test, train = datamodule.splits["test"], datamodule.splits["train"]
+        batches = partial(split_batches, device=model.device, batch_size=batch_size, limit=max_test_images)
+        test_mu, test_y = posterior_means(model, batches(test))
+        train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
+        real = torch.cat([x for x, _ in batches(test)])
+        start = time.perf_counter()
+        nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk)
+        return {"test/mse": reconstruction_mse(model, batches(test)),
+                "test/nll_iwae": nll_iwae,
+                "time/iwae_seconds": time.perf_counter() - start,
+                "test/active_units": float(active_units(test_mu)),
+                "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, model.num_classes),
+                **class_factor_metrics(train_mu, train_y, test_mu, test_y),
+                **sample_metrics(model, classifier, real, fid_samples, per_class, batch_size)}

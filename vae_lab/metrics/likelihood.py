@@ -13,6 +13,7 @@ from vae_lab.models.likelihood import nll
 from vae_lab.models.reparam import gaussian_log_density
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
+CPU_DECODES = 1024  # most decodes per pass on the CPU: larger passes spill its caches and run slower (Speed)
 
 
 def log_weights(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, mu: torch.Tensor, logvar: torch.Tensor,
@@ -28,8 +29,11 @@ def log_weights(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, mu: tor
 @torch.no_grad()
 def iwae_bound(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None, samples: int = 100,
                chunk: int = 100) -> torch.Tensor:
-    """−log p(x) upper bound per image (N,): −log (1/K) Σ_k w_k, K = `samples` drawn `chunk` at a time."""
+    """−log p(x) upper bound per image (N,): −log (1/K) Σ_k w_k, K = `samples` drawn `chunk` at a time (on the
+    CPU at most CPU_DECODES images × samples per pass)."""
     x = x.to(model.device).float()
+    if x.device.type == "cpu":
+        chunk = max(1, min(chunk, CPU_DECODES // len(x)))
     y = None if y is None or not model.conditional else y.to(model.device)
     mu, logvar = model.encode(x, y)
     total = torch.full((len(x),), -math.inf, device=x.device)

@@ -14,9 +14,20 @@ def nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoulli", si
     """−log p(x|z) summed over pixels (shape N): Bernoulli on [0, 1] intensities, or Gaussian with fixed sigma."""
     logits = logits.float()
     if likelihood == "bernoulli":
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        if torch.is_grad_enabled():
+            return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        return softplus_sum(logits.flatten(1)) - (logits * x).flatten(1).sum(1)  # BCE(l, x) = softplus(l) − x·l
     err = (x - torch.sigmoid(logits)).flatten(1)
     return (0.5 * (err / sigma).pow(2) + math.log(sigma) + 0.5 * math.log(2 * math.pi)).sum(1)
+
+
+def softplus_sum(logits: torch.Tensor) -> torch.Tensor:
+    """Σ softplus(l) over each row as Σ relu(l) + Σ log(1 + e^−|l|), with one log per product of up to 64 factors
+    (each in (1, 2], so the product stays finite): the same value to fp32 rounding, several times faster on the
+    CPU than one log per pixel, for evaluation's many decodes (the IWAE bound's 5,000 per image)."""
+    group = math.gcd(logits.shape[1], 64)
+    factors = torch.exp(-logits.abs()).add_(1).view(len(logits), -1, group)
+    return logits.clamp_min(0).sum(1) + factors.prod(-1).log_().sum(1)
 
 
 def mean_image(logits: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.nets import with_label
+from vae_lab.nets import relu, with_label
+from vae_lab.nets.upconv import UpConv
 
 SIZES = {32: 3, 64: 4}  # image size → number of stride-2 layers down to 4×4
 
@@ -23,16 +24,16 @@ class BurgessNet(nn.Module):
         self.image_size, self.latent_dim, self.channels = image_size, latent_dim, channels
         layers = SIZES[image_size]
         self.conv = nn.Sequential(*[m for i in range(layers)
-                                    for m in (nn.Conv2d(1 if i == 0 else channels, channels, 4, 2, 1), nn.ReLU())])
+                                    for m in (nn.Conv2d(1 if i == 0 else channels, channels, 4, 2, 1), relu())])
         flat = channels * 4 * 4
-        self.head = nn.Sequential(nn.Linear(flat + label_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        self.head = nn.Sequential(nn.Linear(flat + label_dim, hidden), relu(), nn.Linear(hidden, hidden), relu(),
                                   nn.Linear(hidden, 2 * latent_dim))
-        self.fc_dec = nn.Sequential(nn.Linear(latent_dim + label_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                    nn.ReLU(), nn.Linear(hidden, flat), nn.ReLU())
+        self.fc_dec = nn.Sequential(nn.Linear(latent_dim + label_dim, hidden), relu(), nn.Linear(hidden, hidden),
+                                    relu(), nn.Linear(hidden, flat), relu())
         deconv: list[nn.Module] = []
         for i in range(layers):
             last = i == layers - 1
-            deconv += [nn.ConvTranspose2d(channels, 1 if last else channels, 4, 2, 1)] + ([] if last else [nn.ReLU()])
+            deconv += [UpConv(channels, 1 if last else channels)] + ([] if last else [relu()])
         self.deconv = nn.Sequential(*deconv)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

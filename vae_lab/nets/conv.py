@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.nets import with_label
+from vae_lab.nets import relu, with_label
+from vae_lab.nets.upconv import UpConv
 
 
 def with_label_maps(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -26,12 +27,12 @@ class ConvNet(nn.Module):
             raise ConfigError(f"net=conv takes image sizes 28 and 32, got {image_size}")
         c, self.side, self.channels = channels, image_size // 4, 2 * channels
         flat = 2 * c * self.side * self.side
-        self.conv = nn.Sequential(nn.Conv2d(1, c, 4, 2, 1), nn.ReLU(), nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU())
-        self.head = nn.Sequential(nn.Linear(flat + label_dim, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim))
-        self.fc_dec = nn.Sequential(nn.Linear(latent_dim + label_dim, hidden), nn.ReLU(), nn.Linear(hidden, flat),
-                                    nn.ReLU())
-        self.up1 = nn.Sequential(nn.ConvTranspose2d(2 * c + label_dim, c, 4, 2, 1), nn.ReLU())
-        self.up2 = nn.ConvTranspose2d(c + label_dim, 1, 4, 2, 1)
+        self.conv = nn.Sequential(nn.Conv2d(1, c, 4, 2, 1), relu(), nn.Conv2d(c, 2 * c, 4, 2, 1), relu())
+        self.head = nn.Sequential(nn.Linear(flat + label_dim, hidden), relu(), nn.Linear(hidden, 2 * latent_dim))
+        self.fc_dec = nn.Sequential(nn.Linear(latent_dim + label_dim, hidden), relu(), nn.Linear(hidden, flat),
+                                    relu())
+        self.up1 = nn.Sequential(UpConv(2 * c + label_dim, c), relu())
+        self.up2 = UpConv(c + label_dim, 1)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(with_label(self.conv(x).flatten(1), y)).chunk(2, dim=1)
