@@ -149,7 +149,7 @@ def test_cvae_samples_follow_their_label(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("options", [["trainer.precision=bf16-mixed"], ["trainer.precision=32-true"],
-                                     ["model.channels_last=true"], ["model.compile=true", "net=mlp"],
+                                     ["model.channels_last=true"], ["model.channels_last=auto"], ["model.compile=true", "net=mlp"],
                                      ["model.cuda_graph=true"], ["data.steps_per_batch=3", "model.channels_last=true"]])
 def test_speed_options_train_with_finite_losses(tmp_path, data_dir, options):
     from vae_lab.train import build
@@ -431,3 +431,41 @@ def test_the_gradient_free_bernoulli_nll_equals_the_elementwise_one(side):
         fast = nll(logits, x)
     assert torch.allclose(fast.double(), exact, rtol=1e-6, atol=1e-3)
     assert torch.allclose(nll(logits, x).double(), exact, rtol=1e-6, atol=1e-3)  # the training form
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_channels_last_takes_the_burgess_net_on_an_amx_cpu_only(monkeypatch, amx):
+    import vae_lab.models.base as base
+
+    monkeypatch.setattr(base, "amx_cpu", lambda: amx)
+    burgess = {"_target_": "vae_lab.nets.burgess.BurgessNet", "image_size": 32}
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert VAE(burgess).trains_channels_last(cpu) is amx  # auto is the default
+    assert not VAE(burgess).trains_channels_last(gpu)  # not measured there
+    assert not VAE(MLP).trains_channels_last(cpu)  # no convolutions
+    seed_conv = {"_target_": "vae_lab.nets.seed_conv.SeedConvNet"}
+    assert not CVAE(seed_conv, learned_prior=False).trains_channels_last(cpu)  # one conv: measured slower
+    assert VAE(MLP, channels_last=True).trains_channels_last(cpu) and not VAE(burgess, channels_last=False) \
+        .trains_channels_last(cpu)
+
+
+def test_a_bad_channels_last_setting_is_named():
+    with pytest.raises(ConfigError, match="model.channels_last='yes'"):
+        VAE(MLP, channels_last="yes")
+
+
+@pytest.mark.parametrize("net", [{"_target_": "vae_lab.nets.burgess.BurgessNet", "image_size": 32},
+                                 {"_target_": "vae_lab.nets.conv.ConvNet", "image_size": 28}])
+def test_a_channels_last_decoder_feeds_its_first_transposed_conv_channels_last(net):
+    torch.manual_seed(0)
+    model = CVAE(net, learned_prior=False) if "ConvNet" in net["_target_"] else VAE(net)
+    z, y = torch.randn(6, 10), (torch.arange(6) % 10 if model.conditional else None)
+    seen = []
+    first = model.net.deconv[0] if hasattr(model.net, "deconv") else model.net.up1[0]
+    first.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    with torch.no_grad():
+        contiguous = model.decode(z, y)
+        model.to(memory_format=torch.channels_last)
+        last = model.decode(z, y)
+    assert seen == [True, False]  # channels-last weights get channels-last maps
+    assert torch.allclose(contiguous, last, atol=1e-5)

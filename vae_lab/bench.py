@@ -226,7 +226,7 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     peak = max(matmul_rate(device, torch.float32), matmul_rate(device, torch.bfloat16))
     return {"case": name, "model": cfg.model._target_.rsplit(".", 1)[-1], "net": cfg.net._target_.rsplit(".", 1)[-1],
             "image_size": cfg.data.image_size, "batch_size": batch_size, "precision": str(cfg.trainer.precision),
-            "options": speed_options(cfg),
+            "options": speed_options(cfg, fast_model),
             "vae_lab_images_per_second": fast, "reference_images_per_second": ref,
             "speedup": speedup(clock.marks, reference.marks, *window), "flops_per_image": flops, "matmul_flops_per_second": peak,
             "floor_fraction": fast["median"] * flops / peak, "vae_lab_loss": fast_loss, "reference_loss": ref_loss,
@@ -234,10 +234,11 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
             "parity": "pass" if fast_loss <= ref_loss * (1 + bench.parity_tolerance) else "FAIL"}
 
 
-def speed_options(cfg: DictConfig) -> str:
+def speed_options(cfg: DictConfig, model: BaseVAE) -> str:
     """The training path's speed settings that differ from the defaults, in a few words."""
-    words = [name for name, key in (("CUDA graphs", "cuda_graph"), ("compile", "compile"),
-                                    ("channels-last", "channels_last")) if cfg.model.get(key)]
+    words = [name for name, key in (("CUDA graphs", "cuda_graph"), ("compile", "compile")) if cfg.model.get(key)]
+    if model.channels_last:
+        words.append("channels-last" + (" (auto)" if cfg.model.get("channels_last") == "auto" else ""))
     if cfg.data.get("steps_per_batch", 1) > 1:
         words.append(f"{cfg.data.steps_per_batch} steps/batch")
     if not cfg.model.get("fused_adam", True):

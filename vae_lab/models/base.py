@@ -21,6 +21,7 @@ from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LR_SCHEDULES = ("constant", "cosine")
+CHANNELS_LAST = (True, False, "auto")
 AUTOMATIC, MANUAL = "epoch_loop.automatic_optimization", "epoch_loop.manual_optimization"  # Lightning's loop keys
 Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z ~ q(z|x), its mean and log-variance
 
@@ -32,7 +33,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
 
     def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
-                 fused_adam: bool = True, compile: bool = False, channels_last: bool = False,
+                 fused_adam: bool = True, compile: bool = False, channels_last: bool | str = "auto",
                  lr_schedule: str = "constant", cuda_graph: bool = False, flush_denormal: bool = True) -> None:
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
@@ -43,6 +44,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         _check(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
         _check(lr_schedule in LR_SCHEDULES, f"model.lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
         _check(not (cuda_graph and compile), "model.cuda_graph=true and model.compile=true: choose one")
+        _check(channels_last in CHANNELS_LAST, f"model.channels_last={channels_last!r}: choose true, false or auto")
         net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
         self.save_hyperparameters(ignore=["net"])  # collects the subclasses' arguments too
         self.hparams["net"] = net
@@ -53,6 +55,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         self._train_count, self._train_names, self._train_batches = 0, [], 0
         self.automatic_optimization = False  # training_step takes its own steps: several per batch if asked
         self.__dict__["_step_graph"] = None  # a StepGraph from on_fit_start with model.cuda_graph=true; not a submodule
+        self.channels_last = False  # the training layout `configure_model` chose
 
     # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -202,13 +205,23 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
 
     def configure_model(self) -> None:
         """Speed options: channels-last memory format for conv nets, torch.compile of the loss."""
-        if self.hparams.get("channels_last"):
+        self.channels_last = self.trains_channels_last(self.trainer.strategy.root_device)
+        if self.channels_last:
             self.to(memory_format=torch.channels_last)
         if self.hparams.get("compile") and "loss_terms" not in self.__dict__:  # compile once, not per fit
             self.loss_terms = torch.compile(self.loss_terms)
 
+    def trains_channels_last(self, device: torch.device) -> bool:
+        """`model.channels_last`: true, false, or auto — on for a net that measured faster with it
+        (`channels_last_pays`: the Burgess net) on a CPU with AMX tiles, whose bf16 convolutions oneDNN runs
+        channels-last; off elsewhere, where it measured no faster (README, Speed)."""
+        option = self.hparams.get("channels_last", False)
+        if option != "auto":
+            return bool(option)
+        return getattr(self.net, "channels_last_pays", False) and device.type == "cpu" and amx_cpu()
+
     def on_after_batch_transfer(self, batch: Batch | list[Batch], dataloader_idx: int) -> Batch | list[Batch]:
-        if not self.hparams.get("channels_last"):
+        if not self.channels_last:
             return batch
         pairs = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in step_batches(batch)]
         return pairs if len(pairs) > 1 else pairs[0]
@@ -287,6 +300,12 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def amx_cpu() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later): oneDNN's fastest bf16 kernels."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
 
 
 def capturing(batch: Batch) -> bool:

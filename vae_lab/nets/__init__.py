@@ -11,6 +11,14 @@ def with_label(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
     return h if y is None else torch.cat([h, y.to(h.dtype)], dim=1)
 
 
+def like_weights(h: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """Feature maps in the memory layout of the conv layer they enter (channels-last weights: channels-last maps), so
+    that a layer never mixes the two, which oneDNN runs slowly; a reshaped FC output is always contiguous."""
+    if layer.weight.is_contiguous(memory_format=torch.channels_last) and not layer.weight.is_contiguous():
+        return h.contiguous(memory_format=torch.channels_last)
+    return h
+
+
 def relu() -> nn.ReLU:
     """A ReLU that overwrites its input, saving one activation-sized tensor per layer (the conv nets' largest
     allocations when evaluation decodes thousands of samples): each follows a conv or linear layer, whose

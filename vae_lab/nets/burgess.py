@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.nets import relu, with_label
+from vae_lab.nets import like_weights, relu, with_label
 from vae_lab.nets.upconv import UpConv
 
 SIZES = {32: 3, 64: 4}  # image size → number of stride-2 layers down to 4×4
@@ -14,6 +14,8 @@ SIZES = {32: 3, 64: 4}  # image size → number of stride-2 layers down to 4×4
 
 class BurgessNet(nn.Module):
     """Conv 32×4×4/2 per halving to 4×4, FC 256, FC 256, → 2·latent; the decoder mirrors it."""
+
+    channels_last_pays = True  # model.channels_last=auto: measured faster channels-last on an AMX CPU (README, Speed)
 
     def __init__(self, image_size: int = 32, latent_dim: int = 10, label_dim: int = 0, channels: int = 32,
                  hidden: int = 256) -> None:
@@ -40,4 +42,5 @@ class BurgessNet(nn.Module):
         return self.head(with_label(self.conv(x).flatten(1), y)).chunk(2, dim=1)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.deconv(self.fc_dec(with_label(z, y)).view(-1, self.channels, 4, 4))
+        h = self.fc_dec(with_label(z, y)).view(-1, self.channels, 4, 4)
+        return self.deconv(like_weights(h, self.deconv[0]))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.nets import relu, with_label
+from vae_lab.nets import like_weights, relu, with_label
 from vae_lab.nets.upconv import UpConv
 
 
@@ -39,4 +39,4 @@ class ConvNet(nn.Module):
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.fc_dec(with_label(z, y)).view(-1, self.channels, self.side, self.side)
-        return self.up2(with_label_maps(self.up1(with_label_maps(h, y)), y))
+        return self.up2(with_label_maps(self.up1(like_weights(with_label_maps(h, y), self.up1[0])), y))
