@@ -110,3 +110,13 @@ def test_the_speed_up_pairs_each_window_with_the_reference_window_next_to_it():
         return out
 
     assert speedup(marks([10, 30, 20]), marks([5, 20, 8]), warmup=0, repeats=3, steps=1) == pytest.approx(2.0)
+
+
+def test_the_matmul_rate_is_the_best_of_its_windows(monkeypatch):
+    import vae_lab.bench as bench_module
+
+    real_repeat_for, rates = bench_module.repeat_for, iter([3.0, 7.0, 5.0])
+    monkeypatch.setattr(bench_module, "repeat_for", lambda work, seconds, device: next(rates))
+    assert bench_module.matmul_rate(torch.device("cpu"), torch.float32, n=8, windows=3) == 2 * 8**3 * 7.0
+    calls = []
+    assert real_repeat_for(lambda: calls.append(1), 0.01, torch.device("cpu")) > 0 and calls
