@@ -435,7 +435,7 @@ def test_the_gradient_free_bernoulli_nll_equals_the_elementwise_one(side):
 
 @pytest.mark.parametrize("amx", [True, False])
 def test_auto_channels_last_takes_the_burgess_net_on_an_amx_cpu_only(monkeypatch, amx):
-    import vae_lab.models.base as base
+    from vae_lab.models import base
 
     monkeypatch.setattr(base, "amx_cpu", lambda: amx)
     burgess = {"_target_": "vae_lab.nets.burgess.BurgessNet", "image_size": 32}
