@@ -14,7 +14,7 @@ from vae_lab.metrics import evaluate_model, evaluation_layout
 from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
 from vae_lab.metrics.fid import fid
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
-from vae_lab.metrics.likelihood import CPU_DECODES, iwae_bound, iwae_nll
+from vae_lab.metrics.likelihood import CPU_DECODES, CPU_PASS_FLOATS, iwae_bound, iwae_nll, widest_layer
 from vae_lab.metrics.samples import class_entropy, conditional_accuracy, entropy_of_predictions
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.likelihood import nll
@@ -127,8 +127,21 @@ def test_the_cpu_bound_decodes_in_cache_sized_passes(mnist, monkeypatch):
     rows, decode = [], model.decode
     monkeypatch.setattr(model, "decode", lambda z, y=None: rows.append(len(z)) or decode(z, y))
     bound = iwae_bound(model, x, y, samples=300, chunk=300)
+    rows = rows[1:]  # the first decode is widest_layer's probe
     assert max(rows) <= CPU_DECODES < 50 * 300 and sum(rows) == 50 * 300
     assert torch.allclose(bound, exact_nll(model, x), rtol=1e-5)
+
+
+def test_a_cpu_pass_holds_no_layer_output_over_its_float_budget(monkeypatch):
+    torch.manual_seed(0)
+    model = VAE(BURGESS).eval()
+    assert widest_layer(model, None) == 32 * 16 * 16  # the maps before the image layer
+    x = torch.rand(20, 1, 32, 32).round()
+    rows, decode = [], model.decode
+    monkeypatch.setattr(model, "decode", lambda z, y=None: rows.append(len(z)) or decode(z, y))
+    iwae_bound(model, x, samples=100, chunk=100)
+    passes = rows[1:]  # the first decode is widest_layer's probe
+    assert sum(passes) == 20 * 100 and max(passes) * 32 * 16 * 16 <= CPU_PASS_FLOATS < CPU_DECODES * 32 * 16 * 16
 
 
 def test_evaluation_runs_conv_weights_channels_last_and_restores_them():

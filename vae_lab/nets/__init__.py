@@ -13,7 +13,8 @@ def with_label(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
 
 def like_weights(h: torch.Tensor, layer: nn.Module) -> torch.Tensor:
     """Feature maps in the memory layout of the conv layer they enter (channels-last weights: channels-last maps), so
-    that a layer never mixes the two, which oneDNN runs slowly; a reshaped FC output is always contiguous."""
+    that no layer mixes the two, which oneDNN runs slowly: an FC output viewed as maps is contiguous whatever the
+    model's layout."""
     if layer.weight.is_contiguous(memory_format=torch.channels_last) and not layer.weight.is_contiguous():
         return h.contiguous(memory_format=torch.channels_last)
     return h
