@@ -21,7 +21,8 @@ CPU_PASS_FLOATS = 2**21  # most floats in one decoder layer's output per CPU pas
 def widest_layer(model: BaseVAE, y: torch.Tensor | None) -> int:
     """Floats per sample in the widest output of any layer of one decode: what a decode pass holds per sample."""
     widths: list[int] = []
-    hooks = [m.register_forward_hook(lambda m, args, out: widths.append(out[0].numel())) for m in model.net.modules()]
+    hooks = [layer.register_forward_hook(lambda module, args, out: widths.append(out[0].numel()))
+             for layer in model.net.modules()]
     try:
         model.decode(torch.zeros(1, model.latent_dim, device=model.device), None if y is None else y[:1])
     finally:
