@@ -133,6 +133,8 @@ def test_evaluate_rejects_unknown_options(cvae_run):
                 "unknown eval option", "iwae_samples")
     _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwae_samples=abc"),
                 "error: eval.iwae_samples='abc': must be a whole number ≥ 1")
+    _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwae_precision=fp16"),
+                "error: eval.iwae_precision='fp16': choose one of ['bf16', 'fp32']")
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_failed_status(tmp_path, data_dir):

@@ -9,12 +9,13 @@ import torch
 from torch import nn
 
 from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.errors import ConfigError
 from vae_lab.metrics import classifier as classifier_module
 from vae_lab.metrics import evaluate_model, evaluation_layout
 from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
 from vae_lab.metrics.fid import fid
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
-from vae_lab.metrics.likelihood import CPU_DECODES, CPU_PASS_FLOATS, iwae_bound, iwae_nll, widest_layer
+from vae_lab.metrics.likelihood import CPU_DECODES, CPU_PASS_FLOATS, decoder_in, iwae_bound, iwae_nll, widest_layer
 from vae_lab.metrics.samples import class_entropy, conditional_accuracy, entropy_of_predictions
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.likelihood import nll
@@ -121,6 +122,40 @@ def test_iwae_nll_averages_over_batches(mnist):
     assert iwae_nll(model, batches, samples=3, chunk=2) == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_seeded_bound_draws_the_same_samples(vae, mnist):
+    x, y = mnist.splits["test"][torch.arange(16)]
+    batches = [(x, y)]
+    same = [iwae_nll(vae, batches, samples=20, chunk=20, seed=3) for _ in range(2)]
+    assert same[0] == same[1] != iwae_nll(vae, batches, samples=20, chunk=20, seed=4)
+
+
+@pytest.mark.parametrize("net", [MLP, BURGESS])
+def test_the_bf16_bound_stays_within_hundredths_of_a_nat_of_fp32(net, mnist):
+    """bf16 decodes with the same samples: each image's bound moves by bf16's rounding, the mean by far less."""
+    torch.manual_seed(0)
+    model = train_briefly(VAE(net), mnist, steps=60) if net is MLP else VAE(net).eval()
+    x, y = mnist.splits["test"][torch.arange(32)]
+    x = x if net is MLP else nn.functional.pad(x, (2, 2, 2, 2))
+    bounds = {precision: iwae_bound(model, x, y, samples=50, chunk=50, decoder=decoder_in(model, precision),
+                                    generator=torch.Generator().manual_seed(0)) for precision in ("fp32", "bf16")}
+    gap = bounds["bf16"] - bounds["fp32"]
+    assert gap.abs().max() < 0.5 and abs(gap.mean()) < 0.05
+    assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
+
+
+def test_a_bf16_bound_decodes_a_conditional_model(mnist):
+    torch.manual_seed(0)
+    model = CVAE(MLP).eval()
+    x, y = mnist.splits["test"][torch.arange(8)]
+    bound = iwae_bound(model, x, y, samples=10, chunk=10, decoder=decoder_in(model, "bf16"))
+    assert bound.shape == (8,) and torch.isfinite(bound).all()
+
+
+def test_an_unknown_precision_is_one_line():
+    with pytest.raises(ConfigError, match="eval.iwae_precision='fp8': choose one of"):
+        decoder_in(VAE(MLP), "fp8")
+
+
 def test_the_cpu_bound_decodes_in_cache_sized_passes(mnist, monkeypatch):
     model = z_blind_vae(0.0, 0.0)
     x, y = mnist.splits["test"][torch.arange(50)]
@@ -135,7 +170,7 @@ def test_the_cpu_bound_decodes_in_cache_sized_passes(mnist, monkeypatch):
 def test_a_cpu_pass_holds_no_layer_output_over_its_float_budget(monkeypatch):
     torch.manual_seed(0)
     model = VAE(BURGESS).eval()
-    assert widest_layer(model, None) == 32 * 16 * 16  # the maps before the image layer
+    assert widest_layer(model) == 32 * 16 * 16  # the maps before the image layer
     x = torch.rand(20, 1, 32, 32).round()
     rows, decode = [], model.decode
     monkeypatch.setattr(model, "decode", lambda z, y=None: rows.append(len(z)) or decode(z, y))

@@ -420,6 +420,18 @@ def test_upconv_is_the_transposed_convolution_in_every_layout(cin, cout, side):
     assert torch.equal(up.weight.grad, reference.weight.grad)
 
 
+def test_the_bf16_image_layer_sums_in_fp32():
+    torch.manual_seed(0)
+    up, reference = UpConv(32, 1), nn.ConvTranspose2d(32, 1, 4, 2, 1)
+    reference.load_state_dict(up.state_dict())
+    x = torch.randn(5, 32, 16, 16)
+    with torch.no_grad():
+        image = up.to(torch.bfloat16)(x.bfloat16())
+        expected = reference(x)
+    assert image.dtype == torch.float32  # the shifted sums and the logits leave bf16
+    assert (image - expected).abs().max() < 0.05 * expected.abs().max()  # bf16's rounding, not a wrong placement
+
+
 @pytest.mark.parametrize("side", [28, 32, 64])
 def test_the_gradient_free_bernoulli_nll_equals_the_elementwise_one(side):
     torch.manual_seed(0)

@@ -19,6 +19,7 @@ from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
 from vae_lab.metrics.classifier import get_classifier
 from vae_lab.metrics.ground_truth import disentanglement_metrics
+from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
@@ -45,8 +46,11 @@ def eval_options(options: DictConfig | dict | None) -> tuple[dict[str, Any], dic
     if unknown:
         raise ConfigError(f"unknown eval option(s) {sorted(unknown)}; allowed: {sorted(EVAL_KEYS)} and "
                           f"classifier.{{{', '.join(sorted(CLASSIFIER_KEYS))}}}")
-    for key, value in opts.items():  # every option is a count (or a seed)
-        check_number(f"eval.{key}", value, whole=True, minimum=0 if key == "seed" else 1,
+    check_precision(opts.get("iwae_precision", "fp32"))
+    for key, value in opts.items():  # every other option is a count (or a seed)
+        if key == "iwae_precision":
+            continue
+        check_number(f"eval.{key}", value, whole=True, minimum=0 if key.endswith("seed") else 1,
                      nullable=key == "max_test_images")
     return opts, classifier
 

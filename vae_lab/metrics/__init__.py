@@ -76,7 +76,8 @@ def evaluation_layout(model: nn.Module) -> Iterator[None]:
 
 @torch.no_grad()
 def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.Module, iwae_samples: int = 100,
-                   iwae_chunk: int = 100, iwae_batch: int = 100, max_test_images: int | None = None,
+                   iwae_chunk: int = 100, iwae_batch: int = 100, iwae_precision: str = "fp32", iwae_seed: int = 0,
+                   max_test_images: int | None = None,
                    probe_train_images: int = 10000, fid_samples: int = 10000, per_class: int = 1000,
                    batch_size: int = 500) -> dict[str, float]:
     """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys."""
@@ -89,7 +90,8 @@ def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.M
         train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
         real = torch.cat([x for x, _ in batches(test)])
         start = time.perf_counter()
-        nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk)
+        nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk, iwae_precision,
+                            iwae_seed)
         return {"test/mse": reconstruction_mse(model, batches(test)),
                 "test/nll_iwae": nll_iwae,
                 "time/iwae_seconds": time.perf_counter() - start,

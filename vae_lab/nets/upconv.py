@@ -11,10 +11,11 @@ def image_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
     The GEMM gives every input pixel's 4×4 patch of contributions; output row 2m takes kernel row 1 of input row m
     and row 3 of row m−1, output row 2m+1 row 2 of row m and row 0 of row m+1 (columns alike): exactly the
-    transposed convolution's products, none of them zero, summed in place (no large temporaries).
+    transposed convolution's products, none of them zero, summed in place (no large temporaries). The sums and the
+    output are fp32 whatever the GEMM's precision: bf16 elementwise work is slow on the CPU.
     """
     n, c, h, w = x.shape
-    patches = (x.permute(0, 2, 3, 1).reshape(-1, c) @ weight.reshape(c, 16)).view(n, h, w, 4, 4)
+    patches = (x.permute(0, 2, 3, 1).reshape(-1, c) @ weight.reshape(c, 16)).float().view(n, h, w, 4, 4)
     rows = patches.new_empty(n, h, 2, w, 4)  # (n, input row, output row phase, input column, kernel column)
     rows[:, :, 0], rows[:, :, 1] = patches[:, :, :, 1], patches[:, :, :, 2]
     rows[:, 1:, 0] += patches[:, :-1, :, 3]
