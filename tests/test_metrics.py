@@ -15,7 +15,15 @@ from vae_lab.metrics import evaluate_model, evaluation_layout
 from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
 from vae_lab.metrics.fid import fid
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
-from vae_lab.metrics.likelihood import CPU_DECODES, CPU_PASS_FLOATS, decoder_in, iwae_bound, iwae_nll, widest_layer
+from vae_lab.metrics.likelihood import (
+    CPU_DECODES,
+    CPU_PASS_FLOATS,
+    decoder_in,
+    iwae_bound,
+    iwae_nll,
+    output_layer,
+    widest_layer,
+)
 from vae_lab.metrics.samples import class_entropy, conditional_accuracy, entropy_of_predictions
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.likelihood import nll
@@ -141,6 +149,15 @@ def test_the_bf16_bound_stays_within_hundredths_of_a_nat_of_fp32(net, mnist):
     gap = bounds["bf16"] - bounds["fp32"]
     assert gap.abs().max() < 0.5 and abs(gap.mean()) < 0.05
     assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
+
+
+def test_the_output_layer_is_the_one_making_the_logits():
+    assert output_layer(VAE(BURGESS)).out_channels == 1  # the image layer, not the wider transposed conv before it
+    mlp = CVAE(MLP)
+    assert output_layer(mlp) is mlp.net.decoder[-1]
+    copy = decoder_in(mlp, "bf16")
+    assert output_layer(copy).weight.dtype == torch.float32 and copy.net.decoder[0].weight.dtype == torch.bfloat16
+    assert torch.equal(output_layer(copy).bias, mlp.net.decoder[-1].bias)  # fp32 values, not bf16 ones cast back
 
 
 def test_a_bf16_bound_decodes_a_conditional_model(mnist):
