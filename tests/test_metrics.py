@@ -148,16 +148,24 @@ def test_the_bf16_bound_stays_within_hundredths_of_a_nat_of_fp32(net, mnist):
                                     generator=torch.Generator().manual_seed(0)) for precision in ("fp32", "bf16")}
     gap = bounds["bf16"] - bounds["fp32"]
     assert gap.abs().max() < 0.5 and abs(gap.mean()) < 0.05
-    assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
 
 
 def test_the_output_layer_is_the_one_making_the_logits():
     assert output_layer(VAE(BURGESS)).out_channels == 1  # the image layer, not the wider transposed conv before it
     mlp = CVAE(MLP)
     assert output_layer(mlp) is mlp.net.decoder[-1]
-    copy = decoder_in(mlp, "bf16")
-    assert output_layer(copy).weight.dtype == torch.float32 and copy.net.decoder[0].weight.dtype == torch.bfloat16
-    assert torch.equal(output_layer(copy).bias, mlp.net.decoder[-1].bias)  # fp32 values, not bf16 ones cast back
+
+
+def test_a_bf16_copy_adds_the_output_bias_in_fp32():
+    model = CVAE(MLP).eval()
+    with torch.no_grad():
+        model.net.decoder[-1].weight.zero_()  # the logits are the bias alone
+        model.net.decoder[-1].bias.fill_(0.3001)  # no bf16 number: rounded, the logits would move
+    copy, labels = decoder_in(model, "bf16"), torch.zeros(2).long()
+    logits = copy.decode(torch.zeros(2, model.latent_dim, dtype=torch.bfloat16), labels)
+    assert copy.net.decoder[0].weight.dtype == torch.bfloat16 and logits.dtype == torch.float32
+    assert torch.equal(logits, model.decode(torch.zeros(2, model.latent_dim), labels))
+    assert next(model.parameters()).dtype == torch.float32  # the model itself is untouched
 
 
 def test_a_bf16_bound_decodes_a_conditional_model(mnist):
