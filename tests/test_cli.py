@@ -120,12 +120,14 @@ def test_label_given_to_unconditional_model(tmp_path, data_dir):
 
 def test_evaluate_rewrites_metrics_of_a_checkpoint(cvae_run, tmp_path):
     out = tmp_path / "metrics.json"
-    result = run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", f"out={out}", *EVAL_FAST)
+    result = run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", f"out={out}", *EVAL_FAST,
+                     "+eval.iwae_precision=bf16")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(out.read_text())
     for key in EVAL_KEYS + ("test/loss", "test/recon", "test/kl"):
         assert metrics.get(key) is not None, key
     assert metrics["test/nll_iwae"] <= metrics["test/loss"] + 1.0
+    assert metrics["eval/iwae_precision"] == "bf16" and metrics["eval/iwae_samples"] == 4  # how it was measured
 
 
 def test_evaluate_rejects_unknown_options(cvae_run):

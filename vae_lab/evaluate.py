@@ -99,6 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
     record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}
     record.update(metrics)
+    record.update({f"eval/{k}": v for k, v in eval_options(cfg.eval)[0].items()})  # how it was measured (others: defaults)
     write_json(out, record)
     for key in sorted(metrics):
         print(f"{key:32s} {metrics[key]:.4f}")
