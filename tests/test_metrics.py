@@ -181,6 +181,12 @@ def test_an_unknown_precision_is_one_line():
         decoder_in(VAE(MLP), "fp8")
 
 
+def test_bf16_is_refused_for_a_gaussian_decoder():
+    with pytest.raises(ConfigError, match="is for Bernoulli decoders: a gaussian likelihood"):
+        decoder_in(VAE(MLP, likelihood="gaussian"), "bf16")
+    assert decoder_in(VAE(MLP, likelihood="gaussian"), "fp32") is not None
+
+
 def test_the_cpu_bound_decodes_in_cache_sized_passes(mnist, monkeypatch):
     model = z_blind_vae(0.0, 0.0)
     x, y = mnist.splits["test"][torch.arange(50)]

@@ -60,6 +60,9 @@ def decoder_in(model: BaseVAE, precision: str) -> BaseVAE:
     check_precision(precision)
     if precision == "fp32":
         return model
+    if model.hparams.likelihood != "bernoulli":
+        raise ConfigError(f"eval.iwae_precision={precision} is for Bernoulli decoders: a {model.hparams.likelihood} "
+                          "likelihood scales the logits' rounding by 1/σ², so its bound moves by far more; use fp32")
     decoder = copy.deepcopy(model)
     output = output_layer(decoder)
     bias = output.bias.detach().clone() if output.bias is not None else None
