@@ -87,7 +87,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test loss terms (Lightning's test loop) and all metrics for a checkpoint; merged into metrics.json."""
     ckpt_path = Path(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
-    eval_options(cfg.eval)
+    options, _ = eval_options(cfg.eval)  # a bad option fails here, before anything loads
     accelerator = "gpu" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "cpu"
     model = load_model(ckpt_path, "cuda" if accelerator == "gpu" else "cpu")
     datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
@@ -99,7 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
     record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}
     record.update(metrics)
-    record.update({f"eval/{k}": v for k, v in eval_options(cfg.eval)[0].items()})  # how it was measured (others: defaults)
+    record.update({f"eval/{k}": v for k, v in options.items()})  # how it was measured (the rest: defaults)
     write_json(out, record)
     for key in sorted(metrics):
         print(f"{key:32s} {metrics[key]:.4f}")
