@@ -11,23 +11,48 @@ from tests.conftest import compose_cfg, run_cli
 from vae_lab.bench import bench, reference_dataset, reference_loader, throughput
 
 
-def test_bench_reports_both_paths(tmp_path, data_dir):
+def test_bench_reports_both_paths(tmp_path, data_dir, capsys):
     out = tmp_path / "bench.json"
     cfg = compose_cfg(tmp_path, "warmup_steps=2", "repeats=2", "steps_per_repeat=3", "train_subset=1000",
-                      "eval_images=500", f"json={out}", config="bench")
+                      "eval_images=500", "profile_steps=2", f"json={out}", config="bench")
     rows = bench(cfg, compose_case=lambda overrides: compose_cfg(tmp_path, *overrides))
     assert [r["case"] for r in rows] == ["cvae", "beta_vae"]
     for row in rows:
         assert row["vae_lab_images_per_second"]["median"] > 0 and row["reference_images_per_second"]["median"] > 0
         assert row["speedup"] > 0 and row["flops_per_image"] > 1e6 and 0 < row["floor_fraction"] < 1
         assert row["parity"] in ("pass", "FAIL")
+        assert row["trained_steps"] == {"vae_lab": 10, "reference": 10}  # parity compares equal training
+        assert 0.01 < row["reference_data_fraction"] < 1
+        profile = row["profile"]  # the 2 steps after the timed windows, largest operators first
+        assert 0 < len(profile) <= 12 and 0 < sum(op["share"] for op in profile) <= 1 + 1e-9
+        assert [op["ms_per_step"] for op in profile] == sorted((op["ms_per_step"] for op in profile), reverse=True)
+        assert any(op["op"].startswith("aten::") for op in profile)
+    printed = capsys.readouterr().out
+    assert "cvae: the reference loop spent" in printed and "| operator | calls/step | ms/step | share |" in printed
     assert len(json.loads(out.read_text())["results"]) == 2
+
+
+def test_the_profiler_counts_the_steps_after_its_start():
+    """Batches of 1, 4 and 2 steps with the profiler due after 3: it starts at the end of the 4-step batch (step 5)
+    and counts the 2 steps after it."""
+    from types import SimpleNamespace
+
+    from vae_lab.bench import StepProfiler
+
+    profiler, pair = StepProfiler(start=3), (torch.zeros(2, 1, 28, 28), torch.zeros(2))
+    for batch in [pair, [pair] * 4, [pair] * 2]:
+        profiler.on_train_batch_end(None, SimpleNamespace(), None, batch, 0)
+        torch.ones(64, 64) @ torch.ones(64, 64)
+    profiler.on_train_end(None, SimpleNamespace())
+    assert profiler.steps == 2 and any(op["op"] == "aten::mm" for op in profiler.shares())
+    assert StepProfiler(start=100).shares() == []
 
 
 @pytest.mark.parametrize("args, needle", [
     (["warmup_steps=0"], "error: warmup_steps=0: must be a whole number ≥ 1"),
     (["repeats=abc"], "error: repeats='abc'"),
     (["parity_tolerance=-1"], "error: parity_tolerance=-1"),
+    (["profile_steps=-2"], "error: profile_steps=-2"),
     (["dataset=cifar"], "error: dataset='cifar': choose one of ['fashion_mnist', 'mnist']"),
     (['overrides=["model=gan"]'], "error: case 'cvae': In 'train': Could not find 'model/gan' (available: beta_tcvae, beta_vae, cvae"),
     (['overrides=["data.batch_size=0"]'], "error: data.batch_size=0: must be at least 1"),

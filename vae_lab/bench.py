@@ -28,6 +28,7 @@ from vae_lab.results import write_json
 from vae_lab.train import build
 
 Marks = list[tuple[int, int, float]]  # (optimiser steps so far, images so far, time) after each batch
+TOP_OPS = 12  # operators listed by `profile_steps`
 
 
 class Clock:
@@ -75,6 +76,38 @@ class StepClock(pl.Callback):
             self.clock.resume()
 
 
+class StepProfiler(pl.Callback):
+    """torch.profiler over the optimiser steps after the first `start`: where the time of vae_lab's step goes."""
+
+    def __init__(self, start: int) -> None:
+        self.start, self.steps, self.seen = start, 0, 0
+        self.profiler: torch.profiler.profile | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx) -> None:
+        steps = len(step_batches(batch))
+        if self.profiler is not None:
+            self.steps += steps
+        self.seen += steps
+        if self.profiler is None and self.seen >= self.start:
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.profiler.start()
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.profiler is not None:
+            self.profiler.stop()
+
+    def shares(self, top: int = TOP_OPS) -> list[dict[str, Any]]:
+        """The `top` operators by their own host time: milliseconds per optimiser step and share of the total."""
+        if self.profiler is None or not self.steps:
+            return []
+        events = [e for e in self.profiler.key_averages() if e.self_cpu_time_total > 0]
+        total = sum(e.self_cpu_time_total for e in events)
+        events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+        return [{"op": e.key, "calls_per_step": e.count / self.steps,
+                 "ms_per_step": e.self_cpu_time_total / 1e3 / self.steps, "share": e.self_cpu_time_total / total}
+                for e in events[:top]]
+
+
 def advance(marks: Marks, steps: int, images: int, now: float) -> tuple[int, int, float]:
     """The next mark: `steps` more optimiser steps over `images` more images, at time `now`."""
     last = marks[-1] if marks else (0, 0, 0.0)
@@ -102,9 +135,9 @@ def speedup(fast: Marks, reference: Marks, warmup: int, repeats: int, steps: int
     return statistics.median(f / r for f, r in pairs)
 
 
-def fast_path(cfg: DictConfig, total_steps: int, clock: StepClock) -> tuple[BaseVAE, pl.LightningDataModule]:
+def fast_path(cfg: DictConfig, total_steps: int, callbacks: list[pl.Callback]) -> tuple[BaseVAE, pl.LightningDataModule]:
     """Train with exactly vae_lab.train's datamodule, model and Trainer (no logger, checkpoints or validation)."""
-    datamodule, model, trainer = build(cfg, callbacks=[clock], logger=False, max_steps=total_steps, max_epochs=-1,
+    datamodule, model, trainer = build(cfg, callbacks=callbacks, logger=False, max_steps=total_steps, max_epochs=-1,
                                        enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
                                        enable_model_summary=False)
     trainer.fit(model, datamodule=datamodule)
@@ -149,6 +182,7 @@ class ReferenceLoop:
                         for batch in reference_loader(cfg, dataset, datamodule.hparams.seed, epoch))
         self.marks: Marks = []
         self.clock = Clock(paused=True)
+        self.seconds = self.data_seconds = 0.0  # time in its turns, and how much of it went to fetching batches
         self.rng = self.rng_state()
 
     def rng_state(self) -> list[torch.Tensor]:
@@ -163,8 +197,11 @@ class ReferenceLoop:
             if self.device.type == "cuda":
                 torch.cuda.set_rng_state(self.rng[1], self.device)
             self.clock.resume()
+            start = time.perf_counter()
             for _ in range(steps):
+                fetch = time.perf_counter()
                 x, y = next(self.batches)
+                self.data_seconds += time.perf_counter() - fetch
                 loss = self.model.loss_terms((x.to(self.device), y.to(self.device)))["loss"]
                 self.optimiser.zero_grad()
                 loss.backward()
@@ -172,6 +209,7 @@ class ReferenceLoop:
                 synchronise(self.device)
                 self.marks.append(advance(self.marks, 1, len(x), self.clock.now()))
             self.clock.pause()
+            self.seconds += time.perf_counter() - start
             self.rng = self.rng_state()
 
 
@@ -219,8 +257,11 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     reference = ReferenceLoop(cfg)
     turns = {warmup + r * steps: functools.partial(reference.run, steps + (warmup if r == 0 else 0))
              for r in range(repeats)}  # before each of vae_lab's windows, one of the reference's
-    clock = StepClock(turns)
-    fast_model, datamodule = fast_path(cfg, warmup + repeats * steps, clock)
+    if bench.profile_steps:  # as many steps as vae_lab's profiled ones, so that parity compares equal training
+        turns[warmup + repeats * steps] = functools.partial(reference.run, bench.profile_steps)
+    clock, profiler = StepClock(turns), StepProfiler(warmup + repeats * steps)
+    fast_model, datamodule = fast_path(cfg, warmup + repeats * steps + bench.profile_steps,
+                                       [clock] + ([profiler] if bench.profile_steps else []))
     batch_size = cfg.data.batch_size
     fast, ref = throughput(clock.marks, *window), throughput(reference.marks, *window)
     device, ref_model = reference.device, reference.model
@@ -238,7 +279,10 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
             "speedup": speedup(clock.marks, reference.marks, *window), "flops_per_image": flops, "matmul_flops_per_second": peak,
             "floor_fraction": fast["median"] * flops / peak, "vae_lab_loss": fast_loss, "reference_loss": ref_loss,
             "loss_gap": (fast_loss - ref_loss) / abs(ref_loss),
-            "parity": "pass" if fast_loss <= ref_loss * (1 + bench.parity_tolerance) else "FAIL"}
+            "parity": "pass" if fast_loss <= ref_loss * (1 + bench.parity_tolerance) else "FAIL",
+            "trained_steps": {"vae_lab": clock.marks[-1][0], "reference": reference.marks[-1][0]},
+            "reference_data_fraction": reference.data_seconds / reference.seconds,
+            "profile": profiler.shares()}
 
 
 def speed_options(cfg: DictConfig, model: BaseVAE) -> str:
@@ -267,10 +311,21 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def profile_table(row: dict[str, Any]) -> str:
+    """Where one case's time goes: vae_lab's top operators, and the reference loop's share spent fetching data."""
+    lines = [f"{row['case']}: the reference loop spent {row['reference_data_fraction']:.0%} of its time fetching batches; "
+             f"vae_lab's step, by operator (own host time, {len(row['profile'])} largest):",
+             "| operator | calls/step | ms/step | share |", "|---|---|---|---|"]
+    lines += [f"| {op['op']} | {op['calls_per_step']:g} | {op['ms_per_step']:.3f} | {op['share']:.1%} |"
+              for op in row["profile"]]
+    return "\n".join(lines)
+
+
 def check(cfg: DictConfig) -> None:
     """Reject bad benchmark settings in one line, before anything runs."""
     for key in ("warmup_steps", "repeats", "steps_per_repeat", "eval_images"):
         check_number(key, cfg[key], whole=True, minimum=1)
+    check_number("profile_steps", cfg.profile_steps, whole=True, minimum=0)
     check_number("parity_tolerance", cfg.parity_tolerance, minimum=0)
     check_number("train_subset", cfg.train_subset, whole=True, minimum=1, nullable=True)
     if cfg.dataset not in CLASS_NAMES:
@@ -305,6 +360,8 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
         rows.append(run_case(name, case_cfg, cfg))
         print(table(rows[-1:]).splitlines()[-1], flush=True)  # each row as soon as it is measured
     print(table(rows))
+    for row in rows if cfg.profile_steps else ():
+        print("\n" + profile_table(row))
     if cfg.json:
         write_json(Path(cfg.json), {"device": device_name(), "torch": torch.__version__, "results": rows})
     return rows
