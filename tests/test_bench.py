@@ -28,6 +28,7 @@ def test_bench_reports_both_paths(tmp_path, data_dir, capsys):
         assert [op["ms_per_step"] for op in profile] == sorted((op["ms_per_step"] for op in profile), reverse=True)
         assert any(op["op"].startswith("aten::") for op in profile)
     printed = capsys.readouterr().out
+    assert "beta_vae: matmul rate " in printed and "the floor is " in printed
     assert "cvae: the reference loop spent" in printed and "| operator | calls/step | ms/step | share |" in printed
     assert len(json.loads(out.read_text())["results"]) == 2
 

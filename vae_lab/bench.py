@@ -311,6 +311,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def floor_line(row: dict[str, Any]) -> str:
+    """The floor behind "floor reached": the measured matmul rate, and the images/s it allows at this FLOP count."""
+    rate = row["matmul_flops_per_second"]
+    return (f"{row['case']}: matmul rate {rate / 1e12:.2f} TFLOP/s (best of fp32 and bf16), so at "
+            f"{row['flops_per_image'] / 1e9:.4f} GFLOP per image the floor is {rate / row['flops_per_image']:,.0f} images/s")
+
+
 def profile_table(row: dict[str, Any]) -> str:
     """Where one case's time goes: vae_lab's top operators, and the reference loop's share spent fetching data."""
     lines = [f"{row['case']}: the reference loop spent {row['reference_data_fraction']:.0%} of its time fetching batches; "
@@ -360,6 +367,8 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
         rows.append(run_case(name, case_cfg, cfg))
         print(table(rows[-1:]).splitlines()[-1], flush=True)  # each row as soon as it is measured
     print(table(rows))
+    for row in rows:
+        print(floor_line(row))
     for row in rows if cfg.profile_steps else ():
         print("\n" + profile_table(row))
     if cfg.json:
