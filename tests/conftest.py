@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -45,6 +47,18 @@ def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedPr
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, "-m", module, *args], check=False, cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=600)
+
+
+def run_cli_cases(module: str, cases: list[list[str]], cwd: Path = ROOT) -> list[SimpleNamespace]:
+    """Run an entry point on several command lines, each as `run_cli` would, in one interpreter (`tests.cli_runner`):
+    for command lines that fail before any work, where a fresh interpreter's imports would be most of the time."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "results.json"
+        done = subprocess.run([sys.executable, "-m", "tests.cli_runner", module, str(out)], input=json.dumps(cases),
+                              cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return [SimpleNamespace(**result) for result in json.loads(out.read_text())]
 
 
 @pytest.fixture(scope="module")

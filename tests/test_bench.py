@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import compose_cfg, run_cli
+from tests.conftest import compose_cfg, run_cli_cases
 from vae_lab.bench import bench, reference_dataset, reference_loader, throughput
 
 
@@ -49,7 +49,7 @@ def test_the_profiler_counts_the_steps_after_its_start():
     assert StepProfiler(start=100).shares() == []
 
 
-@pytest.mark.parametrize("args, needle", [
+BENCH_BAD_INPUT = [
     (["warmup_steps=0"], "error: warmup_steps=0: must be a whole number ≥ 1"),
     (["repeats=abc"], "error: repeats='abc'"),
     (["parity_tolerance=-1"], "error: parity_tolerance=-1"),
@@ -58,11 +58,23 @@ def test_the_profiler_counts_the_steps_after_its_start():
     (['overrides=["model=gan"]'], "error: case 'cvae': In 'train': Could not find 'model/gan' (available: beta_tcvae, beta_vae, cvae"),
     (['overrides=["data.batch_size=0"]'], "error: data.batch_size=0: must be at least 1"),
     (["nope=1"], "Key 'nope' is not in struct"),
-])
-def test_bench_bad_input_gives_one_clear_line(tmp_path, args, needle):
-    result = run_cli("vae_lab.bench", *args, "train_subset=500", f"json={tmp_path / 'bench.json'}")
+]
+
+
+@pytest.fixture(scope="module")
+def bench_bad_input_runs(tmp_path_factory):
+    """Every bad command line of BENCH_BAD_INPUT, each with its own JSON path, in one interpreter."""
+    outs = [tmp_path_factory.mktemp("bench_bad_input") / "bench.json" for _ in BENCH_BAD_INPUT]
+    cases = [[*args, "train_subset=500", f"json={out}"] for (args, _), out in zip(BENCH_BAD_INPUT, outs)]
+    return list(zip(run_cli_cases("vae_lab.bench", cases), outs))
+
+
+@pytest.mark.parametrize("case", range(len(BENCH_BAD_INPUT)), ids=[" ".join(a) for a, _ in BENCH_BAD_INPUT])
+def test_bench_bad_input_gives_one_clear_line(bench_bad_input_runs, case):
+    result, out = bench_bad_input_runs[case]
+    needle = BENCH_BAD_INPUT[case][1]
     assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and not (tmp_path / "bench.json").exists()
+    assert "Traceback" not in result.stderr and not out.exists()
 
 
 def test_throughput_windows_count_optimiser_steps_when_batches_hold_several():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import CLASSIFIER_CACHE, EVAL_FAST, FAST, ROOT, run_cli
+from tests.conftest import CLASSIFIER_CACHE, EVAL_FAST, FAST, ROOT, run_cli, run_cli_cases
 
 EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
              "test/probe_accuracy", "test/cond_accuracy", "test/cond_accuracy_t0.5", "time/sample_images_per_second",
@@ -75,7 +75,7 @@ def _fails_with(result, *needles):
         assert needle in result.stderr + result.stdout, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("args, needles", [
+TRAIN_BAD_INPUT = [
     (["model=gan"], ["Could not find 'model/gan'", "Available options", "cvae"]),
     (["data=cifar"], ["Could not find 'data/cifar'", "fashion_mnist"]),
     (["model=beta_vae", "model.beta=-1"], ["error: model.beta=-1"]),
@@ -87,28 +87,39 @@ def _fails_with(result, *needles):
     (["seed=abc"], ["error: seed='abc': must be a whole number"]),
     (["data.steps_per_batch=2.5"], ["error: data.steps_per_batch=2.5: must be a whole number"]),
     (["model=beta_vae", "model.capacity_steps=0.5"], ["error: model.capacity_steps=0.5: must be a whole number"]),
-])
-def test_train_bad_input_gives_one_clear_line(tmp_path, args, needles):
-    _fails_with(run_cli("vae_lab.train", *args, *FAST, f"hydra.run.dir={tmp_path}"), *needles)
-    assert not (tmp_path / "metrics.json").exists()
+]
+
+
+@pytest.fixture(scope="module")
+def train_bad_input_runs(tmp_path_factory):
+    """Every bad command line of TRAIN_BAD_INPUT, each with its own run folder, in one interpreter."""
+    folders = [tmp_path_factory.mktemp("bad_input") for _ in TRAIN_BAD_INPUT]
+    cases = [[*args, *FAST, f"hydra.run.dir={folder}"] for (args, _), folder in zip(TRAIN_BAD_INPUT, folders)]
+    return list(zip(run_cli_cases("vae_lab.train", cases), folders))
+
+
+@pytest.mark.parametrize("case", range(len(TRAIN_BAD_INPUT)), ids=[" ".join(a) for a, _ in TRAIN_BAD_INPUT])
+def test_train_bad_input_gives_one_clear_line(train_bad_input_runs, case):
+    result, folder = train_bad_input_runs[case]
+    _fails_with(result, *TRAIN_BAD_INPUT[case][1])
+    assert not (folder / "metrics.json").exists()
 
 
 def test_generate_bad_input(cvae_run, tmp_path):
     ckpt = cvae_run / "checkpoints" / "last.ckpt"
-    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "label=10", f"out={tmp_path}/x.png"),
-                "error: label=10: out of range")
-    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={tmp_path}/none.ckpt"), "error: checkpoint not found")
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}}, foreign)
-    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={foreign}"), "not a vae_lab checkpoint")
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(ckpt.read_bytes()[:1000])
-    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={truncated}"), "not a readable checkpoint")
-    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "out=x.gif"), "error: out='x.gif'")
-    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "num_samples=abc"),
-                "error: num_samples='abc': must be a whole number ≥ 1")
-    _fails_with(run_cli("vae_lab.generate", f"ckpt_path={ckpt}", "temperature=-1"),
-                "error: temperature=-1: must be a number ≥ 0")
+    cases = [([f"ckpt_path={ckpt}", "label=10", f"out={tmp_path}/x.png"], ["error: label=10: out of range"]),
+             ([f"ckpt_path={tmp_path}/none.ckpt"], ["error: checkpoint not found"]),
+             ([f"ckpt_path={foreign}"], ["not a vae_lab checkpoint"]),
+             ([f"ckpt_path={truncated}"], ["not a readable checkpoint"]),
+             ([f"ckpt_path={ckpt}", "out=x.gif"], ["error: out='x.gif'"]),
+             ([f"ckpt_path={ckpt}", "num_samples=abc"], ["error: num_samples='abc': must be a whole number ≥ 1"]),
+             ([f"ckpt_path={ckpt}", "temperature=-1"], ["error: temperature=-1: must be a number ≥ 0"])]
+    for result, (_, needles) in zip(run_cli_cases("vae_lab.generate", [args for args, _ in cases]), cases):
+        _fails_with(result, *needles)
 
 
 def test_label_given_to_unconditional_model(tmp_path, data_dir):
@@ -131,12 +142,12 @@ def test_evaluate_rewrites_metrics_of_a_checkpoint(cvae_run, tmp_path):
 
 
 def test_evaluate_rejects_unknown_options(cvae_run):
-    _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwea_samples=5"),
-                "unknown eval option", "iwae_samples")
-    _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwae_samples=abc"),
-                "error: eval.iwae_samples='abc': must be a whole number ≥ 1")
-    _fails_with(run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", "+eval.iwae_precision=fp16"),
-                "error: eval.iwae_precision='fp16': choose one of ['bf16', 'fp32']")
+    ckpt = f"ckpt_path={cvae_run}/checkpoints/last.ckpt"
+    cases = [(["+eval.iwea_samples=5"], ["unknown eval option", "iwae_samples"]),
+             (["+eval.iwae_samples=abc"], ["error: eval.iwae_samples='abc': must be a whole number ≥ 1"]),
+             (["+eval.iwae_precision=fp16"], ["error: eval.iwae_precision='fp16': choose one of ['bf16', 'fp32']"])]
+    for result, (_, needles) in zip(run_cli_cases("vae_lab.evaluate", [[ckpt, *args] for args, _ in cases]), cases):
+        _fails_with(result, *needles)
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_failed_status(tmp_path, data_dir):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, FAST, run_cli
+from tests.conftest import CONF, FAST, run_cli, run_cli_cases
 from vae_lab.report import positional_dirs, report
 
 PNG = b"\x89PNG"
@@ -141,19 +141,27 @@ def test_cli_several_dirs_writes_into_the_first(runs, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "sweep"]  # Hydra wrote nothing here
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["missing"], "missing: no such folder"),
-    (["empty"], "empty: holds no runs"),
-    ([], "no folder given"),
-])
-def test_bad_input_gives_one_error_line(tmp_path, args, needle):
-    (tmp_path / "empty" / "sub").mkdir(parents=True)
-    result = run_cli("vae_lab.report", *args, cwd=tmp_path)
+REPORT_BAD_INPUT = [(["missing"], "missing: no such folder"), (["empty"], "empty: holds no runs"),
+                    ([], "no folder given")]
+
+
+@pytest.fixture(scope="module")
+def report_bad_input_runs(tmp_path_factory):
+    """Every bad command line of REPORT_BAD_INPUT, run in one folder (holding only an empty one) by one interpreter."""
+    folder = tmp_path_factory.mktemp("report_bad_input")
+    (folder / "empty" / "sub").mkdir(parents=True)
+    return run_cli_cases("vae_lab.report", [args for args, _ in REPORT_BAD_INPUT], cwd=folder), folder
+
+
+@pytest.mark.parametrize("case", range(len(REPORT_BAD_INPUT)), ids=[" ".join(a) or "none" for a, _ in REPORT_BAD_INPUT])
+def test_bad_input_gives_one_error_line(report_bad_input_runs, case):
+    results, folder = report_bad_input_runs
+    result, needle = results[case], REPORT_BAD_INPUT[case][1]
     assert result.returncode != 0
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], result.stderr
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["empty", "empty/sub"]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["empty", "empty/sub"]
 
 
 def test_report_on_a_real_sweep_draws_samples(tmp_path, data_dir):
