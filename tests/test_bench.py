@@ -42,11 +42,29 @@ def test_the_profiler_counts_the_steps_after_its_start():
 
     profiler, pair = StepProfiler(start=3), (torch.zeros(2, 1, 28, 28), torch.zeros(2))
     for batch in [pair, [pair] * 4, [pair] * 2]:
-        profiler.on_train_batch_end(None, SimpleNamespace(), None, batch, 0)
+        profiler.on_train_batch_end(None, SimpleNamespace(device=torch.device("cpu")), None, batch, 0)
         torch.ones(64, 64) @ torch.ones(64, 64)
     profiler.on_train_end(None, SimpleNamespace())
-    assert profiler.steps == 2 and any(op["op"] == "aten::mm" for op in profiler.shares())
+    assert profiler.steps == 2 and profiler.clock == "host" and any(op["op"] == "aten::mm" for op in profiler.shares())
     assert StepProfiler(start=100).shares() == []
+
+
+def test_on_a_gpu_the_profile_ranks_kernels_by_their_gpu_time():
+    """Events with host and GPU time: the device clock ranks by GPU time and leaves out host-only operators."""
+    from types import SimpleNamespace
+
+    from vae_lab.bench import StepProfiler
+
+    def event(key, host, device):
+        return SimpleNamespace(key=key, count=4, self_cpu_time_total=host, self_device_time_total=device)
+
+    events = [event("cudaGraphLaunch", 900.0, 0.0), event("gemm", 10.0, 300.0), event("relu", 5.0, 100.0)]
+    profiler = StepProfiler(start=0)
+    profiler.profiler, profiler.steps = SimpleNamespace(key_averages=lambda: events), 2
+    assert [op["op"] for op in profiler.shares()] == ["cudaGraphLaunch", "gemm", "relu"]
+    profiler.clock = "device"
+    assert profiler.shares() == [{"op": "gemm", "calls_per_step": 2.0, "ms_per_step": 0.15, "share": 0.75},
+                                 {"op": "relu", "calls_per_step": 2.0, "ms_per_step": 0.05, "share": 0.25}]
 
 
 BENCH_BAD_INPUT = [

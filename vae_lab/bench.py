@@ -77,11 +77,13 @@ class StepClock(pl.Callback):
 
 
 class StepProfiler(pl.Callback):
-    """torch.profiler over the optimiser steps after the first `start`: where the time of vae_lab's step goes."""
+    """torch.profiler over the optimiser steps after the first `start`: where the time of vae_lab's step goes —
+    on the CPU its operators' own time, on a GPU its kernels' (and a replayed CUDA graph's) own GPU time."""
 
     def __init__(self, start: int) -> None:
         self.start, self.steps, self.seen = start, 0, 0
         self.profiler: torch.profiler.profile | None = None
+        self.clock = "host"  # whose time `shares` ranks: "host" (CPU operators) or "device" (GPU kernels)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx) -> None:
         steps = len(step_batches(batch))
@@ -89,7 +91,11 @@ class StepProfiler(pl.Callback):
             self.steps += steps
         self.seen += steps
         if self.profiler is None and self.seen >= self.start:
-            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if module.device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+                self.clock = "device"
+            self.profiler = torch.profiler.profile(activities=activities)
             self.profiler.start()
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -97,15 +103,14 @@ class StepProfiler(pl.Callback):
             self.profiler.stop()
 
     def shares(self, top: int = TOP_OPS) -> list[dict[str, Any]]:
-        """The `top` operators by their own host time: milliseconds per optimiser step and share of the total."""
+        """The `top` operators (or kernels) by their own time: milliseconds per optimiser step and share of the total."""
         if self.profiler is None or not self.steps:
             return []
-        events = [e for e in self.profiler.key_averages() if e.self_cpu_time_total > 0]
-        total = sum(e.self_cpu_time_total for e in events)
-        events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
-        return [{"op": e.key, "calls_per_step": e.count / self.steps,
-                 "ms_per_step": e.self_cpu_time_total / 1e3 / self.steps, "share": e.self_cpu_time_total / total}
-                for e in events[:top]]
+        own = (lambda e: e.self_device_time_total) if self.clock == "device" else (lambda e: e.self_cpu_time_total)
+        events = sorted((e for e in self.profiler.key_averages() if own(e) > 0), key=own, reverse=True)
+        total = sum(own(e) for e in events)
+        return [{"op": e.key, "calls_per_step": e.count / self.steps, "ms_per_step": own(e) / 1e3 / self.steps,
+                 "share": own(e) / total} for e in events[:top]]
 
 
 def advance(marks: Marks, steps: int, images: int, now: float) -> tuple[int, int, float]:
@@ -282,7 +287,7 @@ def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
             "parity": "pass" if fast_loss <= ref_loss * (1 + bench.parity_tolerance) else "FAIL",
             "trained_steps": {"vae_lab": clock.marks[-1][0], "reference": reference.marks[-1][0]},
             "reference_data_fraction": reference.data_seconds / reference.seconds,
-            "profile": profiler.shares()}
+            "profile": profiler.shares(), "profile_clock": profiler.clock}
 
 
 def speed_options(cfg: DictConfig, model: BaseVAE) -> str:
@@ -321,7 +326,8 @@ def floor_line(row: dict[str, Any]) -> str:
 def profile_table(row: dict[str, Any]) -> str:
     """Where one case's time goes: vae_lab's top operators, and the reference loop's share spent fetching data."""
     lines = [f"{row['case']}: the reference loop spent {row['reference_data_fraction']:.0%} of its time fetching batches; "
-             f"vae_lab's step, by operator (own host time, {len(row['profile'])} largest):",
+             f"vae_lab's step, by operator (own {'GPU' if row['profile_clock'] == 'device' else 'host'} time, "
+             f"{len(row['profile'])} largest):",
              "| operator | calls/step | ms/step | share |", "|---|---|---|---|"]
     lines += [f"| {op['op']} | {op['calls_per_step']:g} | {op['ms_per_step']:.3f} | {op['share']:.1%} |"
               for op in row["profile"]]
