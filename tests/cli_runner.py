@@ -1,8 +1,12 @@
 """Run one entry point on several command lines in one process, each as `python -m MODULE ARGS…` would.
 
 The bad-input tests run many command lines that fail before any work; a fresh interpreter for each pays the
-imports (torch, Lightning, Hydra: several seconds here) every time. Usage: `python -m tests.cli_runner MODULE OUT`
-with a JSON list of argument lists on stdin; writes a JSON list of {returncode, stdout, stderr} to OUT.
+imports (torch, Lightning, Hydra: several seconds here) every time. Hydra's global state is cleared between
+command lines; what else a run leaves in the process (warnings already shown, logging set-up, random state)
+carries over, which command lines that fail before training do not notice.
+
+Usage: `python -m tests.cli_runner MODULE OUT` with a JSON list of argument lists on stdin; writes a JSON list of
+{returncode, stdout, stderr} to OUT.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def run(module: str, cases: list[list[str]]) -> list[dict[str, Any]]:
                 code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
                 if not isinstance(exit_.code, (int, type(None))):
                     print(exit_.code, file=sys.stderr)
-            except BaseException:  # what the interpreter would print before exiting with status 1
+            except BaseException:  # noqa: BLE001 — what the interpreter would print before exiting with status 1
                 traceback.print_exc()
                 code = 1
         GlobalHydra.instance().clear()

@@ -52,11 +52,12 @@ def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedPr
 def run_cli_cases(module: str, cases: list[list[str]], cwd: Path = ROOT) -> list[SimpleNamespace]:
     """Run an entry point on several command lines, each as `run_cli` would, in one interpreter (`tests.cli_runner`):
     for command lines that fail before any work, where a fresh interpreter's imports would be most of the time."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "results.json"
         done = subprocess.run([sys.executable, "-m", "tests.cli_runner", module, str(out)], input=json.dumps(cases),
-                              cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+                              check=False, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return [SimpleNamespace(**result) for result in json.loads(out.read_text())]
 

@@ -102,11 +102,22 @@ class StepProfiler(pl.Callback):
         if self.profiler is not None:
             self.profiler.stop()
 
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, module)  # a profiler left running would refuse the next one in this process
+
     def shares(self, top: int = TOP_OPS) -> list[dict[str, Any]]:
-        """The `top` operators (or kernels) by their own time: milliseconds per optimiser step and share of the total."""
+        """The `top` operators (or kernels) by their own time: milliseconds per optimiser step and share of the total.
+
+        On a GPU only the kernels' own events count: the operators that launched them carry their time too.
+        """
         if self.profiler is None or not self.steps:
             return []
-        own = (lambda e: e.self_device_time_total) if self.clock == "device" else (lambda e: e.self_cpu_time_total)
+        if self.clock == "device":
+            def own(e: Any) -> float:
+                return e.self_device_time_total if e.device_type == torch.autograd.DeviceType.CUDA else 0.0
+        else:
+            def own(e: Any) -> float:
+                return e.self_cpu_time_total
         events = sorted((e for e in self.profiler.key_averages() if own(e) > 0), key=own, reverse=True)
         total = sum(own(e) for e in events)
         return [{"op": e.key, "calls_per_step": e.count / self.steps, "ms_per_step": own(e) / 1e3 / self.steps,
@@ -140,7 +151,8 @@ def speedup(fast: Marks, reference: Marks, warmup: int, repeats: int, steps: int
     return statistics.median(f / r for f, r in pairs)
 
 
-def fast_path(cfg: DictConfig, total_steps: int, callbacks: list[pl.Callback]) -> tuple[BaseVAE, pl.LightningDataModule]:
+def fast_path(cfg: DictConfig, total_steps: int,
+              callbacks: list[pl.Callback]) -> tuple[BaseVAE, pl.LightningDataModule]:
     """Train with exactly vae_lab.train's datamodule, model and Trainer (no logger, checkpoints or validation)."""
     datamodule, model, trainer = build(cfg, callbacks=callbacks, logger=False, max_steps=total_steps, max_epochs=-1,
                                        enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
@@ -319,16 +331,20 @@ def table(rows: list[dict[str, Any]]) -> str:
 def floor_line(row: dict[str, Any]) -> str:
     """The floor behind "floor reached": the measured matmul rate, and the images/s it allows at this FLOP count."""
     rate = row["matmul_flops_per_second"]
+    flops = row["flops_per_image"]
     return (f"{row['case']}: matmul rate {rate / 1e12:.2f} TFLOP/s (best of fp32 and bf16), so at "
-            f"{row['flops_per_image'] / 1e9:.4f} GFLOP per image the floor is {rate / row['flops_per_image']:,.0f} images/s")
+            f"{flops / 1e9:.4f} GFLOP per image the floor is {rate / flops:,.0f} images/s")
 
 
 def profile_table(row: dict[str, Any]) -> str:
     """Where one case's time goes: vae_lab's top operators, and the reference loop's share spent fetching data."""
-    lines = [f"{row['case']}: the reference loop spent {row['reference_data_fraction']:.0%} of its time fetching batches; "
-             f"vae_lab's step, by operator (own {'GPU' if row['profile_clock'] == 'device' else 'host'} time, "
-             f"{len(row['profile'])} largest):",
-             "| operator | calls/step | ms/step | share |", "|---|---|---|---|"]
+    if not row["profile"]:
+        return (f"{row['case']}: no step was profiled; raise profile_steps above the steps of one Lightning batch "
+                "(data.steps_per_batch)")
+    clock = "GPU" if row["profile_clock"] == "device" else "host"
+    title = (f"{row['case']}: the reference loop spent {row['reference_data_fraction']:.0%} of its time fetching "
+             f"batches; vae_lab's step, by operator (own {clock} time, {len(row['profile'])} largest):")
+    lines = [title, "| operator | calls/step | ms/step | share |", "|---|---|---|---|"]
     lines += [f"| {op['op']} | {op['calls_per_step']:g} | {op['ms_per_step']:.3f} | {op['share']:.1%} |"
               for op in row["profile"]]
     return "\n".join(lines)
