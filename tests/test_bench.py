@@ -29,7 +29,7 @@ def test_bench_reports_both_paths(tmp_path, data_dir, capsys):
         assert any(op["op"].startswith("aten::") for op in profile)
     printed = capsys.readouterr().out
     assert "beta_vae: matmul rate " in printed and "the floor is " in printed
-    assert "cvae: the reference loop spent" in printed and "| operator | calls/step | ms/step | share |" in printed
+    assert "cvae: the reference loop spent" in printed and "| operator | inputs | calls/step | ms/step |" in printed
     assert len(json.loads(out.read_text())["results"]) == 2
 
 
@@ -45,7 +45,9 @@ def test_the_profiler_counts_the_steps_after_its_start():
         profiler.on_train_batch_end(None, SimpleNamespace(device=torch.device("cpu")), None, batch, 0)
         torch.ones(64, 64) @ torch.ones(64, 64)
     profiler.on_train_end(None, SimpleNamespace())
-    assert profiler.steps == 2 and profiler.clock == "host" and any(op["op"] == "aten::mm" for op in profiler.shares())
+    assert profiler.steps == 2 and profiler.clock == "host"
+    assert {"op": "aten::mm", "inputs": "64×64, 64×64"}.items() <= next(
+        op for op in profiler.shares() if op["op"] == "aten::mm").items()
     assert StepProfiler(start=100).shares() == []
 
 
@@ -60,16 +62,18 @@ def test_on_a_gpu_the_profile_ranks_kernels_by_their_gpu_time():
 
     def event(key, host, device, kind):
         return SimpleNamespace(key=key, count=4, self_cpu_time_total=host, self_device_time_total=device,
-                               device_type=kind)
+                               device_type=kind, input_shapes=[[8, 4], [], [4, 2]] if kind == cpu else [])
 
     events = [event("cudaGraphLaunch", 900.0, 0.0, cpu), event("aten::mm", 30.0, 300.0, cpu),
               event("gemm", 0.0, 300.0, cuda), event("relu", 0.0, 100.0, cuda)]
     profiler = StepProfiler(start=0)
-    profiler.profiler, profiler.steps = SimpleNamespace(key_averages=lambda: events), 2
-    assert [op["op"] for op in profiler.shares()] == ["cudaGraphLaunch", "aten::mm"]
+    profiler.profiler, profiler.steps = SimpleNamespace(key_averages=lambda group_by_input_shape: events), 2
+    assert [(op["op"], op["inputs"]) for op in profiler.shares()] == [("cudaGraphLaunch", "8×4, 4×2"),
+                                                                     ("aten::mm", "8×4, 4×2")]
     profiler.clock = "device"
-    assert profiler.shares() == [{"op": "gemm", "calls_per_step": 2.0, "ms_per_step": 0.15, "share": 0.75},
-                                 {"op": "relu", "calls_per_step": 2.0, "ms_per_step": 0.05, "share": 0.25}]
+    assert profiler.shares() == [
+        {"op": "gemm", "inputs": "", "calls_per_step": 2.0, "ms_per_step": 0.15, "share": 0.75},
+        {"op": "relu", "inputs": "", "calls_per_step": 2.0, "ms_per_step": 0.05, "share": 0.25}]
     row = {"case": "c", "profile": [], "profile_clock": "host", "reference_data_fraction": 0.2}
     assert "no step was profiled" in profile_table(row)  # K steps per batch can overshoot a short profile
 

@@ -95,7 +95,7 @@ class StepProfiler(pl.Callback):
             if module.device.type == "cuda":
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
                 self.clock = "device"
-            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler = torch.profiler.profile(activities=activities, record_shapes=True)
             self.profiler.start()
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
@@ -106,7 +106,8 @@ class StepProfiler(pl.Callback):
         self.on_train_end(trainer, module)  # a profiler left running would refuse the next one in this process
 
     def shares(self, top: int = TOP_OPS) -> list[dict[str, Any]]:
-        """The `top` operators (or kernels) by their own time: milliseconds per optimiser step and share of the total.
+        """The `top` operators (or kernels) by their own time, each operator once per set of input shapes (which tells
+        the layers apart): milliseconds per optimiser step and share of the total.
 
         On a GPU only the kernels' own events count: the operators that launched them carry their time too.
         """
@@ -118,10 +119,16 @@ class StepProfiler(pl.Callback):
         else:
             def own(e: Any) -> float:
                 return e.self_cpu_time_total
-        events = sorted((e for e in self.profiler.key_averages() if own(e) > 0), key=own, reverse=True)
+        averages = self.profiler.key_averages(group_by_input_shape=True)
+        events = sorted((e for e in averages if own(e) > 0), key=own, reverse=True)
         total = sum(own(e) for e in events)
-        return [{"op": e.key, "calls_per_step": e.count / self.steps, "ms_per_step": own(e) / 1e3 / self.steps,
-                 "share": own(e) / total} for e in events[:top]]
+        return [{"op": e.key, "inputs": shapes(e.input_shapes), "calls_per_step": e.count / self.steps,
+                 "ms_per_step": own(e) / 1e3 / self.steps, "share": own(e) / total} for e in events[:top]]
+
+
+def shapes(inputs: list[Any] | None) -> str:
+    """An operator's tensor inputs as `128×784, 784×3146` (scalars and absent inputs left out)."""
+    return ", ".join("×".join(map(str, shape)) for shape in inputs or [] if isinstance(shape, list) and shape)
 
 
 def advance(marks: Marks, steps: int, images: int, now: float) -> tuple[int, int, float]:
@@ -344,8 +351,8 @@ def profile_table(row: dict[str, Any]) -> str:
     clock = "GPU" if row["profile_clock"] == "device" else "host"
     title = (f"{row['case']}: the reference loop spent {row['reference_data_fraction']:.0%} of its time fetching "
              f"batches; vae_lab's step, by operator (own {clock} time, {len(row['profile'])} largest):")
-    lines = [title, "| operator | calls/step | ms/step | share |", "|---|---|---|---|"]
-    lines += [f"| {op['op']} | {op['calls_per_step']:g} | {op['ms_per_step']:.3f} | {op['share']:.1%} |"
+    lines = [title, "| operator | inputs | calls/step | ms/step | share |", "|---|---|---|---|---|"]
+    lines += [f"| {op['op']} | {op['inputs']} | {op['calls_per_step']:g} | {op['ms_per_step']:.3f} | {op['share']:.1%} |"
               for op in row["profile"]]
     return "\n".join(lines)
 
