@@ -42,22 +42,25 @@ def compose_cfg(out: Path, *overrides: str, config: str = "train") -> DictConfig
     return cfg
 
 
+def cli_env() -> dict[str, str]:
+    """The environment the entry points run in: Hydra's short error reports, and this checkout importable."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": path}
+
+
 def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run an entry point as a user would, capturing its output."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     return subprocess.run([sys.executable, "-m", module, *args], check=False, cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=cli_env(), timeout=600)
 
 
 def run_cli_cases(module: str, cases: list[list[str]], cwd: Path = ROOT) -> list[SimpleNamespace]:
     """Run an entry point on several command lines, each as `run_cli` would, in one interpreter (`tests.cli_runner`):
     for command lines that fail before any work, where a fresh interpreter's imports would be most of the time."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "results.json"
         done = subprocess.run([sys.executable, "-m", "tests.cli_runner", module, str(out)], input=json.dumps(cases),
-                              check=False, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+                              check=False, cwd=cwd, capture_output=True, text=True, env=cli_env(), timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return [SimpleNamespace(**result) for result in json.loads(out.read_text())]
 
