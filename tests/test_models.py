@@ -369,6 +369,26 @@ def test_train_scalars_are_logged_once_per_n_lightning_batches(tmp_path, data_di
     assert [step for name, step in calls if name == "train/loss"] == [6, 12]
 
 
+def test_a_resumed_run_logs_train_scalars_on_the_batches_lightning_writes(tmp_path, data_dir, monkeypatch):
+    """Lightning counts its batches over the whole run: after resuming at batch 3 with N = 2 it writes batches 4 and
+    6, so those must carry this step's terms (a count restarted at 0 would log batches 5 and 7); N = 0 logs none."""
+    from vae_lab.models.base import BaseVAE
+    from vae_lab.train import build
+
+    _, trainer = _fit_steps(tmp_path, max_steps=3)
+    trainer.save_checkpoint(tmp_path / "three.ckpt")
+    calls = []
+    monkeypatch.setattr(BaseVAE, "log", lambda self, name, *a, **k: calls.append((name, self.global_step)))
+    for every, expected in ((2, [4, 6]), (0, [])):
+        calls.clear()
+        cfg = compose_cfg(tmp_path, "+arm=capacity", "net=mlp", "model.capacity_steps=4", "data.train_subset=512",
+                          "data.batch_size=64", "trainer.precision=32-true", f"trainer.log_every_n_steps={every}")
+        datamodule, resumed, trainer = build(cfg, callbacks=[], logger=False, max_steps=7, limit_val_batches=0,
+                                             enable_checkpointing=False, enable_progress_bar=False)
+        trainer.fit(resumed, datamodule=datamodule, ckpt_path=tmp_path / "three.ckpt")
+        assert [step for name, step in calls if name == "train/loss"] == expected
+
+
 def test_a_checkpoint_from_a_cuda_graph_run_resumes_on_the_cpu_without_graphs(tmp_path, data_dir):
     """A graphed run saves capturable Adam groups with a tensor rate; a resumed run takes this run's settings."""
     from vae_lab.train import build

@@ -143,14 +143,15 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
         """One optimiser step per (images, labels) pair: a batch is a pair, or a list of them (data.steps_per_batch).
 
-        The last step's terms go to the logger every `log_every_n_steps` Lightning batches — the batches Lightning
-        writes out — so with K steps per batch the curves have a point every K·N optimiser steps.
+        The last step's terms go to the logger on the batches Lightning writes out (every `log_every_n_steps`
+        Lightning batches, counted over the whole run, resumed or not; none with 0), so with K steps per batch the
+        curves have a point every K·N optimiser steps.
         """
         for pair in step_batches(batch):
             terms = scalars(self.optimise(pair))
             self.record(terms, len(pair[0]))
-        self._train_batches += 1  # not global_step: it counts optimiser steps (2 per pair for FactorVAE)
-        if self._train_batches % self.trainer.log_every_n_steps == 0:
+        self._train_batches += 1  # this fit's Lightning batches
+        if self.trainer._logger_connector.should_update_logs:  # Lightning's own test, so a resumed run logs in step
             logged = {k: v.detach().float() for k, v in terms.items()}
             self.log("train/loss", logged.pop("loss"), on_step=True, on_epoch=False, prog_bar=True)
             self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
