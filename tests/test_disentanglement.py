@@ -261,3 +261,15 @@ def test_the_class_as_the_single_factor_of_mnist_like_data():
     assert bad["test/mig"] < 0.05 and bad["test/dci_completeness"] < 0.2 and bad["test/dci_informativeness"] < 0.2
     assert good["test/sap"] > bad["test/sap"] + 0.1
     assert good["test/explicitness"] > 0.95 and bad["test/explicitness"] < 0.6
+
+
+def test_a_one_dimensional_code_has_no_gaps_and_is_trivially_complete():
+    """model.latent_dim=1: MIG and SAP (best minus second-best code) are undefined, DCI completeness is 1 by
+    construction, and the metrics that need only one code still measure it."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (1500,), generator=g)
+    code = (labels + 0.1 * torch.randn(1500, generator=g))[:, None]
+    out = class_factor_metrics(code[:1000], labels[:1000], code[1000:], labels[1000:], dci_stages=10)
+    assert math.isnan(out["test/mig"]) and math.isnan(out["test/sap"])
+    assert out["test/dci_completeness"] == 1.0 and out["test/dci_informativeness"] > 0.9
+    assert out["test/explicitness"] > 0.9

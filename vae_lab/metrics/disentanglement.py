@@ -120,8 +120,10 @@ def mig(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict[str,
     """Mutual information gap (Chen et al., 2018): per factor, I(best code) − I(second code) over H(factor), averaged.
 
     Codes are histogram-discretised into `num_bins` bins. Constant factors (zero entropy, a division by zero in the
-    library) are left out of the average.
+    library) are left out of the average. With a single code there is no gap: NaN.
     """
+    if codes.shape[1] < 2:
+        return {"mig": float("nan")}
     information = discrete_mutual_info(histogram_discretize(codes, num_bins), factors)
     entropy = discrete_entropy(factors)
     top = -np.sort(-information, axis=0)
@@ -236,6 +238,7 @@ def sap(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = 
 
     A code's score for a discrete factor is the test accuracy of a balanced linear SVM on that code alone (the
     library's default); with `continuous`, it is the squared correlation of code and factor on the train points.
+    With a single code there is no second-best: NaN.
     """
     train, train_factors, test, test_factors = split_train_test(codes, factors, codes_test, factors_test,
                                                                 train_fraction)
@@ -248,7 +251,7 @@ def sap(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = 
                 predict = fit_linear_svc_1d(train[:, i], train_factors[:, j], svm_c)
                 score[i, j] = np.mean(predict(test[:, i]) == test_factors[:, j])
     top = np.sort(score, axis=0)
-    return {"sap": float(np.mean(top[-1] - top[-2]))}
+    return {"sap": float(np.mean(top[-1] - top[-2])) if len(top) > 1 else float("nan")}  # one code: no gap
 
 
 def squared_correlation(code: np.ndarray, factor: np.ndarray) -> float:
@@ -347,7 +350,9 @@ def dci(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = 
 
 
 def weighted_specificity(importance: np.ndarray) -> float:
-    """Σ_rows (row's share of importance)·(1 − entropy of the row, base = number of columns)."""
+    """Σ_rows (row's share of importance)·(1 − entropy of the row, base = number of columns); 1 for one column."""
+    if importance.shape[1] == 1:  # all of a row's importance is in its one column (log base 1 is undefined)
+        return 1.0
     p = importance + 1e-11
     p = p / p.sum(axis=1, keepdims=True)
     specificity = 1 + (p * np.log(p)).sum(axis=1) / np.log(importance.shape[1])

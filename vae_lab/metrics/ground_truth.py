@@ -59,7 +59,6 @@ def class_factor_metrics(train_codes: torch.Tensor, train_labels: torch.Tensor, 
     train = (train_codes.float().cpu().numpy(), train_labels.cpu().numpy()[:, None])
     test = (test_codes.float().cpu().numpy(), test_labels.cpu().numpy()[:, None])
     out = {**dis.mig(*train), **dis.sap(*train, *test), **dis.explicitness(*train, *test)}
-    with np.errstate(divide="ignore", invalid="ignore"):  # DCI-D's entropy has base 1 here; it is dropped below
-        out.update(dis.dci(*train, *test, n_stages=dci_stages))
+    out.update(dis.dci(*train, *test, n_stages=dci_stages))
     out.pop("dci_disentanglement")
     return {f"test/{k}": float(v) for k, v in out.items()}
