@@ -44,7 +44,8 @@ class FactorVAE(BaseVAE):
         return {"loss": terms["recon"] + self.beta * terms["kl"] + self.hparams.gamma * tc, "tc": tc}
 
     def take_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """The VAE's step, then the discriminator's on the same codes against their dimension-wise shuffle."""
+        """The VAE's step, then the discriminator's on the same codes against their dimension-wise shuffle (Kim &
+        Mnih's Algorithm 1 shuffles a second batch's codes; like disentanglement_lib, we shuffle this one's)."""
         vae_opt, disc_opt = self.optimizers(use_pl_optimizer=not capturing(batch))
         terms = self.loss_terms(batch)
         self.descend(vae_opt, terms["loss"])
