@@ -31,7 +31,8 @@ def samples(model: BaseVAE, n: int = 64, temperature: float = 1.0) -> torch.Tens
 @torch.no_grad()
 def traversal_images(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, steps: int = 9,
                      span: float = 3.0) -> tuple[torch.Tensor, list[int]]:
-    """One row per latent (most KL first): the image's mu with that latent moved by −span…span."""
+    """One row per latent (most KL to N(0, I) first, learned priors included, whose KL does not split by latent):
+    the image's mu with that latent moved by −span…span."""
     x = x[:1].to(model.device)
     y = None if y is None else y[:1].to(model.device)
     mu, logvar = model.encode(x, y)
