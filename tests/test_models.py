@@ -440,6 +440,37 @@ def test_upconv_is_the_transposed_convolution_in_every_layout(cin, cout, side):
     assert torch.equal(up.weight.grad, reference.weight.grad)
 
 
+@pytest.mark.parametrize("cout", [32, 1])
+def test_channels_last_training_takes_the_split_backward_with_the_same_gradients(cout, monkeypatch):
+    from vae_lab.nets import upconv
+
+    calls = []
+    monkeypatch.setattr(upconv, "transposed_conv_grad",
+                        lambda *a: calls.append(a[-1]) or upconv.torch.ops.aten.convolution_backward(
+                            a[0], a[1], a[2], None, [2, 2], [1, 1], [1, 1], True, [0, 0], 1,
+                            [a[-1] == 0, a[-1] == 1, False])[a[-1]])
+    torch.manual_seed(0)
+    up, reference = UpConv(32, cout), nn.ConvTranspose2d(32, cout, 4, 2, 1)
+    reference.load_state_dict(up.state_dict())
+    up.to(memory_format=torch.channels_last), reference.to(memory_format=torch.channels_last)
+    x = torch.randn(6, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    for bf16 in (True, False):
+        grads = []
+        for layer in (up, reference):
+            layer.zero_grad(set_to_none=True)
+            xi = x.clone().requires_grad_(True)
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                out = layer(xi)
+            assert out.dtype == (torch.bfloat16 if bf16 else torch.float32)
+            out.float().square().sum().backward()
+            grads.append([out, xi.grad, layer.weight.grad, layer.bias.grad])
+        (out, grad_x, grad_w, grad_b), (out_ref, grad_x_ref, grad_w_ref, grad_b_ref) = grads
+        for mine, theirs in ((out, out_ref), (grad_x, grad_x_ref), (grad_w, grad_w_ref)):
+            assert torch.equal(mine, theirs)  # the same oneDNN primitives, asked separately
+        assert torch.allclose(grad_b, grad_b_ref, rtol=1e-2 if bf16 else 1e-5)  # summed in another order
+    assert calls == [0, 1] * 2  # the split path ran (input's gradient, then the weight's), in both precisions
+
+
 def test_the_bf16_image_layer_sums_in_fp32():
     torch.manual_seed(0)
     up, reference = UpConv(32, 1), nn.ConvTranspose2d(32, 1, 4, 2, 1)

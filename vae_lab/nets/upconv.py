@@ -1,9 +1,13 @@
-"""The nets' 4×4, stride-2 transposed convolution, with a faster gradient-free CPU form for image outputs."""
+"""The nets' 4×4, stride-2 transposed convolution, with faster CPU forms: gradient-free for image outputs, and a
+backward in separate parts for channels-last training."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+STRIDE, PADDING = [2, 2], [1, 1]
 
 
 def image_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -28,19 +32,66 @@ def image_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return image if bias is None else image.add_(bias)
 
 
+class SplitBackward(torch.autograd.Function):
+    """conv_transpose2d(x, weight, bias, stride 2, padding 1) whose backward asks oneDNN for the input's and the
+    weight's gradients in two calls and sums the bias's gradient itself.
+
+    On the CPU, channels-last, oneDNN's one call for all three (what torch's own backward makes) takes longer than
+    these parts, most of the difference in its bias gradient (README, Speed). The input's and weight's gradients are
+    the same; the bias's is summed in another order, so it may differ in its last bit.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return F.conv_transpose2d(x, weight, bias, stride=STRIDE, padding=PADDING)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = transposed_conv_grad(grad, x, weight, 0) if need_x else None
+        grad_w = transposed_conv_grad(grad, x, weight, 1) if need_w else None
+        return grad_x, grad_w, grad.sum((0, 2, 3)) if ctx.has_bias and need_b else None
+
+
+def transposed_conv_grad(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, which: int) -> torch.Tensor:
+    """One gradient of conv_transpose2d (stride 2, padding 1) from oneDNN: of its input (0) or its weight (1)."""
+    mask = [which == 0, which == 1, False]
+    return torch.ops.aten.convolution_backward(grad, x, weight, None, STRIDE, PADDING, [1, 1], True, [0, 0], 1,
+                                               mask)[which]
+
+
+def split_backward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The transposed convolution through `SplitBackward`, in the precision CPU autocast would give it."""
+    if torch.is_autocast_enabled("cpu"):  # autocast casts a convolution's tensors to its dtype; do it as autocast does
+        dtype = torch.get_autocast_dtype("cpu")
+        x, weight, bias = x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+    with torch.autocast("cpu", enabled=False):
+        return SplitBackward.apply(x, weight, bias)
+
+
 class UpConv(nn.ConvTranspose2d):
     """ConvTranspose2d(cin, cout, 4, stride 2, padding 1): same parameters, state dict and training arithmetic.
 
     Without gradients on the CPU, a 1-channel output (the image layer) is computed by `image_layer`, one GEMM and
     shifted sums (README, Speed: about twice as fast as the 3×3 sub-pixel convolution it replaced, four times
     oneDNN's 1-channel transposed convolution; evaluation's thousands of decodes per image gain most); wider
-    outputs, and training, where oneDNN's backward is faster, keep the transposed convolution.
+    outputs, and training, where oneDNN's backward is faster, keep the transposed convolution. Training on channels-
+    last CPU maps takes its backward in parts (`SplitBackward`).
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 4, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.device.type != "cpu" or self.out_channels != 1 or output_size is not None:
+        if x.device.type != "cpu" or output_size is not None:
             return super().forward(x, output_size)
+        if torch.is_grad_enabled():
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                return split_backward(x, self.weight, self.bias)
+            return super().forward(x)
+        if self.out_channels != 1:
+            return super().forward(x)
         return image_layer(x, self.weight, self.bias)
