@@ -204,3 +204,31 @@ def test_cells_round_float_noise_around_zero_to_zero():
     from vae_lab.report import _fmt
     assert _fmt(-2.22e-16, 0.0) == "0.000 ± 0.000" and _fmt(2.22e-16, None) == "0.000"
     assert _fmt(0.2065, 0.0669) == "0.2065 ± 0.0669" and _fmt(1e-5, 2e-6) == "0.00001000 ± 0.00000200"
+
+
+def test_runs_that_differ_beyond_the_main_keys_are_separate_rows_with_that_column(tmp_path):
+    """+experiment=cvae_design sweeps the prior's components: K=1 and K=10 must not be averaged as seeds."""
+    root = tmp_path / "design"
+    for seed in range(2):
+        for components, loss in ((1, 240.0), (10, 236.0)):
+            _run(root, f"K{components}_s{seed}", model="cvae", prior_components=components, learned_prior=True,
+                 lr=2e-3, seed=seed, **{"test/loss": loss + seed})
+    summary = report(_cfg(root, samples=False))
+    assert (summary["groups"], summary["runs"]) == (2, 4)
+    md = (root / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| model"))
+    assert [c.strip() for c in header.strip("|").split("|")][:8] == ["model", "net", "dataset", "β", "C", "z", "K", "n"]
+    assert "| 10 | 1 | 2 | 240.5 ± 0.7 |" in md and "| 10 | 10 | 2 | 236.5 ± 0.7 |" in md  # z, K, n, loss
+    with open(root / "report.csv", newline="") as f:
+        assert next(csv.reader(f))[:8] == ["model", "net", "dataset", "beta", "capacity_max", "latent_dim",
+                                            "prior_components", "n"]
+
+
+def test_a_column_no_run_has_is_an_error_before_anything_is_written(runs):
+    from vae_lab.errors import ConfigError
+
+    cfg = _cfg(runs, samples=False)
+    cfg.columns = ["test/loss", "test/bogus"]
+    with pytest.raises(ConfigError, match=r"no run has \['test/bogus'\]"):
+        report(cfg)
+    assert not (runs / "report.md").exists() and not (runs / "figures").exists()

@@ -1,8 +1,9 @@
 """`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders.
 
 Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, groups the finished runs by
-(model, net, dataset, beta, capacity_max, latent_dim), averages every test/, time/ and mem/ metric over the
-seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into the first DIR. Runs
+(model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, prior components, learned
+prior, learning rate, image size and epochs (shown as columns only then), averages every test/, time/ and mem/
+metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into the first DIR. Runs
 without a readable metrics.json or with status != "ok" are listed in report.md as failures.
 """
 
@@ -29,6 +30,7 @@ from vae_lab.metrics.disentanglement import PROPERTY
 from vae_lab.viz import plots
 
 GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
+EXTRA_KEYS = ("prior_components", "learned_prior", "lr", "image_size", "epochs")  # split groups; columns if they vary
 METRIC_PREFIXES = ("test/", "time/", "mem/")
 # Metric → short header, in table order; metrics not named here follow, sorted.
 HEADERS = {
@@ -41,7 +43,8 @@ HEADERS = {
     **{f"test/{m}": f"{m} ({p})" for m, p in PROPERTY.items()},   # disentanglement, with the property it measures
 }
 KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C",
-               "latent_dim": "z"}
+               "latent_dim": "z", "prior_components": "K", "learned_prior": "learned prior", "lr": "lr",
+               "image_size": "image", "epochs": "epochs"}
 FIGURES = {"quality_vs_time": "Quality against training time", "beta_tradeoff": "β-VAE trade-off",
            "latent_size": "CVAE latent size", "disentanglement": "Disentanglement against β"}
 
@@ -105,7 +108,10 @@ def load_run(path: Path) -> Run | Failure:
                _float(record["capacity_max"]), _int(record["latent_dim"]))
     except (TypeError, ValueError) as err:
         return Failure(path, f"metrics.json has a bad beta, capacity_max or latent_dim ({err})")
-    return Run(path, record, key)
+    extra = tuple(record.get(k) for k in EXTRA_KEYS)  # absent from older runs' records: None
+    if not all(v is None or isinstance(v, (bool, int, float, str)) for v in extra):
+        return Failure(path, f"metrics.json has a bad {', '.join(EXTRA_KEYS)}")
+    return Run(path, record, key + extra)
 
 
 def collect(dirs: Sequence[str | Path]) -> tuple[list[Run], list[Failure]]:
@@ -155,6 +161,11 @@ def _sort_key(key: tuple) -> tuple:
     return tuple((v is None, "" if v is None else v) for v in key)
 
 
+def key_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The group keys to show: the main ones always, the extra ones where the groups differ in them."""
+    return [*GROUP_KEYS, *[k for k in EXTRA_KEYS if len({repr(row[k]) for row in rows}) > 1]]
+
+
 def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any]]:
     """One row per group: the group keys, n (runs), seeds, runs, and mean/std dicts keyed by metric."""
     groups: dict[tuple, list[Run]] = defaultdict(list)
@@ -163,7 +174,7 @@ def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any
     rows = []
     for key in sorted(groups, key=_sort_key):
         members = sorted(groups[key], key=lambda r: (str(r.record.get("seed")), str(r.path)))
-        row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
+        row: dict[str, Any] = dict(zip(GROUP_KEYS + EXTRA_KEYS, key))
         row.update(n=len(members), seeds=[r.record.get("seed") for r in members], runs=members, mean={}, std={})
         for metric in metrics:
             values = [r.record[metric] for r in members if _number(r.record.get(metric))]
@@ -176,11 +187,12 @@ def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any
 
 def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> None:
     """report.csv: group keys, n, then <metric>_mean and <metric>_std for each metric (empty = not measured)."""
+    keys = key_columns(rows)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*GROUP_KEYS, "n", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+        writer.writerow([*keys, "n", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
         for row in rows:
-            cells = [row[k] for k in GROUP_KEYS] + [row["n"]]
+            cells = [row[k] for k in keys] + [row["n"]]
             for metric in metrics:
                 cells += [row["mean"][metric], row["std"][metric]]
             writer.writerow(["" if c is None else c for c in cells])
@@ -218,11 +230,12 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
               "n is the number of runs (a single run shows its value alone). Unrounded values: "
               "[report.csv](report.csv)."), ""]
     if rows:
-        headers = [KEY_HEADERS[k] for k in GROUP_KEYS] + ["n"] + [HEADERS.get(m, m) for m in metrics]
+        keys = key_columns(rows)
+        headers = [KEY_HEADERS[k] for k in keys] + ["n"] + [HEADERS.get(m, m) for m in metrics]
         lines += ["| " + " | ".join(headers) + " |",
                   "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
         for row in rows:
-            cells = [_key_cell(row[k]) for k in GROUP_KEYS] + [str(row["n"])]
+            cells = [_key_cell(row[k]) for k in keys] + [str(row["n"])]
             cells += [_fmt(row["mean"][m], row["std"][m] if row["n"] > 1 else None) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
     else:
@@ -255,7 +268,7 @@ def _pick(runs: Sequence[Run], model: str, dataset: str) -> tuple[Run | None, st
         return None, f"{dataset}: no {model} run has checkpoints/last.ckpt, so its panel is left out"
 
     def preference(run: Run) -> tuple:
-        beta, capacity, latent = run.key[3:]
+        beta, capacity, latent = run.key[3:6]
         distance = abs(math.log(beta / 4)) if model == "beta_vae" and beta and beta > 0 else 0.0
         accuracy = run.record.get("test/cond_accuracy")
         best_first = -accuracy if isinstance(accuracy, (int, float)) else 0.0  # CVAEs: the best conditional one
@@ -343,11 +356,14 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     runs, failures = collect(dirs)
     out = Path(dirs[0])
     metrics = metric_names(runs)
+    shown = list(cfg.columns) if cfg.get("columns") else metrics
+    unknown = [m for m in shown if m not in metrics]
+    if unknown:  # a typo would otherwise leave the table without the columns asked for
+        raise ConfigError(f"columns: no run has {unknown}; the runs have {metrics}")
     rows = summarise(runs, metrics)
     figures, notes = draw_figures(rows, runs, cfg, out)
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
-    shown = [m for m in cfg.columns if m in metrics] if cfg.get("columns") else metrics
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))

@@ -37,6 +37,8 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         "capacity_max": float(cfg.model.get("capacity_max", 0.0)),
         "latent_dim": int(cfg.model.latent_dim),
         "prior_components": int(cfg.model.get("prior_components", 1)),
+        "learned_prior": cfg.model.get("learned_prior"),  # CVAEs: p(z|y) learned or N(0, I); null for the others
+        "lr": float(cfg.model.lr),
         "image_size": int(cfg.data.image_size),
         "seed": int(cfg.seed),
     }
