@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import CLASSIFIER_CACHE, EVAL_FAST, FAST, ROOT, run_cli, run_cli_cases
+from tests.conftest import CLASSIFIER_CACHE, EVAL_FAST, FAST, ROOT, compose_cfg, run_cli, run_cli_cases
 
 EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
              "test/probe_accuracy", "test/cond_accuracy", "test/cond_accuracy_t0.5", "time/sample_images_per_second",
@@ -87,6 +87,15 @@ TRAIN_BAD_INPUT = [
     (["seed=abc"], ["error: seed='abc': must be a whole number"]),
     (["data.steps_per_batch=2.5"], ["error: data.steps_per_batch=2.5: must be a whole number"]),
     (["model=beta_vae", "model.capacity_steps=0.5"], ["error: model.capacity_steps=0.5: must be a whole number"]),
+    (["seed=-1"], ["error: seed=-1: must be a whole number ≥ 0"]),
+    (["data.val_size=0"], ["error: data.val_size=0: must be a whole number ≥ 1"]),
+    (["data.val_size=60000"], ["error: data.val_size=60000: must leave training images"]),
+    (["callbacks.images.every_n_epochs=0"], ["error: callbacks.images.every_n_epochs=0: must be a whole number ≥ 1"]),
+    (["model=cvae", "model.num_classes=5"], ["error: model.num_classes=5, but data=mnist has 10 classes"]),
+    (["model=cvae", "data=shapes2d", "net.image_size=32"], ["error: model CVAE is conditional", "data=shapes2d"]),
+    (["ckpt_path=/nonexistent/last.ckpt"], ["error: ckpt_path=/nonexistent/last.ckpt: no such checkpoint file"]),
+    (["resume=true"], ["error: resume: no ", "checkpoints/last.ckpt"]),
+    (["+eval.iwae_samplez=5"], ["error: unknown eval option(s) ['iwae_samplez']"]),
 ]
 
 
@@ -103,6 +112,17 @@ def test_train_bad_input_gives_one_clear_line(train_bad_input_runs, case):
     result, folder = train_bad_input_runs[case]
     _fails_with(result, *TRAIN_BAD_INPUT[case][1])
     assert not (folder / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("epochs", [0, -2])
+def test_a_run_of_no_epochs_is_refused(tmp_path, epochs):
+    """max_epochs=0 would 'finish' with status ok and untrained test metrics (FAST above sets max_epochs)."""
+    from vae_lab.errors import ConfigError
+    from vae_lab.train import check
+
+    with pytest.raises(ConfigError, match=f"trainer.max_epochs={epochs}: must be ≥ 1"):
+        check(compose_cfg(tmp_path, f"trainer.max_epochs={epochs}"))
+    check(compose_cfg(tmp_path, "trainer.max_epochs=-1", "+trainer.max_steps=10"))
 
 
 def test_generate_bad_input(cvae_run, tmp_path):

@@ -120,3 +120,8 @@ def test_bad_datamodule_arguments():
         ImageDataModule(image_size=30)
     with pytest.raises(ConfigError, match="choose one of"):
         ImageDataModule(name="cifar")
+    for subset in (0, -5):  # `if train_subset:` would train on every image, or on all but five
+        with pytest.raises(ConfigError, match=f"data.train_subset={subset}: must be a whole number ≥ 1 or null"):
+            ImageDataModule(train_subset=subset)
+    with pytest.raises(ConfigError, match="data.val_size=70000: must leave training images"):
+        ImageDataModule(val_size=70000)

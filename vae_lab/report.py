@@ -2,7 +2,7 @@
 
 Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, groups the finished runs by
 (model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, prior components, learned
-prior, learning rate, image size and epochs (shown as columns only then), averages every test/, time/ and mem/
+prior, learning rate, image size, epochs and training subset (shown as columns only then), averages every test/, time/ and mem/
 metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into the first DIR. Runs
 without a readable metrics.json or with status != "ok" are listed in report.md as failures.
 """
@@ -30,7 +30,8 @@ from vae_lab.metrics.disentanglement import PROPERTY
 from vae_lab.viz import plots
 
 GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
-EXTRA_KEYS = ("prior_components", "learned_prior", "lr", "image_size", "epochs")  # split groups; columns if they vary
+EXTRA_KEYS = ("prior_components", "learned_prior", "lr", "image_size", "epochs", "train_subset")  # split groups;
+# a column each where the runs differ in it
 METRIC_PREFIXES = ("test/", "time/", "mem/")
 # Metric → short header, in table order; metrics not named here follow, sorted.
 HEADERS = {
@@ -44,7 +45,7 @@ HEADERS = {
 }
 KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C",
                "latent_dim": "z", "prior_components": "K", "learned_prior": "learned prior", "lr": "lr",
-               "image_size": "image", "epochs": "epochs"}
+               "image_size": "image", "epochs": "epochs", "train_subset": "train subset"}
 FIGURES = {"quality_vs_time": "Quality against training time", "beta_tradeoff": "β-VAE trade-off",
            "latent_size": "CVAE latent size", "disentanglement": "Disentanglement against β"}
 

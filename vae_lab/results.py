@@ -40,6 +40,7 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         "learned_prior": cfg.model.get("learned_prior"),  # CVAEs: p(z|y) learned or N(0, I); null for the others
         "lr": float(cfg.model.lr),
         "image_size": int(cfg.data.image_size),
+        "train_subset": cfg.data.get("train_subset"),  # set: trained on that many images, tested on a tenth as many
         "seed": int(cfg.seed),
     }
 

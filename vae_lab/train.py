@@ -10,18 +10,20 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
+from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import ConfigError, check_number
-from vae_lab.evaluate import test_set_metrics
+from vae_lab.evaluate import eval_options, test_set_metrics
 from vae_lab.guards import NonFiniteLossError
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.timing import TrainTimer
 
 log = logging.getLogger(__name__)
+MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
 
 
 TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a wrong type would fail deep in torch
@@ -51,6 +53,50 @@ def check(cfg: DictConfig) -> None:
                           "set net.image_size (the data follows it)")
     if cfg.objective.direction not in ("minimize", "maximize"):
         raise ConfigError(f"objective.direction={cfg.objective.direction!r}: choose minimize or maximize")
+    check_ranges(cfg)
+    check_labels(cfg)
+    check_checkpoint(cfg)
+    if cfg.eval.enabled:  # an evaluation option's typo would otherwise surface only after the whole training
+        eval_options(cfg.eval)
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Values torch or Lightning would take without complaint but that make no run (or not the one meant)."""
+    check_number("seed", cfg.seed, whole=True, minimum=0)
+    if cfg.seed > MAX_SEED:
+        raise ConfigError(f"seed={cfg.seed}: must be at most {MAX_SEED}")
+    check_number("data.train_subset", cfg.data.train_subset, whole=True, minimum=1, nullable=True)
+    check_number("trainer.log_every_n_steps", cfg.trainer.get("log_every_n_steps", 50), whole=True, minimum=0)
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and (epochs == 0 or epochs < -1):
+        raise ConfigError(f"trainer.max_epochs={epochs}: must be ≥ 1 (or -1: until +trainer.max_steps)")
+    images = OmegaConf.select(cfg, "callbacks.images.every_n_epochs", default=None)
+    if images is not None:
+        check_number("callbacks.images.every_n_epochs", images, whole=True, minimum=1)
+
+
+def check_labels(cfg: DictConfig) -> None:
+    """A conditional model needs the dataset's class labels, as many as it has classes."""
+    if not getattr(get_class(cfg.model._target_), "conditional", False):
+        return
+    classes = len(CLASS_NAMES.get(cfg.data.name, ()))
+    if not classes:
+        raise ConfigError(f"model {cfg.model._target_.rsplit('.', 1)[-1]} is conditional on a class label, and "
+                          f"data={cfg.data.name} has none (it has factors); choose data=mnist or data=fashion_mnist")
+    if cfg.model.num_classes != classes:
+        raise ConfigError(f"model.num_classes={cfg.model.num_classes}, but data={cfg.data.name} has {classes} "
+                          f"classes; set model.num_classes={classes}")
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning)."""
+    path = cfg.ckpt_path or ("last" if cfg.resume else None)
+    if path == "last":
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise ConfigError(f"resume: no {last}; give the run's folder (hydra.run.dir=THE_RUN) or ckpt_path=FILE")
+    elif path is not None and not Path(path).is_file():
+        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
 
 
 def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModule, BaseVAE, pl.Trainer]:

@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vae_lab.data.idx import read_idx
 from vae_lab.data.sources import ensure_raw
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 
+TRAIN_IMAGES = 60_000  # the official training set of MNIST and of Fashion-MNIST, before the validation split
 CLASS_NAMES = {
     "mnist": [str(i) for i in range(10)],
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -123,6 +124,15 @@ def check_batching(batch_size: int, steps_per_batch: int) -> None:
         raise ConfigError(f"data.steps_per_batch={steps_per_batch}: must be at least 1")
 
 
+def check_split(val_size: int, train_subset: int | None, images: int) -> None:
+    """One line for a validation set that is empty or leaves no training images, or a subset below 1 (which
+    would otherwise train on every image, or on all but a few)."""
+    check_number("data.val_size", val_size, whole=True, minimum=1)
+    if val_size >= images:
+        raise ConfigError(f"data.val_size={val_size}: must leave training images (there are {images:,} to split)")
+    check_number("data.train_subset", train_subset, whole=True, minimum=1, nullable=True)
+
+
 def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """Bring N×1×28×28 uint8 images to image_size: 32 by zero-padding, 64 by bilinear resizing."""
     if image_size == 28:
@@ -142,6 +152,7 @@ class ImageDataModule(pl.LightningDataModule):
         if name not in CLASS_NAMES:
             raise ConfigError(f"data.name={name!r}: choose one of {sorted(CLASS_NAMES)}")
         check_batching(batch_size, steps_per_batch)
+        check_split(val_size, train_subset, TRAIN_IMAGES)
         if image_size not in IMAGE_SIZES:
             raise ConfigError(f"data.image_size={image_size}: choose one of {IMAGE_SIZES}")
         self.save_hyperparameters()
