@@ -32,8 +32,8 @@ bench-gpu: install data
 	$(BIN)/python -m vae_lab.bench --config-name bench_gpu json=outputs/bench_gpu.json $(ARGS)
 
 compare: install data
-	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.sweep.dir=outputs/multirun/compare $(ARGS)
-	$(BIN)/python -m vae_lab.report outputs/multirun/compare
+	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.sweep.dir=outputs/multirun/compare $(ARGS); \
+	status=$$?; $(BIN)/python -m vae_lab.report outputs/multirun/compare && exit $$status
 
 # The compare sweep on one GPU: 12 multiruns side by side (dataset × seed × two groups of arms), whole-step CUDA
 # graphs, 8 optimiser steps per Lightning batch, IWAE with 100 samples; each process's log in $(COMPARE_GPU)/logs.

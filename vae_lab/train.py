@@ -15,9 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
-from vae_lab.errors import ConfigError, check_number
+from vae_lab.errors import ConfigError, check_number, user_error
 from vae_lab.evaluate import eval_options, test_set_metrics
-from vae_lab.guards import NonFiniteLossError
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.timing import TrainTimer
@@ -124,8 +123,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             test.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
     except Exception as err:  # the run folder says why it stopped (the report lists it); the error goes on up
         if trainer.is_global_zero:
-            reason = f"{type(err).__name__}: {err}"
-            write_json(Path(cfg.paths.output_dir) / "metrics.json", failed_record(cfg, choices, reason))
+            write_failure(cfg, err)
         raise
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
@@ -138,6 +136,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
+def write_failure(cfg: DictConfig, err: BaseException) -> None:
+    """The run folder's metrics.json for a run that stopped: what it was, `status: failed` and why."""
+    cause = user_error(err) or err  # not Hydra's wrapper around an error raised while instantiating
+    reason = f"{type(cause).__name__}: {cause}"
+    try:
+        record = failed_record(cfg, dict(HydraConfig.get().runtime.choices), reason)
+    except (TypeError, ValueError):  # the values that made it fail may not even read as numbers
+        record = {"status": "failed", "reason": reason}
+    write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the run's objective value (what hydra/sweeper=optuna optimises)."""
@@ -148,7 +157,9 @@ def main(cfg: DictConfig) -> float | None:
         except Exception as err:
             if not multirun:
                 raise
-            log.error("this job failed, the sweep goes on: %s", err, exc_info=not isinstance(err, NonFiniteLossError))
+            log.error("this job failed, the sweep goes on: %s", user_error(err) or err, exc_info=user_error(err) is None)
+            if not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused before training began
+                write_failure(cfg, err)
             record = {"status": "failed"}
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 

@@ -1,0 +1,49 @@
+"""A Hydra callback for multiruns: one closing line on the jobs that failed, and a failing exit status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummary(Callback):
+    """Counts the jobs whose metrics.json says `failed` (a failed job lets the sweep go on; see vae_lab.train) and,
+    after the last, names them and exits with status 1, so scripts and make see a sweep that did not fully finish.
+
+    It counts the jobs its own process ran: with a launcher that runs jobs elsewhere it stays silent.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: list[Path] = []
+        self.failed: list[str] = []
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        folder = Path(config.hydra.runtime.output_dir)
+        self.jobs.append(folder)
+        status, reason = job_status(folder / "metrics.json")
+        if status != "ok":
+            self.failed.append(f"{folder}: {reason}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.failed:
+            return
+        log.error("%d of %d jobs failed:\n  %s", len(self.failed), len(self.jobs), "\n  ".join(self.failed))
+        sys.exit(1)
+
+
+def job_status(metrics: Path) -> tuple[str, str]:
+    """A job's status and why, from the metrics.json vae_lab.train writes for every job, finished or failed."""
+    try:
+        record = json.loads(metrics.read_text())
+    except (OSError, ValueError):
+        return "missing", "no readable metrics.json"
+    return record.get("status", "missing"), record.get("reason", "")
