@@ -106,6 +106,18 @@ def test_bench_bad_input_gives_one_clear_line(bench_bad_input_runs, case):
     assert "Traceback" not in result.stderr and not out.exists()
 
 
+def test_bench_checks_every_case_and_its_json_path_before_running_any(tmp_path):
+    """A bad second case, or a JSON path inside a file, would otherwise surface after the first case's minutes."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cases = [['+cases={a:["+arm=vae"],b:["net=mpl"]}', "train_subset=500"],
+             ["train_subset=500", f"json={blocker}/bench.json"]]
+    needles = ["error: case 'b': In 'train': Could not find 'net/mpl'", f"error: json={blocker}/bench.json: cannot"]
+    for result, needle in zip(run_cli_cases("vae_lab.bench", cases), needles):
+        assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
+        assert "benchmarking" not in result.stdout and "Traceback" not in result.stderr
+
+
 def test_throughput_windows_count_optimiser_steps_when_batches_hold_several():
     """Marks every 4 steps of 10 images, one second apart: 40 images/s whatever the window's step boundaries."""
     marks = [(4 * i, 40 * i, float(i)) for i in range(1, 21)]

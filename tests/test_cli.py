@@ -137,7 +137,9 @@ def test_generate_bad_input(cvae_run, tmp_path):
              ([f"ckpt_path={truncated}"], ["not a readable checkpoint"]),
              ([f"ckpt_path={ckpt}", "out=x.gif"], ["error: out='x.gif'"]),
              ([f"ckpt_path={ckpt}", "num_samples=abc"], ["error: num_samples='abc': must be a whole number ≥ 1"]),
-             ([f"ckpt_path={ckpt}", "temperature=-1"], ["error: temperature=-1: must be a number ≥ 0"])]
+             ([f"ckpt_path={ckpt}", "temperature=-1"], ["error: temperature=-1: must be a number ≥ 0"]),
+             ([], ["error: give ckpt_path, e.g. ckpt_path=RUN/checkpoints/last.ckpt"]),
+             ([f"ckpt_path={ckpt}", f"out={foreign}/x.png"], [f"error: out={foreign}/x.png: cannot write there"])]
     for result, (_, needles) in zip(run_cli_cases("vae_lab.generate", [args for args, _ in cases]), cases):
         _fails_with(result, *needles)
 
@@ -165,9 +167,15 @@ def test_evaluate_rejects_unknown_options(cvae_run):
     ckpt = f"ckpt_path={cvae_run}/checkpoints/last.ckpt"
     cases = [(["+eval.iwea_samples=5"], ["unknown eval option", "iwae_samples"]),
              (["+eval.iwae_samples=abc"], ["error: eval.iwae_samples='abc': must be a whole number ≥ 1"]),
-             (["+eval.iwae_precision=fp16"], ["error: eval.iwae_precision='fp16': choose one of ['bf16', 'fp32']"])]
+             (["+eval.iwae_precision=fp16"], ["error: eval.iwae_precision='fp16': choose one of ['bf16', 'fp32']"]),
+             (["precision=bogus"], ["error: precision='bogus':", "bf16-mixed"]),
+             (["accelerator=tpu"], ["error: accelerator='tpu': choose one of ('auto', 'cpu', 'gpu')"]),
+             ([f"out={cvae_run}/metrics.json/m.json"], [f"error: out={cvae_run}/metrics.json/m.json: cannot write"])]
+    if not torch.cuda.is_available():
+        cases.append((["accelerator=gpu"], ["error: accelerator=gpu: this machine has no CUDA GPU"]))
     for result, (_, needles) in zip(run_cli_cases("vae_lab.evaluate", [[ckpt, *args] for args, _ in cases]), cases):
         _fails_with(result, *needles)
+    _fails_with(run_cli("vae_lab.evaluate"), "error: give ckpt_path, e.g. ckpt_path=RUN/checkpoints/last.ckpt")
 
 
 def test_non_finite_loss_stops_with_a_clear_message_and_failed_status(tmp_path, data_dir):

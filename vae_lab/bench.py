@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import output_folder, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE
@@ -386,12 +386,15 @@ def compose_train(name: str, overrides: list[str]) -> DictConfig:
 def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | None = None) -> list[dict[str, Any]]:
     """Run every case and print (and optionally save) the table."""
     check(cfg)
+    extra = [f"data={cfg.dataset}", f"seed={cfg.seed}"] + ([f"data.train_subset={cfg.train_subset}"]
+                                                           if cfg.train_subset else [])
+    cases = {name: compose_case(list(overrides) + list(cfg.overrides) + extra) if compose_case else
+             compose_train(name, list(overrides) + list(cfg.overrides) + extra)
+             for name, overrides in cfg.cases.items()}  # every case's overrides checked before any runs
+    if cfg.json:
+        output_folder("json", cfg.json)
     rows = []
-    for name, overrides in cfg.cases.items():
-        extra = [f"data={cfg.dataset}", f"seed={cfg.seed}"] + ([f"data.train_subset={cfg.train_subset}"]
-                                                               if cfg.train_subset else [])
-        all_overrides = list(overrides) + list(cfg.overrides) + extra
-        case_cfg = compose_case(all_overrides) if compose_case else compose_train(name, all_overrides)
+    for name, case_cfg in cases.items():
         print(f"benchmarking {name} …", flush=True)
         rows.append(run_case(name, case_cfg, cfg))
         print(table(rows[-1:]).splitlines()[-1], flush=True)  # each row as soon as it is measured

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import output_folder, require, user_errors
 from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
@@ -27,6 +27,7 @@ from vae_lab.results import read_json, write_json
 IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier"}
 GROUND_TRUTH_KEYS = set(inspect.signature(disentanglement_metrics).parameters) - {"model", "data"}
 EVAL_KEYS = IMAGE_KEYS | GROUND_TRUTH_KEYS
+ACCELERATORS = ("auto", "cpu", "gpu")
 CLASSIFIER_KEYS = {"train_subset", "cache_dir", "epochs", "width", "augment", "batch_size", "lr", "seed", "max_steps"}
 
 
@@ -83,16 +84,31 @@ def run_dir_of(ckpt_path: Path) -> Path:
     return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
 
 
+def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
+    """The Trainer of the test-loss pass: on the GPU when there is one (`auto`) or asked for (`gpu`), else the CPU."""
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"accelerator={accelerator!r}: choose one of {ACCELERATORS}")
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("accelerator=gpu: this machine has no CUDA GPU; use accelerator=cpu or auto")
+    on_gpu = accelerator != "cpu" and torch.cuda.is_available()
+    try:
+        return pl.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, logger=False, precision=precision,
+                          enable_checkpointing=False, enable_model_summary=False)
+    except ValueError as err:  # Lightning's word on an unknown precision, which lists the valid ones
+        raise ConfigError(f"precision={precision!r}: {err}") from err
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test loss terms (Lightning's test loop) and all metrics for a checkpoint; merged into metrics.json."""
+    require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
     ckpt_path = Path(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     options, _ = eval_options(cfg.eval)  # a bad option fails here, before anything loads
-    accelerator = "gpu" if torch.cuda.is_available() and cfg.accelerator != "cpu" else "cpu"
-    model = load_model(ckpt_path, "cuda" if accelerator == "gpu" else "cpu")
+    trainer = test_trainer(cfg.accelerator, cfg.precision)
+    if cfg.out:
+        output_folder("out", cfg.out)
+    model = load_model(ckpt_path, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
     datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
-    trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, precision=cfg.precision,
-                         enable_checkpointing=False, enable_model_summary=False)
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))

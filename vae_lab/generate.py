@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import output_folder, require, user_errors
 from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.models import load_model, read_checkpoint
@@ -23,6 +23,7 @@ FORMATS = (".png", ".npy")
 
 def check(cfg: DictConfig) -> None:
     """Reject bad arguments before any work."""
+    require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
     if cfg.mode not in MODES:
         raise ConfigError(f"mode={cfg.mode!r}: choose one of {MODES}")
     if Path(cfg.out).suffix not in FORMATS:
@@ -31,6 +32,7 @@ def check(cfg: DictConfig) -> None:
     check_number("temperature", cfg.temperature, minimum=0)
     check_number("label", cfg.label, whole=True, nullable=True)
     check_number("seed", cfg.seed, whole=True)
+    output_folder("out", cfg.out)
 
 
 def test_images(checkpoint: dict, cfg: DictConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +72,6 @@ def generate(cfg: DictConfig) -> Path:
     """Write the images as a picture (.png) or raw array (.npy); return the path."""
     out, nrow = images(cfg)
     path = Path(cfg.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".npy":
         np.save(path, out.float().clamp(0, 1).cpu().numpy().astype(np.float32))
     else:
