@@ -199,3 +199,20 @@ def test_the_matmul_rate_is_the_best_of_its_windows(monkeypatch):
     assert bench_module.matmul_rate(torch.device("cpu"), torch.float32, n=8, windows=3) == 2 * 8**3 * 7.0
     calls = []
     assert real_repeat_for(lambda: calls.append(1), 0.01, torch.device("cpu")) > 0 and calls
+
+
+@pytest.mark.parametrize("config", ["bench", "bench_gpu", "bench_gpu_large"])
+def test_every_bench_config_composes_each_case(tmp_path, config):
+    """The GPU configs run only where a GPU is lent: their cases must at least compose here."""
+    from hydra import initialize_config_dir
+
+    from tests.conftest import CONF, compose_cfg
+    from vae_lab.bench import compose_train
+    from vae_lab.train import check
+
+    cfg = compose_cfg(tmp_path, config=config)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        for name, overrides in cfg.cases.items():
+            case = compose_train(name, [*overrides, *cfg.overrides, f"data={cfg.dataset}"])
+            check(case)  # and passes train's checks
+            assert case.data.batch_size in (64, 128, 1024)
