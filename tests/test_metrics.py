@@ -343,3 +343,16 @@ def test_evaluate_model_returns_every_metric(model_cls, vae, mnist, tiny_classif
     assert out["test/nll_iwae"] > 0 and out["time/sample_images_per_second"] > 0
     if model_cls is VAE:
         assert out["test/probe_accuracy"] > 0.5 and out["test/active_units"] >= 1
+
+
+def test_split_batches_are_sized_for_progress_bars_and_cover_the_first_images():
+    from vae_lab.data.datamodule import ResidentImages
+    from vae_lab.metrics import SplitBatches
+
+    images = torch.arange(1050, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 2, 2).contiguous()
+    split = ResidentImages(images, torch.arange(1050) % 10)
+    for limit, sizes in ((None, [500, 500, 50]), (300, [300]), (1000, [500, 500])):
+        batches = SplitBatches(split, torch.device("cpu"), batch_size=500, limit=limit)
+        assert len(batches) == len(sizes) and [len(x) for x, _ in batches] == sizes
+        labels = torch.cat([y for _, y in batches])
+        assert torch.equal(labels, torch.arange(sum(sizes)) % 10)  # in order, twice iterable

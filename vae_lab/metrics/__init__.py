@@ -21,12 +21,23 @@ from vae_lab.models.base import BaseVAE
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def split_batches(split: ResidentImages, device: torch.device, batch_size: int = 500,
-                  limit: int | None = None) -> Iterator[Batch]:
-    """(x, y) batches of a split's first `limit` images (all by default), on `device`."""
-    for index in torch.arange(min(len(split), limit or len(split))).split(batch_size):
-        x, y = split[index]
-        yield x.to(device), y.to(device)
+class SplitBatches:
+    """(x, y) batches of a split's first `limit` images (all by default), on `device`; sized, so that a progress
+    bar over them (the IWAE bound's, which can run for many minutes) shows the total and the time left."""
+
+    def __init__(self, split: ResidentImages, device: torch.device, batch_size: int = 500,
+                 limit: int | None = None) -> None:
+        self.split, self.device = split, device
+        self.indices = torch.arange(min(len(split), limit or len(split))).split(batch_size)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for index in self.indices:
+            x, y = self.split[index]
+            yield x.to(self.device), y.to(self.device)
+
 
 
 @torch.no_grad()
@@ -85,7 +96,7 @@ def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.M
         model.eval()
         datamodule.setup()
         test, train = datamodule.splits["test"], datamodule.splits["train"]
-        batches = partial(split_batches, device=model.device, batch_size=batch_size, limit=max_test_images)
+        batches = partial(SplitBatches, device=model.device, batch_size=batch_size, limit=max_test_images)
         test_mu, test_y = posterior_means(model, batches(test))
         train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
         real = torch.cat([x for x, _ in batches(test)])
