@@ -125,3 +125,16 @@ def test_bad_datamodule_arguments():
             ImageDataModule(train_subset=subset)
     with pytest.raises(ConfigError, match="data.val_size=70000: must leave training images"):
         ImageDataModule(val_size=70000)
+    with pytest.raises(ConfigError, match="data.train_subset=1000000: there are only 55,000 training images"):
+        ImageDataModule(train_subset=10**6)  # would be cut to 55,000 while metrics.json said a million
+
+
+def test_bad_shapes2d_splits():
+    from vae_lab.data.shapes2d import Shapes2DDataModule
+
+    with pytest.raises(ConfigError, match="data.test_size=0: must be a whole number ≥ 1"):
+        Shapes2DDataModule(image_size=32, test_size=0)
+    with pytest.raises(ConfigError, match="data.val_size=400000 \\+ data.test_size=400000: must leave training"):
+        Shapes2DDataModule(image_size=32, val_size=400_000, test_size=400_000)
+    with pytest.raises(ConfigError, match="data.train_subset=737000: there are only 722,280"):
+        Shapes2DDataModule(image_size=32, train_subset=737_000)  # its subset would overlap val and test

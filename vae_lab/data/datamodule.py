@@ -124,13 +124,19 @@ def check_batching(batch_size: int, steps_per_batch: int) -> None:
         raise ConfigError(f"data.steps_per_batch={steps_per_batch}: must be at least 1")
 
 
-def check_split(val_size: int, train_subset: int | None, images: int) -> None:
-    """One line for a validation set that is empty or leaves no training images, or a subset below 1 (which
-    would otherwise train on every image, or on all but a few)."""
-    check_number("data.val_size", val_size, whole=True, minimum=1)
-    if val_size >= images:
-        raise ConfigError(f"data.val_size={val_size}: must leave training images (there are {images:,} to split)")
+def check_split(held_out: dict[str, int], train_subset: int | None, images: int) -> None:
+    """One line for a held-out set (`data.val_size`, …) that is empty or leaves no training images, or a training
+    subset below 1 or beyond the training images (which would otherwise train on every image, all but a few, or
+    silently fewer than asked)."""
+    for key, size in held_out.items():
+        check_number(f"data.{key}", size, whole=True, minimum=1)
+    if sum(held_out.values()) >= images:
+        sizes = " + ".join(f"data.{key}={size}" for key, size in held_out.items())
+        raise ConfigError(f"{sizes}: must leave training images (there are {images:,} to split)")
     check_number("data.train_subset", train_subset, whole=True, minimum=1, nullable=True)
+    if train_subset is not None and train_subset > images - sum(held_out.values()):
+        raise ConfigError(f"data.train_subset={train_subset}: there are only {images - sum(held_out.values()):,} "
+                          "training images; give fewer, or null for all")
 
 
 def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -152,7 +158,7 @@ class ImageDataModule(pl.LightningDataModule):
         if name not in CLASS_NAMES:
             raise ConfigError(f"data.name={name!r}: choose one of {sorted(CLASS_NAMES)}")
         check_batching(batch_size, steps_per_batch)
-        check_split(val_size, train_subset, TRAIN_IMAGES)
+        check_split({"val_size": val_size}, train_subset, TRAIN_IMAGES)
         if image_size not in IMAGE_SIZES:
             raise ConfigError(f"data.image_size={image_size}: choose one of {IMAGE_SIZES}")
         self.save_hyperparameters()

@@ -137,7 +137,7 @@ class Shapes2DDataModule(ImageDataModule):
         pl.LightningDataModule.__init__(self)  # not ImageDataModule's: no IDX files, other sizes
         self.save_hyperparameters({k: v for k, v in locals().items() if k != "self"})
         check_batching(batch_size, steps_per_batch)
-        check_split(val_size, train_subset, math.prod(FACTOR_SIZES))
+        check_split({"val_size": val_size, "test_size": test_size}, train_subset, math.prod(FACTOR_SIZES))
         if image_size not in (32, 64):
             raise ConfigError(f"data.image_size={image_size}: shapes2d is rendered at 64 or 32")
         self.name, self.data_dir, self.batch_size, self.image_size = name, Path(data_dir), batch_size, image_size
