@@ -532,3 +532,20 @@ def test_a_channels_last_decoder_feeds_its_first_transposed_conv_channels_last(n
         last = model.decode(z, y)
     assert seen == [True, False]  # channels-last weights get channels-last maps
     assert torch.allclose(contiguous, last, atol=1e-5)
+
+
+def test_last_ckpt_is_the_latest_epoch_whatever_the_best(tmp_path, data_dir):
+    """Lightning's save_last writes last.ckpt only when the monitored loss improves: resume and evaluate would
+    read the best epoch's weights. Here "best" means the highest val/loss, so it stays early while training goes
+    on; last.ckpt must still be the final epoch's, and the best checkpoint is kept beside it."""
+    from vae_lab.train import build
+
+    cfg = compose_cfg(tmp_path, "net=mlp", "data.train_subset=512", "data.batch_size=64", "trainer.max_epochs=3",
+                      "callbacks.checkpoint.mode=max", "trainer.enable_progress_bar=false")
+    datamodule, model, trainer = build(cfg, logger=False)
+    trainer.fit(model, datamodule=datamodule)
+    folder = tmp_path / "checkpoints"
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2 and last["global_step"] == trainer.global_step == 24
+    assert torch.equal(last["state_dict"]["net.decoder.0.weight"], model.state_dict()["net.decoder.0.weight"])
+    assert len(list(folder.glob("best-epoch*.ckpt"))) == 1
