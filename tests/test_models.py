@@ -319,6 +319,45 @@ def test_the_train_timer_counts_every_image_of_a_grouped_batch():
     assert timer.images == 18
 
 
+def test_the_train_timer_resumes_after_a_validation_within_the_epoch(monkeypatch):
+    """trainer.val_check_interval < 1: the training after a mid-epoch validation counts, the validation does not."""
+    from types import SimpleNamespace
+
+    from vae_lab import timing
+
+    clock = iter([0.0, 10.0, 30.0, 32.0])  # epoch start, validation start, next batch, epoch end
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    timer, trainer = timing.TrainTimer(), SimpleNamespace(world_size=1)
+    timer.on_train_epoch_start(trainer, None)
+    timer.on_validation_start(trainer, None)
+    timer.on_validation_end(trainer, None)
+    timer.on_train_batch_start(trainer, None, None, 5)
+    timer.on_train_epoch_end(trainer, None)
+    assert timer.train_seconds == 12.0  # 10 s before the validation, 2 s after it
+
+
+@pytest.mark.parametrize("every", [50, 0])
+def test_the_finite_loss_guard_checks_before_a_validation_during_fit(every):
+    """A validation within the epoch may end in a checkpoint: the guard looks first (trainer.training is False
+    then), not during the sanity check; with every_n_steps ≤ 0 it checks no batch, only those moments."""
+    from types import SimpleNamespace
+
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    from vae_lab.guards import FiniteLossGuard, NonFiniteLossError
+
+    guard = FiniteLossGuard(every_n_steps=every)
+    module = SimpleNamespace(_train_sums=torch.tensor([float("nan")]), _train_names=["loss"], _train_count=1)
+    trainer = SimpleNamespace(global_step=100, current_epoch=0, training=False, sanity_checking=True,
+                              state=SimpleNamespace(fn=TrainerFn.FITTING))
+    guard.on_validation_start(trainer, module)  # the sanity check: nothing trained yet
+    if not every:
+        guard.on_train_batch_end(trainer, module, None, None, 0)
+    trainer.sanity_checking = False
+    with pytest.raises(NonFiniteLossError, match="step 100"):
+        guard.on_validation_start(trainer, module)
+
+
 def test_a_checkpoint_from_automatic_optimisation_resumes_at_its_step(tmp_path, data_dir):
     """Checkpoints written before the models took their own steps kept the count in Lightning's automatic loop."""
     from vae_lab.models.base import AUTOMATIC, MANUAL

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 
 from vae_lab.errors import VaeLabError
 
@@ -15,7 +16,8 @@ class NonFiniteLossError(VaeLabError):
 
 
 class FiniteLossGuard(pl.Callback):
-    """Checks the epoch's running loss terms every `every_n_steps` steps and before each checkpoint.
+    """Checks the epoch's running loss terms every `every_n_steps` steps (≤ 0: only at validation and the epoch's
+    end) and before each checkpoint.
 
     Checking every step would force a host sync per step on a GPU; the running sums carry any NaN
     forward, so a check at the epoch's end still catches every bad step before the checkpoint is written
@@ -38,12 +40,13 @@ class FiniteLossGuard(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if abs(trainer.global_step - self._checked_at) >= self.every_n_steps:
+        if self.every_n_steps > 0 and abs(trainer.global_step - self._checked_at) >= self.every_n_steps:
             self._checked_at = trainer.global_step
             self._check(trainer, module)
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.training and not trainer.sanity_checking:
+        # a validation during fit may end in a checkpoint (trainer.training is already False here)
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             self._check(trainer, module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

@@ -34,12 +34,12 @@ class TrainTimer(pl.Callback):
         images = sum(len(x) for x, _ in step_batches(batch))
         self.images += images * trainer.world_size  # under DDP every process trains on as many
 
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._start is None:  # after a validation within the epoch (trainer.val_check_interval < 1)
+            self._start = time.perf_counter()
+
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._pause()
-
-    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.training and not trainer.sanity_checking:
-            self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._pause()
