@@ -107,3 +107,6 @@ def test_objective_scores_failures_and_missed_constraints_as_worst():
     assert objective_value({"status": "failed"}, objective) == -math.inf
     with pytest.raises(ConfigError, match="objective.metric"):
         objective_value(ok, OmegaConf.merge(objective, {"metric": "test/nope"}))
+    with pytest.raises(ConfigError, match="objective.constraint.metric='test/probe_acc' is not in metrics.json"):
+        objective_value(ok, OmegaConf.merge(objective, {"constraint": {"metric": "test/probe_acc"}}))
+    assert objective_value({**ok, "test/probe_accuracy": None}, objective) == -math.inf  # measured, not finite

@@ -71,10 +71,11 @@ def objective_value(record: dict[str, Any], objective: DictConfig) -> float:
     worst = math.inf if objective.direction == "minimize" else -math.inf
     if record.get("status") != "ok":
         return worst
-    if objective.metric not in record:
-        raise ConfigError(f"objective.metric={objective.metric!r} is not in metrics.json; choose one of "
-                          f"{sorted(k for k, v in record.items() if isinstance(v, (int, float)))}")
     bound = objective.constraint
+    for key, metric in (("objective.metric", objective.metric), ("objective.constraint.metric", bound.metric)):
+        if metric and metric not in record:  # a typo, or eval.enabled=false: every run would score the worst
+            raise ConfigError(f"{key}={metric!r} is not in metrics.json; choose one of "
+                              f"{sorted(k for k, v in record.items() if isinstance(v, (int, float)))}")
     if bound.metric and (record.get(bound.metric) is None or record[bound.metric] < bound.min):
         return worst
     return worst if record[objective.metric] is None else float(record[objective.metric])
