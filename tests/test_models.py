@@ -588,3 +588,21 @@ def test_last_ckpt_is_the_latest_epoch_whatever_the_best(tmp_path, data_dir):
     assert last["epoch"] == 2 and last["global_step"] == trainer.global_step == 24
     assert torch.equal(last["state_dict"]["net.decoder.0.weight"], model.state_dict()["net.decoder.0.weight"])
     assert len(list(folder.glob("best-epoch*.ckpt"))) == 1
+
+
+def test_images_are_logged_at_the_step_of_the_scalar_curves(tmp_path):
+    """With K optimiser steps per Lightning batch, global_step runs K times ahead of the batches Lightning
+    logs scalars at; the pictures go where the curves are."""
+    from types import SimpleNamespace
+
+    from vae_lab.viz.callbacks import ImageLogger
+
+    cfg = compose_cfg(tmp_path, "net=mlp")
+    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    steps = []
+    writer = SimpleNamespace(add_image=lambda tag, grid, step: steps.append(step))
+    trainer = SimpleNamespace(global_step=14, loggers=[SimpleNamespace(experiment=writer)],
+                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=7)))
+    x = torch.rand(8, 1, 28, 28)
+    ImageLogger(n=2).log_images(trainer, model, x, torch.arange(8) % 10)
+    assert steps == [7, 7, 7]

@@ -30,7 +30,7 @@ class ImageLogger(pl.Callback):
         """Write every picture for the current model state at the current step."""
         was_training = module.training
         module.eval()
-        step = trainer.global_step
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the x of Lightning's own scalars (in batches)
         images = {"images/reconstructions": grids.reconstructions(module, x, y, self.n),
                   "images/samples": grids.samples(module, self.n * self.n),
                   "images/traversals": grids.traversals(module, x, y if module.conditional else None)}
