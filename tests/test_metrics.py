@@ -254,13 +254,23 @@ def test_probe_on_random_codes_is_near_chance_and_deterministic():
 
 # --- classifier and FID --------------------------------------------------------------------------
 def test_classifier_is_trained_cached_and_reused(tiny_classifier, data_dir, tmp_path_factory, monkeypatch, mnist):
+    """Cached per recipe: the same request reuses it; another recipe, or the default one, never takes it."""
     cache = next(p for p in tmp_path_factory.getbasetemp().glob("classifiers*"))
-    assert (cache / "mnist.pt").is_file() and (cache / "mnist.json").is_file()
+    tiny = {"width": 8, "epochs": 5, "max_steps": 40, "train_subset": 2000}
+    [weights] = cache.glob("mnist-*.pt")  # not mnist.pt, the name of the default recipe's cache
+    assert weights.with_suffix(".json").is_file() and not (cache / "mnist.pt").exists()
     assert tiny_classifier.test_accuracy > 0.6
     assert accuracy(tiny_classifier, mnist.splits["test"]) == pytest.approx(tiny_classifier.test_accuracy)
-    monkeypatch.setattr(classifier_module, "train_classifier", lambda *a, **k: pytest.fail("retrained"))
-    again = get_classifier(data_dir, "mnist", width=8, cache_dir=cache)
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), tiny_classifier.state_dict().values()))
+    trained = []
+    monkeypatch.setattr(classifier_module, "train_and_cache", lambda *a, **k: trained.append(a[3].name))
+    monkeypatch.setattr(classifier_module, "load_classifier", lambda weights, device: weights.name)
+    assert get_classifier(data_dir, "mnist", cache_dir=cache, **tiny) == weights.name and not trained
+    get_classifier(data_dir, "mnist", cache_dir=cache, **{**tiny, "width": 16})
+    get_classifier(data_dir, "mnist", cache_dir=cache)
+    assert trained[0].startswith("mnist-") and trained[0] != weights.name and trained[1] == "mnist.pt"
+    (cache / "mnist.pt").write_bytes(weights.read_bytes())  # a default-named cache trained another way
+    get_classifier(data_dir, "mnist", cache_dir=cache)
+    assert trained[2] == "mnist.pt"  # is trained again
 
 
 def test_classifier_takes_any_image_size(tiny_classifier, mnist):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -135,6 +137,7 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
     classifier = train_classifier(data.splits["train"], device, **recipe)
     record = {"dataset": dataset, "test_accuracy": accuracy(classifier, data.splits["test"]),
               "train_seconds": time.perf_counter() - start, "train_images": len(data.splits["train"]),
+              "train_subset": train_subset,
               "recipe": recipe, "device": str(device), "threads": torch.get_num_threads()}
     print(f"classifier[{dataset}]: test accuracy {record['test_accuracy']:.4f} "
           f"after {record['train_seconds']:.0f} s of training")
@@ -148,8 +151,26 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
 def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | str = "cpu",
                    train_subset: int | None = None, cache_dir: str | Path | None = None,
                    **overrides: Any) -> Classifier:
-    """The dataset's classifier, cached in `data_dir/classifiers/{dataset}.pt`; trained (recipe + overrides) once."""
-    weights = Path(cache_dir or Path(data_dir) / "classifiers") / f"{dataset}.pt"
-    if not weights.is_file():
-        train_and_cache(data_dir, dataset, device, weights, train_subset, **{**RECIPES[dataset], **overrides})
+    """The dataset's classifier, trained once per recipe and cached: `data_dir/classifiers/{dataset}.pt` for the
+    default recipe, `{dataset}-{hash}.pt` for any other (overrides, a training subset), so a quick classifier asked
+    for once is never taken for the real one. A cache whose recorded recipe differs is trained again."""
+    recipe = {**RECIPES[dataset], **overrides}
+    weights = Path(cache_dir or Path(data_dir) / "classifiers") / cache_name(dataset, recipe, train_subset)
+    if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
+        train_and_cache(data_dir, dataset, device, weights, train_subset, **recipe)
     return load_classifier(weights, device)
+
+
+def cache_name(dataset: str, recipe: dict[str, Any], train_subset: int | None) -> str:
+    """The cache file of a classifier recipe: the dataset's name for its default recipe, with a hash otherwise."""
+    if recipe == RECIPES[dataset] and train_subset is None:
+        return f"{dataset}.pt"
+    key = json.dumps({"recipe": recipe, "train_subset": train_subset}, sort_keys=True)
+    return f"{dataset}-{hashlib.sha256(key.encode()).hexdigest()[:8]}.pt"
+
+
+def trained_as(weights: Path, recipe: dict[str, Any], train_subset: int | None) -> bool:
+    """Whether a cached classifier was trained with this recipe (caches from before train_subset was recorded
+    count as trained on all images, which the default-named ones were)."""
+    saved = torch.load(weights, map_location="cpu", weights_only=True)
+    return saved.get("recipe") == recipe and saved.get("train_subset") == train_subset
