@@ -232,3 +232,19 @@ def test_a_column_no_run_has_is_an_error_before_anything_is_written(runs):
     with pytest.raises(ConfigError, match=r"no run has \['test/bogus'\]"):
         report(cfg)
     assert not (runs / "report.md").exists() and not (runs / "figures").exists()
+
+
+def test_figure_lines_never_join_groups_that_differ_in_another_setting():
+    """CVAE latent sizes with and without the learned prior: two lines named by it, not one zigzag."""
+    from vae_lab.viz.plots import _line_namer, _series
+
+    def row(z, learned, lr=2e-3):
+        return {"model": "cvae", "net": "mlp", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0, "latent_dim": z,
+                "learned_prior": learned, "lr": lr, "n": 1, "seeds": [0], "runs": [], "mean": {}, "std": {}}
+
+    rows = [row(z, learned) for z in (2, 8) for learned in (True, False)] + [row(4, None, lr=None)]
+    lines = _series(rows, "latent_dim")
+    assert len(lines) == 2 and all([r["latent_dim"] for r in line] == [2, 8] for line in lines.values())
+    name = _line_namer(lines)
+    assert sorted(name(line[0]) for line in lines.values()) == ["mnist learned prior False", "mnist learned prior True"]
+    assert "lr=None" in _line_namer(_series(rows + [row(16, None, lr=None)], "latent_dim"))(row(4, None, lr=None))

@@ -101,13 +101,37 @@ def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
     return _save(fig, path)
 
 
-def _series(rows: Sequence[Row], x_key: str, fixed: Sequence[str]) -> dict[tuple, list[Row]]:
-    """Rows split into lines that share `fixed` keys, each sorted by x_key; only lines of 2+ distinct x."""
+SUMMARY_FIELDS = ("n", "seeds", "runs", "mean", "std")  # a report row's statistics; its other fields say what it is
+KEY_LABELS = {"model": "{}", "net": "{}", "beta": "β={:g}", "capacity_max": "C={:g}", "latent_dim": "z={}",
+              "prior_components": "K={}", "learned_prior": "learned prior {}", "lr": "lr={:g}", "image_size": "{}²",
+              "epochs": "{} epochs", "train_subset": "{} images"}
+
+
+def _series(rows: Sequence[Row], x_key: str) -> dict[tuple, list[Row]]:
+    """Rows split into lines that agree in everything but x_key, each sorted by x_key; only lines of 2+ distinct x
+    (a line never joins groups that differ in another setting, such as the prior or the learning rate)."""
     lines: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        lines[tuple(row[k] for k in fixed)].append(row)
+        lines[tuple((k, row[k]) for k in sorted(row) if k not in SUMMARY_FIELDS and k != x_key)].append(row)
     return {key: sorted(line, key=lambda r: r[x_key]) for key, line in sorted(lines.items(), key=lambda kv: str(kv[0]))
             if len({r[x_key] for r in line}) > 1}
+
+
+def _line_namer(lines: dict[tuple, list[Row]]):
+    """Names for the lines: the dataset, then whatever else tells the lines apart."""
+    keys = sorted({k for key in lines for k, _ in key})
+    varying = [k for k in keys if k != "dataset" and len({dict(key).get(k) for key in lines}) > 1]
+
+    def label(key: str, value: Any) -> str:
+        try:
+            return KEY_LABELS.get(key, key + "={}").format(value)
+        except (TypeError, ValueError):  # a value older runs did not record (None)
+            return f"{key}={value}"
+
+    def name(row: Row) -> str:
+        return " ".join([row["dataset"]] + [label(k, row[k]) for k in varying])
+
+    return name
 
 
 def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[str], path: Path, title: str,
@@ -145,39 +169,26 @@ def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[st
 def beta_tradeoff(rows: Sequence[Row], path: Path) -> bool:
     """β-VAE (no capacity annealing) per dataset: β against recon, KL, active units, probe accuracy, FID."""
     rows = [r for r in rows if r["model"] == "beta_vae" and not r["capacity_max"] and r["beta"]]
-    lines = _series(rows, "beta", ("dataset", "net", "latent_dim"))
-    nets = {key[1] for key in lines}
-    dims = {key[2] for key in lines}
-
-    def name(row: Row) -> str:
-        return " ".join([row["dataset"]] + ([row["net"]] if len(nets) > 1 else [])
-                        + ([f"z={row['latent_dim']}"] if len(dims) > 1 else []))
-
-    return _line_panels(lines, "beta", TRADEOFF, path, "β-VAE trade-off (mean ± std over seeds)", "β", 10, name)
+    lines = _series(rows, "beta")
+    return _line_panels(lines, "beta", TRADEOFF, path, "β-VAE trade-off (mean ± std over seeds)", "β", 10,
+                        _line_namer(lines))
 
 
 def disentanglement_vs_beta(rows: Sequence[Row], path: Path) -> bool:
     """β-VAE on data with known factors: β against each disentanglement metric (labelled with its property)."""
     rows = [r for r in rows if r["model"] == "beta_vae" and not r["capacity_max"] and r["beta"]
             and _has(r, "test/mig")]
-    lines = _series(rows, "beta", ("dataset", "net", "latent_dim"))
+    lines = _series(rows, "beta")
     return _line_panels(lines, "beta", DISENTANGLEMENT, path, "Disentanglement against β (mean ± std over seeds)",
-                        "β", 2, lambda row: row["dataset"])
+                        "β", 2, _line_namer(lines))
 
 
 def latent_size(rows: Sequence[Row], path: Path) -> bool:
     """CVAE per dataset: latent size against test loss and conditional accuracy (when groups differ in it)."""
     rows = [r for r in rows if r["model"] == "cvae" and r["latent_dim"]]
-    lines = _series(rows, "latent_dim", ("dataset", "net", "beta", "capacity_max"))
-    nets = {key[1] for key in lines}
-    betas = {key[2] for key in lines}
-
-    def name(row: Row) -> str:
-        return " ".join([row["dataset"]] + ([row["net"]] if len(nets) > 1 else [])
-                        + ([f"β={row['beta']:g}"] if len(betas) > 1 else []))
-
+    lines = _series(rows, "latent_dim")
     return _line_panels(lines, "latent_dim", ("test/loss", "test/cond_accuracy"), path,
-                        "CVAE latent size (mean ± std over seeds)", "latent dimensions", 2, name)
+                        "CVAE latent size (mean ± std over seeds)", "latent dimensions", 2, _line_namer(lines))
 
 
 def image_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[str]]], path: Path, title: str = "") -> bool:
