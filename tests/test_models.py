@@ -606,3 +606,23 @@ def test_images_are_logged_at_the_step_of_the_scalar_curves(tmp_path):
     x = torch.rand(8, 1, 28, 28)
     ImageLogger(n=2).log_images(trainer, model, x, torch.arange(8) % 10)
     assert steps == [7, 7, 7]
+
+
+def test_the_finite_loss_guard_stops_every_process_when_one_sees_a_nan():
+    """Under DDP a NaN on one process alone must stop all of them (a lone stop would leave the rest waiting)."""
+    from types import SimpleNamespace
+
+    from vae_lab.guards import FiniteLossGuard, NonFiniteLossError
+
+    decisions = []
+
+    def reduce_boolean_decision(decision, all=True):  # Lightning's own signature
+        decisions.append((decision, all))
+        return True  # another process's loss is not finite
+
+    module = SimpleNamespace(_train_sums=torch.tensor([1.0]), _train_names=["loss"], _train_count=1)
+    trainer = SimpleNamespace(global_step=60, current_epoch=1, world_size=2,
+                              strategy=SimpleNamespace(reduce_boolean_decision=reduce_boolean_decision))
+    with pytest.raises(NonFiniteLossError, match="step 60 \\(epoch 1; on another process\\)"):
+        FiniteLossGuard(every_n_steps=50).on_train_batch_end(trainer, module, None, None, 0)
+    assert decisions == [(False, False)]  # this process's own verdict, stopping if any process's is bad

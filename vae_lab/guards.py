@@ -30,12 +30,15 @@ class FiniteLossGuard(pl.Callback):
 
     def _check(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         sums = getattr(module, "_train_sums", None)
-        if sums is None or bool(torch.isfinite(sums).all()):
+        bad = sums is not None and not bool(torch.isfinite(sums).all())
+        if getattr(trainer, "world_size", 1) > 1:  # all processes stop together, or those left would wait forever
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
             return
-        terms = ", ".join(f"{name}={value:.4g}" for name, value in zip(module._train_names,
-                                                                         (sums / module._train_count).tolist()))
+        terms = "on another process" if sums is None or bool(torch.isfinite(sums).all()) else "epoch means: " + ", ".join(
+            f"{name}={value:.4g}" for name, value in zip(module._train_names, (sums / module._train_count).tolist()))
         raise NonFiniteLossError(f"non-finite training loss at step {trainer.global_step} "
-                                 f"(epoch {trainer.current_epoch}; epoch means: {terms}); "
+                                 f"(epoch {trainer.current_epoch}; {terms}); "
                                  "the last good checkpoint is kept — lower model.lr or check the data")
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
