@@ -388,9 +388,10 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
     check(cfg)
     extra = [f"data={cfg.dataset}", f"seed={cfg.seed}"] + ([f"data.train_subset={cfg.train_subset}"]
                                                            if cfg.train_subset else [])
-    cases = {name: compose_case(list(overrides) + list(cfg.overrides) + extra) if compose_case else
-             compose_train(name, list(overrides) + list(cfg.overrides) + extra)
-             for name, overrides in cfg.cases.items()}  # every case's overrides checked before any runs
+    cases = {}  # every case composed (its overrides checked) before any runs
+    for name, overrides in cfg.cases.items():
+        all_overrides = list(overrides) + list(cfg.overrides) + extra
+        cases[name] = compose_case(all_overrides) if compose_case else compose_train(name, all_overrides)
     if cfg.json:
         output_folder("json", cfg.json)
     rows = []

@@ -35,8 +35,11 @@ class FiniteLossGuard(pl.Callback):
             bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
         if not bad:
             return
-        terms = "on another process" if sums is None or bool(torch.isfinite(sums).all()) else "epoch means: " + ", ".join(
-            f"{name}={value:.4g}" for name, value in zip(module._train_names, (sums / module._train_count).tolist()))
+        if sums is None or bool(torch.isfinite(sums).all()):
+            terms = "on another process"
+        else:
+            means = (sums / module._train_count).tolist()
+            terms = "epoch means: " + ", ".join(f"{n}={v:.4g}" for n, v in zip(module._train_names, means))
         raise NonFiniteLossError(f"non-finite training loss at step {trainer.global_step} "
                                  f"(epoch {trainer.current_epoch}; {terms}); "
                                  "the last good checkpoint is kept — lower model.lr or check the data")

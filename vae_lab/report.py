@@ -2,9 +2,9 @@
 
 Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, groups the finished runs by
 (model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, prior components, learned
-prior, learning rate, image size, epochs and training subset (shown as columns only then), averages every test/, time/ and mem/
-metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into the first DIR. Runs
-without a readable metrics.json or with status != "ok" are listed in report.md as failures.
+prior, learning rate, image size, epochs and training subset (shown as columns only then), averages every test/,
+time/ and mem/ metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into
+the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures.
 """
 
 from __future__ import annotations

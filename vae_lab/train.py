@@ -64,7 +64,6 @@ def check_ranges(cfg: DictConfig) -> None:
     check_number("seed", cfg.seed, whole=True, minimum=0)
     if cfg.seed > MAX_SEED:
         raise ConfigError(f"seed={cfg.seed}: must be at most {MAX_SEED}")
-    check_number("data.train_subset", cfg.data.train_subset, whole=True, minimum=1, nullable=True)
     check_number("trainer.log_every_n_steps", cfg.trainer.get("log_every_n_steps", 50), whole=True, minimum=0)
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (epochs == 0 or epochs < -1):
@@ -157,7 +156,8 @@ def main(cfg: DictConfig) -> float | None:
         except Exception as err:
             if not multirun:
                 raise
-            log.error("this job failed, the sweep goes on: %s", user_error(err) or err, exc_info=user_error(err) is None)
+            cause = user_error(err)  # the user's to fix: one line; anything else: with its traceback
+            log.error("this job failed, the sweep goes on: %s", cause or err, exc_info=cause is None)
             if not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused before training began
                 write_failure(cfg, err)
             record = {"status": "failed"}
