@@ -347,7 +347,8 @@ def test_the_finite_loss_guard_checks_before_a_validation_during_fit(every):
     from vae_lab.guards import FiniteLossGuard, NonFiniteLossError
 
     guard = FiniteLossGuard(every_n_steps=every)
-    module = SimpleNamespace(_train_sums=torch.tensor([float("nan")]), _train_names=["loss"], _train_count=1)
+    module = SimpleNamespace(_train_sums=torch.tensor([float("nan")]), _train_names=["loss"], _train_count=1,
+                             parameters=lambda: [torch.zeros(3)])
     trainer = SimpleNamespace(global_step=100, current_epoch=0, training=False, sanity_checking=True,
                               state=SimpleNamespace(fn=TrainerFn.FITTING))
     guard.on_validation_start(trainer, module)  # the sanity check: nothing trained yet
@@ -626,3 +627,21 @@ def test_the_finite_loss_guard_stops_every_process_when_one_sees_a_nan():
     with pytest.raises(NonFiniteLossError, match="step 60 \\(epoch 1; on another process\\)"):
         FiniteLossGuard(every_n_steps=50).on_train_batch_end(trainer, module, None, None, 0)
     assert decisions == [(False, False)]  # this process's own verdict, stopping if any process's is bad
+
+
+def test_the_finite_loss_guard_checks_the_weights_before_a_checkpoint():
+    """The last update of an epoch can break the weights after a finite loss: the epoch's end looks at them too."""
+    from types import SimpleNamespace
+
+    from vae_lab.guards import FiniteLossGuard, NonFiniteLossError
+
+    weights = [torch.zeros(3), torch.tensor([0.0, float("inf")])]
+    module = SimpleNamespace(_train_sums=torch.tensor([1.0]), _train_names=["loss"], _train_count=1,
+                             parameters=lambda: weights)
+    trainer = SimpleNamespace(global_step=430, current_epoch=0)
+    guard = FiniteLossGuard(every_n_steps=1)
+    guard.on_train_batch_end(trainer, module, None, None, 0)  # per batch: the loss sums only, no weight sync
+    with pytest.raises(NonFiniteLossError, match="non-finite training weights at step 430"):
+        guard.on_train_epoch_end(trainer, module)
+    weights[1] = torch.zeros(2)
+    guard.on_train_epoch_end(trainer, module)

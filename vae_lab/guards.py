@@ -28,19 +28,24 @@ class FiniteLossGuard(pl.Callback):
         self.every_n_steps = every_n_steps
         self._checked_at = 0  # a batch may advance global_step by several steps (data.steps_per_batch)
 
-    def _check(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    def _check(self, trainer: pl.Trainer, module: pl.LightningModule, weights: bool = False) -> None:
+        """Raise if the epoch's loss sums (and, before a checkpoint, the weights) are not finite on any process."""
         sums = getattr(module, "_train_sums", None)
-        bad = sums is not None and not bool(torch.isfinite(sums).all())
+        loss_bad = sums is not None and not bool(torch.isfinite(sums).all())
+        # the last update can break the weights after a finite loss; one host sync, at checkpoints only
+        weights_bad = weights and not bool(torch.stack([torch.isfinite(p).all() for p in module.parameters()]).all())
+        bad = loss_bad or weights_bad
         if getattr(trainer, "world_size", 1) > 1:  # all processes stop together, or those left would wait forever
             bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
         if not bad:
             return
-        if sums is None or bool(torch.isfinite(sums).all()):
-            terms = "on another process"
-        else:
+        what, terms = "loss", "on another process"
+        if loss_bad:
             means = (sums / module._train_count).tolist()
             terms = "epoch means: " + ", ".join(f"{n}={v:.4g}" for n, v in zip(module._train_names, means))
-        raise NonFiniteLossError(f"non-finite training loss at step {trainer.global_step} "
+        elif weights_bad:
+            what, terms = "weights", "after the last update; the losses were finite"
+        raise NonFiniteLossError(f"non-finite training {what} at step {trainer.global_step} "
                                  f"(epoch {trainer.current_epoch}; {terms}); "
                                  "the last good checkpoint is kept — lower model.lr or check the data")
 
@@ -53,7 +58,7 @@ class FiniteLossGuard(pl.Callback):
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         # a validation during fit may end in a checkpoint (trainer.training is already False here)
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            self._check(trainer, module)
+            self._check(trainer, module, weights=True)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self._check(trainer, module)
+        self._check(trainer, module, weights=True)
