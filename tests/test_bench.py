@@ -33,6 +33,45 @@ def test_bench_reports_both_paths(tmp_path, data_dir, capsys):
     assert len(json.loads(out.read_text())["results"]) == 2
 
 
+def test_with_several_steps_per_batch_the_reference_catches_up_for_parity(tmp_path, data_dir):
+    """Lightning stops at a whole batch of 3 steps (9, past the 8 asked for): the reference takes the 9th too."""
+    cfg = compose_cfg(tmp_path, "warmup_steps=2", "repeats=2", "steps_per_repeat=3", "train_subset=2000",
+                      "eval_images=200", '~cases', '+cases={cvae:["+arm=cvae_seed_conv","data.steps_per_batch=3"]}',
+                      config="bench")
+    [row] = bench(cfg, compose_case=lambda overrides: compose_cfg(tmp_path, *overrides))
+    assert row["trained_steps"] == {"vae_lab": 9, "reference": 9}
+
+
+def test_the_reference_runs_unflushed_and_waits_for_the_device_only_at_window_edges(tmp_path, data_dir, monkeypatch):
+    """vae_lab's fit flushes denormals around the reference's turns: the plain loop must not (nor keep it off
+    after); on a GPU it synchronises where a window starts or ends and at a turn's end, not every step."""
+    import vae_lab.bench as bench_module
+
+    cfg = compose_cfg(tmp_path, "+arm=cvae_seed_conv", "data.train_subset=1000")
+    loop = bench_module.ReferenceLoop(cfg, boundaries=[2, 5, 8])
+    synced, flushed = [], []
+    monkeypatch.setattr(bench_module, "synchronise", lambda device: synced.append(len(loop.marks) + 1))
+    step = loop.model.loss_terms
+    monkeypatch.setattr(loop.model, "loss_terms", lambda batch: flushed.append(bench_module.denormals_flushed())
+                        or step(batch))
+    torch.set_flush_denormal(True)
+    try:
+        loop.run(5)
+        loop.run(4)
+        assert bench_module.denormals_flushed()  # as vae_lab had it
+    finally:
+        torch.set_flush_denormal(False)
+    assert synced == [2, 5, 8, 9] and flushed == [False] * 9
+
+
+def test_parity_allows_only_a_worse_loss_within_the_tolerance_whatever_its_sign():
+    from vae_lab.bench import parity
+
+    assert parity(100.9, 100.0, 0.01) == "pass" and parity(101.1, 100.0, 0.01) == "FAIL"
+    assert parity(-99.1, -100.0, 0.01) == "pass" and parity(-98.9, -100.0, 0.01) == "FAIL"  # Gaussian NLLs
+    assert parity(-120.0, -100.0, 0.01) == "pass"  # better is never a failure
+
+
 def test_the_profiler_counts_the_steps_after_its_start():
     """Batches of 1, 4 and 2 steps with the profiler due after 3: it starts at the end of the 4-step batch (step 5)
     and counts the 2 steps after it."""
@@ -111,8 +150,10 @@ def test_bench_checks_every_case_and_its_json_path_before_running_any(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     cases = [['+cases={a:["+arm=vae"],b:["net=mpl"]}', "train_subset=500"],
-             ["train_subset=500", f"json={blocker}/bench.json"]]
-    needles = ["error: case 'b': In 'train': Could not find 'net/mpl'", f"error: json={blocker}/bench.json: cannot"]
+             ["train_subset=500", f"json={blocker}/bench.json"],
+             ['+cases={a:["+arm=vae"],b:["+arm=vae","data.steps_per_batch=4"]}', "steps_per_repeat=3"]]
+    needles = ["error: case 'b': In 'train': Could not find 'net/mpl'", f"error: json={blocker}/bench.json: cannot",
+               "error: case 'b': data.steps_per_batch=4 is more than steps_per_repeat=3"]
     for result, needle in zip(run_cli_cases("vae_lab.bench", cases), needles):
         assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
         assert "benchmarking" not in result.stdout and "Traceback" not in result.stderr
