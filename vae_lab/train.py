@@ -68,9 +68,6 @@ def check_ranges(cfg: DictConfig) -> None:
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (epochs == 0 or epochs < -1):
         raise ConfigError(f"trainer.max_epochs={epochs}: must be ≥ 1 (or -1: until +trainer.max_steps)")
-    images = OmegaConf.select(cfg, "callbacks.images.every_n_epochs", default=None)
-    if images is not None:
-        check_number("callbacks.images.every_n_epochs", images, whole=True, minimum=1)
 
 
 def check_labels(cfg: DictConfig) -> None:

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
 
+from vae_lab.errors import check_number
 from vae_lab.viz import grids
 
 
@@ -13,6 +14,7 @@ class ImageLogger(pl.Callback):
     """Every few epochs (and at the last), log reconstructions, samples, traversals and class grids."""
 
     def __init__(self, every_n_epochs: int = 2, n: int = 8) -> None:
+        check_number("callbacks.images.every_n_epochs", every_n_epochs, whole=True, minimum=1)
         self.every_n_epochs, self.n = every_n_epochs, n
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
