@@ -17,14 +17,16 @@ from vae_lab.cli import output_folder, require, user_errors
 from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
-from vae_lab.metrics.classifier import get_classifier
+from vae_lab.metrics.classifier import classifier_folder, get_classifier
 from vae_lab.metrics.ground_truth import disentanglement_metrics
 from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
+from vae_lab.timing import Stopwatch
 
-IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier"}
+IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier", "watch",
+                                                                  "fid_cache"}
 GROUND_TRUTH_KEYS = set(inspect.signature(disentanglement_metrics).parameters) - {"model", "data"}
 EVAL_KEYS = IMAGE_KEYS | GROUND_TRUTH_KEYS
 ACCELERATORS = ("auto", "cpu", "gpu")
@@ -68,12 +70,18 @@ def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictC
     """
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
+    watch = Stopwatch()
     ground_truth = getattr(datamodule, "ground_truth", None)
     if ground_truth is not None:
-        metrics = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
+        with watch("disentanglement"):
+            metrics = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
+        metrics.update(watch.summary())
     else:
-        classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
-        metrics = evaluate_model(model, datamodule, classifier, **_pick(opts, IMAGE_KEYS))
+        with watch("classifier"):  # loaded from its cache, or trained once for every later run
+            classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
+        fid_cache = classifier_folder(datamodule.data_dir, classifier_opts.get("cache_dir")) / "fid"
+        metrics = evaluate_model(model, datamodule, classifier, watch=watch, fid_cache=fid_cache,
+                                 **_pick(opts, IMAGE_KEYS))
     metrics["time/eval_seconds"] = time.perf_counter() - start
     metrics["mem/peak_mb"] = peak_memory_mb(model.device)
     return metrics

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
@@ -19,7 +21,7 @@ from vae_lab.errors import ConfigError, check_number, user_error
 from vae_lab.evaluate import eval_options, test_set_metrics
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
-from vae_lab.timing import TrainTimer
+from vae_lab.timing import JOBS, Stopwatch, TrainTimer
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
@@ -105,14 +107,34 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     return datamodule, model, instantiate(cfg.trainer, **trainer_kwargs)
 
 
+def apply_threads(threads: int | None) -> None:
+    """`threads`: torch's intra-op threads for this job (a sweep's jobs side by side each take a share of the
+    cores); null leaves torch's default (one per core)."""
+    if threads is None:
+        return
+    check_number("threads", threads, whole=True, minimum=1)
+    torch.set_num_threads(int(threads))
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test on the full test set, and write the run's metrics.json; return its record."""
-    datamodule, model, trainer = build(cfg)
+    watch = Stopwatch()
+    watch.add("startup", JOBS.startup_seconds())  # interpreter, imports, Hydra's composition (or the previous job)
+    job_start = time.perf_counter()
+    apply_threads(cfg.get("threads"))
+    with watch("setup"):  # the objects, and the data read into memory (Lightning's own setup then finds it there)
+        datamodule, model, trainer = build(cfg)
+        if trainer.world_size == 1:
+            datamodule.prepare_data()
+            datamodule.setup("fit")
     callbacks, logger = trainer.callbacks, trainer.logger
+    timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     choices = dict(HydraConfig.get().runtime.choices)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path or ("last" if cfg.resume else None))
-        test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
+        with watch("fit"):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path or ("last" if cfg.resume else None))
+        with watch("test"):
+            test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
         if not trainer.is_global_zero:
             return {}  # under DDP, rank 0 alone evaluates and writes
         if cfg.eval.enabled:  # where it trained: Lightning's teardown has just moved the model to the CPU
@@ -121,9 +143,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             write_failure(cfg, err)
         raise
-    timer = next(c for c in callbacks if isinstance(c, TrainTimer))
-    record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
+    timing = timer.summary()
+    fit = watch.seconds.pop("fit")  # what of the fit was neither training nor validation (checkpoints, logging, …)
+    watch.add("fit_other", max(0.0, fit - timer.this_process))
+    timing.update(watch.summary())
+    timing["time/total_seconds"] = watch.seconds["startup"] + time.perf_counter() - job_start
+    record = run_record(cfg, choices, model, test, timing, trainer.current_epoch)
     record["processes"] = trainer.world_size
+    record["threads"] = torch.get_num_threads()
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
     hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
     logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
@@ -158,6 +185,8 @@ def main(cfg: DictConfig) -> float | None:
             if not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused before training began
                 write_failure(cfg, err)
             record = {"status": "failed"}
+        finally:
+            JOBS.job_ended()
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 
 

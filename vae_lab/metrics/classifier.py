@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,34 @@ def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | st
     default recipe, `{dataset}-{hash}.pt` for any other (overrides, a training subset), so a quick classifier asked
     for once is never taken for the real one. A cache whose recorded recipe differs is trained again."""
     recipe = {**RECIPES[dataset], **overrides}
-    weights = Path(cache_dir or Path(data_dir) / "classifiers") / cache_name(dataset, recipe, train_subset)
-    if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
-        train_and_cache(data_dir, dataset, device, weights, train_subset, **recipe)
+    weights = classifier_folder(data_dir, cache_dir) / cache_name(dataset, recipe, train_subset)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(weights.with_suffix(".lock")):  # a sweep's jobs side by side: one trains, the others wait for it
+        if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
+            train_and_cache(data_dir, dataset, device, weights, train_subset, **recipe)
     return load_classifier(weights, device)
+
+
+def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where the classifiers (and the real images' FID statistics, in `fid/`) are cached: `eval.classifier.cache_dir`,
+    by default `data_dir/classifiers`."""
+    return Path(cache_dir or Path(data_dir) / "classifiers")
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file (other processes asking for it wait) where the OS has fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; jobs side by side may then train the same classifier twice
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cache_name(dataset: str, recipe: dict[str, Any], train_subset: int | None) -> str:
