@@ -448,9 +448,11 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timed: bool)
     """Where the time went: the sweep's wall time and each part's total over its runs (metrics.json's time/*)."""
     lines = ["", "## Where the time went", ""]
     if sweep:
+        threads = sweep.get("threads")
         lines.append(f"Sweep wall clock: **{sweep['wall_seconds']:,.0f} s** ({sweep['wall_seconds'] / 60:.1f} min), "
-                     f"from its process's start to its last job's end (sweep.json); {sweep.get('n_jobs')} jobs at once × "
-                     f"{sweep.get('threads') or 'default'} threads ({sweep.get('launcher')}) on {sweep.get('cpus')} CPUs.")
+                     f"from its process's start to its last job's end (sweep.json); {sweep.get('n_jobs')} job(s) at "
+                     f"once × {threads or 'the default number of'} thread(s) each ({sweep.get('launcher')}) on "
+                     f"{sweep.get('cpus')} CPUs.")
     else:
         lines.append("No sweep.json here (not a multirun folder), so no sweep wall time.")
     totals = [r.record["time/total_seconds"] for r in runs if _number(r.record.get("time/total_seconds"))]

@@ -56,7 +56,7 @@ class Arm:
     def __init__(self, name: str, group: dict[str, Any], run: Path, cfg: DictConfig,
                  datamodules: dict[str, Any]) -> None:
         self.name, self.group, self.run, self.cfg = name, group, run, cfg
-        key = OmegaConf.to_yaml(cfg.data)  # arms on the same data share its resident images
+        key = OmegaConf.to_yaml(cfg.data, resolve=True)  # arms on the same data share its resident images
         self.datamodule, self.model, _ = build(cfg, callbacks=[], logger=False)
         self.datamodule = datamodules.setdefault(key, self.datamodule)
         self.datamodule.prepare_data()
