@@ -288,3 +288,16 @@ def test_figure_lines_never_join_groups_that_differ_in_another_setting():
     name = _line_namer(lines)
     assert sorted(name(line[0]) for line in lines.values()) == ["mnist learned prior False", "mnist learned prior True"]
     assert "lr=None" in _line_namer(_series(rows + [row(16, None, lr=None)], "latent_dim"))(row(4, None, lr=None))
+
+
+def test_a_timing_pass_is_compared_with_the_one_before_it():
+    from vae_lab.timing_pass import agreement, agreement_line
+
+    def arms(**rates):
+        return [{"name": name, "train_images_per_second": {"median": rate}} for name, rate in rates.items()]
+
+    close = agreement(arms(a=100.0, b=200.0, c=50.0), arms(a=105.0, b=190.0, c=50.0))
+    assert close["max_difference"] == pytest.approx(0.05) and close["same_ranking"] and close["arms"] == 3
+    assert "within 5.0%" in agreement_line(close) and "the same ranking" in agreement_line(close)
+    swapped = agreement(arms(a=100.0, b=200.0), arms(a=210.0, b=190.0))
+    assert swapped["max_difference"] == pytest.approx(1.1) and not swapped["same_ranking"]

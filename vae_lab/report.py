@@ -28,7 +28,7 @@ from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError, VaeLabError
 from vae_lab.metrics.disentanglement import PROPERTY
 from vae_lab.timing import PARTS
-from vae_lab.timing_pass import TIMING_FILE, TIMING_HEADERS, read_timing, timing_pass
+from vae_lab.timing_pass import TIMING_FILE, TIMING_HEADERS, agreement_line, read_timing, timing_pass
 from vae_lab.viz import plots
 
 GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
@@ -386,7 +386,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)
-                       + time_section(runs, read_sweep(out), (out / TIMING_FILE).is_file()))
+                       + time_section(runs, read_sweep(out), read_json_file(out / TIMING_FILE)))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))
     for failure in failures:
@@ -436,15 +436,20 @@ def attach_timing(runs: Sequence[Run], folder: Path) -> None:
             run.record[f"timing/{metric}_range"] = (arm[metric]["min"], arm[metric]["max"])
 
 
-def read_sweep(folder: Path) -> dict[str, Any] | None:
-    """The sweep's sweep.json (its wall time; vae_lab.sweep writes it), if readable."""
+def read_json_file(path: Path) -> dict[str, Any] | None:
+    """A JSON file the report adds to its time section (sweep.json, timing.json), if there and readable."""
     try:
-        return json.loads((folder / "sweep.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timed: bool) -> str:
+def read_sweep(folder: Path) -> dict[str, Any] | None:
+    """The sweep's sweep.json (its wall time; vae_lab.sweep writes it), if readable."""
+    return read_json_file(folder / "sweep.json")
+
+
+def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict[str, Any] | None) -> str:
     """Where the time went: the sweep's wall time and each part's total over its runs (metrics.json's time/*)."""
     lines = ["", "## Where the time went", ""]
     if sweep:
@@ -455,6 +460,12 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timed: bool)
                      f"{sweep.get('cpus')} CPUs.")
     else:
         lines.append("No sweep.json here (not a multirun folder), so no sweep wall time.")
+    if timing:
+        lines += ["", f"Timing pass (timing.json): {timing.get('device')}, {timing.get('threads')} thread(s), "
+                  f"{timing['options']['repeats']} windows per arm."
+                  + (f" Against the pass before it: {agreement_line(timing['agreement']).split(': ', 1)[1]}."
+                     if timing.get("agreement") else "")]
+    timed = timing is not None
     totals = [r.record["time/total_seconds"] for r in runs if _number(r.record.get("time/total_seconds"))]
     if not totals:
         return "\n".join(lines + ["", "The runs record no time/total_seconds, so there is no breakdown."]) + "\n"

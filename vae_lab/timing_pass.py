@@ -28,6 +28,7 @@ from vae_lab.results import write_json
 from vae_lab.train import build
 
 TIMING_FILE = "timing.json"
+PREVIOUS_FILE = "timing_previous.json"  # the pass before, when timing=true runs again on the same sweep
 # What the timing pass measures per arm, with its header in the report (each shown as median (min–max)).
 TIMING_HEADERS = {"train_images_per_second": "train img/s", "epoch_seconds": "epoch s",
                   "sample_images_per_second": "samples/s", "eval_seconds_per_10k": "eval s / 10k test images"}
@@ -152,9 +153,34 @@ def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictC
             arm.eval_window(options.eval_images)
         print(f"timing pass: round {repeat + 1} of {options.repeats} done", flush=True)
     path = out / TIMING_FILE
-    write_json(path, {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "options": OmegaConf.to_container(options), "arms": [arm.result() for arm in built]})
+    record = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "options": OmegaConf.to_container(options), "arms": [arm.result() for arm in built]}
+    if path.is_file():  # the pass before this one: kept as timing_previous.json, and the two compared
+        previous = path.with_name(PREVIOUS_FILE)
+        path.replace(previous)
+        record["agreement"] = agreement(json.loads(previous.read_text())["arms"], record["arms"])
+        print(agreement_line(record["agreement"]), flush=True)
+    write_json(path, record)
     return path
+
+
+def agreement(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How two passes agree: each arm's training images/s in the second over the first, the largest relative
+    difference, and whether they rank the arms alike by training speed."""
+    first = {arm["name"]: arm["train_images_per_second"]["median"] for arm in before}
+    second = {arm["name"]: arm["train_images_per_second"]["median"] for arm in after}
+    common = [name for name in second if name in first]
+    ratios = {name: second[name] / first[name] for name in common}
+    ranking = [sorted(common, key=rates.get) for rates in (first, second)]
+    return {"ratios": ratios, "max_difference": max((abs(r - 1) for r in ratios.values()), default=0.0),
+            "same_ranking": ranking[0] == ranking[1], "arms": len(common)}
+
+
+def agreement_line(agreed: dict[str, Any]) -> str:
+    """One sentence on how this pass agrees with the previous one."""
+    return (f"timing pass against the previous one ({PREVIOUS_FILE}): training images/s of the {agreed['arms']} "
+            f"arms within {agreed['max_difference']:.1%} of each other, "
+            + ("the same ranking of arms by speed" if agreed["same_ranking"] else "a different ranking of arms"))
 
 
 def read_timing(folder: Path, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
