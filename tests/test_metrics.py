@@ -300,8 +300,8 @@ def test_the_real_images_fid_statistics_are_cached_and_recomputed_for_other_imag
     """Computed once per (images, classifier): reused from the cache, recomputed when either changes."""
     import copy
 
-    x, _ = mnist.splits["test"][torch.arange(400)]
-    fake, _ = mnist.splits["train"][torch.arange(400)]
+    x, _ = mnist.splits["train"][torch.arange(400)]
+    fake, _ = mnist.splits["train"][torch.arange(400, 800)]
     stats = real_statistics(x, tiny_classifier, 200, tmp_path)
     assert len(list(tmp_path.glob("real-*.pt"))) == 1
     assert fid_against(stats, fake, tiny_classifier, 200) == pytest.approx(fid(x, fake, tiny_classifier, 200), rel=1e-6)
@@ -374,6 +374,9 @@ def test_evaluate_model_returns_every_metric(model_cls, vae, mnist, tiny_classif
             "test/explicitness", "test/explicitness_train", "test/dci_completeness", "test/dci_informativeness",
             "test/dci_informativeness_train"}
     keys |= {"test/cond_accuracy", "test/cond_accuracy_t0.5"} if model.conditional else set()
+    parts = ["eval_encode", "iwae", "mse", "probe", "class_metrics", "fid_samples", "fid_real", "fid_features",
+             "class_entropy"] + (["cond_accuracy"] if model.conditional else [])
+    keys |= {f"time/{part}_seconds" for part in parts}  # each part of the evaluation timed
     assert set(out) == keys and all(math.isfinite(v) for v in out.values())
     assert 0 <= out["test/class_entropy"] <= math.log(10) + 1e-6 and 0 <= out["test/active_units"] <= 10
     assert out["test/nll_iwae"] > 0 and out["time/sample_images_per_second"] > 0
