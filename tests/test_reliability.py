@@ -229,8 +229,13 @@ def test_the_cli_refuses_a_crafted_checkpoint_and_a_folder_in_use_in_one_line(fi
 
 
 def test_overwrite_clears_the_previous_run(first_epoch, tmp_path):
+    """And a run that takes a folder removes the temporary files a killed run left there."""
     run = tmp_path / "run"
     shutil.copytree(first_epoch, run)
+    stale = run / "checkpoints" / ".last.ckpt.123.abcd.tmp"
+    stale.write_bytes(b"half")  # a run killed mid-write left it
+    with claim(run, continuing=True, overwrite=False):
+        assert not stale.exists() and (run / "checkpoints" / "last.ckpt").is_file()
     with claim(run, continuing=False, overwrite=True):
         assert not (run / "checkpoints").exists() and not (run / "tensorboard").exists()
     with claim(run, continuing=False, overwrite=False):  # now free, and the lock released

@@ -37,6 +37,8 @@ def claim(folder: str | Path, continuing: bool, overwrite: bool) -> Iterator[Non
             lock.truncate(0)
             lock.write(f"{os.getpid()}\n")
             lock.flush()
+            for stale in [*folder.glob(".*.tmp"), *folder.glob("checkpoints/.*.tmp")]:  # a killed run's half-writes
+                stale.unlink(missing_ok=True)
             check_free(folder, continuing, overwrite)
             yield
         finally:
