@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
-from vae_lab.cli import user_errors
+from vae_lab.cli import run_summary, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import ConfigError, RunFolderError, StorageError, check_number, user_error
 from vae_lab.evaluate import eval_options, test_set_metrics
@@ -194,6 +194,8 @@ def main(cfg: DictConfig) -> float | None:
             if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
                 write_failure(cfg, err)
             record = {"status": "failed"}
+        if record.get("status") == "ok":
+            print(run_summary(record, cfg.paths.output_dir))
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 
 
