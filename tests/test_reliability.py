@@ -209,12 +209,14 @@ def test_the_cli_refuses_a_crafted_checkpoint_and_a_folder_in_use_in_one_line(fi
     planted = tmp_path / "planted"  # a crafted last.ckpt in a run folder: resume=true reads it
     (planted / "checkpoints").mkdir(parents=True)
     shutil.copy(path, planted / "checkpoints" / "last.ckpt")
-    busy = tmp_path / "busy"
-    shutil.copytree(first_epoch, busy)
+    busy, busy_job, finished = tmp_path / "busy", tmp_path / "busy_job", tmp_path / "finished"
+    for folder in (busy, busy_job, finished):
+        shutil.copytree(first_epoch, folder)
     cases = [[f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/fresh"], ["resume=true", f"hydra.run.dir={planted}"],
              ["resume=true", f"hydra.run.dir={busy}"],
-             ["-m", "resume=true", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=busy"]]  # a sweep job there
-    with claim(busy, continuing=True, overwrite=False):  # another run, resuming there
+             ["-m", "resume=true", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=busy_job"],  # a sweep job there
+             [f"hydra.run.dir={finished}"]]  # the same command again, without resume=true
+    with claim(busy, continuing=True, overwrite=False), claim(busy_job, continuing=True, overwrite=False):
         with pytest.raises(RunFolderError, match=f"run folder {busy} is in use by another run \\(pid {os.getpid()}\\)"):
             train_tiny(busy, "resume=true")
         results = run_cli_cases("vae_lab.train", cases)
@@ -224,8 +226,11 @@ def test_the_cli_refuses_a_crafted_checkpoint_and_a_folder_in_use_in_one_line(fi
     assert not marker.exists()
     assert results[2].returncode == 2 and results[2].stderr == f"error: run folder {busy} is in use by another " \
         f"run (pid {os.getpid()}); wait for it, or choose another hydra.run.dir\n"
+    assert results[4].returncode == 2 and results[4].stderr.startswith(f"error: run folder {finished} already holds")
+    for folder in (busy, finished):
+        assert not (folder / ".hydra").exists(), "refused before Hydra writes the command's config there"
     assert results[3].returncode == 1 and "in use by another run" in results[3].stdout + results[3].stderr
-    assert not (busy / "metrics.json").exists(), "a refused sweep job writes nothing into the other run's folder"
+    assert not (busy_job / "metrics.json").exists(), "a refused sweep job writes no metrics.json in the other run's"
 
 
 def test_overwrite_clears_the_previous_run(first_epoch, tmp_path):

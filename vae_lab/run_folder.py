@@ -9,22 +9,33 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from vae_lab.errors import ConfigError, RunFolderError
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
+
+from vae_lab.cli import user_errors
+from vae_lab.errors import ConfigError, RunFolderError, StorageError
 
 LOCK = ".lock"  # holds the pid of the run using the folder; flock'ed while it does
 RESULTS = ("checkpoints", "metrics.json", "tensorboard")  # what overwrite=true clears
 
 
 @contextmanager
-def claim(folder: str | Path, continuing: bool, overwrite: bool) -> Iterator[None]:
+def claim(folder: str | Path, continuing: bool, overwrite: bool, clear: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on the run folder while the body runs; refuse (one line) a folder another run holds,
-    or one holding a run's results unless this run continues it (`continuing`) or `overwrite` (which clears them)."""
+    or one holding a run's results unless this run continues it (`continuing`) or `overwrite` (which clears them,
+    unless `clear` is false: a check only)."""
     folder = Path(folder)
     if continuing and overwrite:
         raise ConfigError("overwrite=true and resume/ckpt_path: choose one (overwrite starts afresh)")
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a+", encoding="utf-8") as lock:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 — closed by the `with` below
+    except OSError as err:
+        raise StorageError(f"run folder {folder}: cannot write there ({err.strerror})") from err
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -37,9 +48,10 @@ def claim(folder: str | Path, continuing: bool, overwrite: bool) -> Iterator[Non
             lock.truncate(0)
             lock.write(f"{os.getpid()}\n")
             lock.flush()
-            for stale in [*folder.glob(".*.tmp"), *folder.glob("checkpoints/.*.tmp")]:  # a killed run's half-writes
-                stale.unlink(missing_ok=True)
-            check_free(folder, continuing, overwrite)
+            if clear:
+                for stale in [*folder.glob(".*.tmp"), *folder.glob("checkpoints/.*.tmp")]:  # a killed run's half-writes
+                    stale.unlink(missing_ok=True)
+            check_free(folder, continuing, overwrite, clear)
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -57,17 +69,32 @@ def finished_run(folder: Path) -> str | None:
     return "metrics.json" if status == "ok" else None
 
 
-def check_free(folder: Path, continuing: bool, overwrite: bool) -> None:
-    """Refuse a folder with another run's results unless continuing it; `overwrite` removes them first."""
+def check_free(folder: Path, continuing: bool, overwrite: bool, clear: bool = True) -> None:
+    """Refuse a folder with another run's results unless continuing it or `overwrite`; with both `overwrite` and
+    `clear`, remove those results."""
     found = finished_run(folder)
     if found is None or continuing:
         return
     if not overwrite:
         raise RunFolderError(f"run folder {folder} already holds a run ({found}); resume=true continues it, "
                              "overwrite=true replaces it, or choose another hydra.run.dir")
-    for name in RESULTS:
+    for name in RESULTS if clear else ():
         path = folder / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+class RunFolderCheck(Callback):
+    """A Hydra callback: a single run refused its folder (`claim`'s checks) is refused before Hydra writes the
+    command's `.hydra/` files into it, so nothing of the other run changes. (A sweep's jobs are refused by `claim`
+    itself, once Hydra has written theirs.)"""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(config.hydra.run.dir)
+        if "resume" not in config or rank_zero_only.rank != 0 or not folder.is_dir():
+            return  # not a training run, a DDP process Lightning started, or a new folder
+        continuing = bool(config.get("ckpt_path") or config.get("resume"))
+        with user_errors(), claim(folder, continuing, bool(config.get("overwrite")), clear=False):
+            pass
