@@ -98,6 +98,22 @@ def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
         raise ConfigError(f"precision={precision!r}: {err}") from err
 
 
+def output_record(out: Path, key: str) -> dict[str, Any] | None:
+    """Check, before any work, that the results file can be written and that one already there (which evaluation
+    updates) is whole; return its record, or None for a new file."""
+    output_folder(key, out)
+    if not out.is_file():
+        return None
+    try:
+        record = read_json(out)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{out}: unreadable ({str(err).splitlines()[0]}: a half-written file?); "
+                          "move it away or give out=OTHER.json") from err
+    if not isinstance(record, dict):
+        raise ConfigError(f"{out}: not a JSON object; move it away or give out=OTHER.json")
+    return record
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test loss terms (Lightning's test loop) and all metrics for a checkpoint; merged into metrics.json."""
     require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
@@ -105,15 +121,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = read_checkpoint(ckpt_path)
     options, _ = eval_options(cfg.eval)  # a bad option fails here, before anything loads
     trainer = test_trainer(cfg.accelerator, cfg.precision)
-    if cfg.out:
-        output_folder("out", cfg.out)
+    out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
+    record = output_record(out, "out")
     model = load_model(ckpt_path, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
     datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
+    datamodule.prepare_data()  # the test images found and verified before the work
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
-    out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
-    record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}
+    record = record or {"model": type(model).__name__.lower(), "status": "ok"}
     record.update(metrics)
     record.update({f"eval/{k}": v for k, v in options.items()})  # how it was measured (the rest: defaults)
     write_json(out, record)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import hydra.errors
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -15,14 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
-from vae_lab.errors import ConfigError, check_number, user_error
+from vae_lab.errors import CheckpointError, ConfigError, check_finite, check_number, check_seed, user_error
 from vae_lab.evaluate import eval_options, test_set_metrics
+from vae_lab.models import read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.timing import TrainTimer
 
-log = logging.getLogger(__name__)
-MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
+log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
 
 
 TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a wrong type would fail deep in torch
@@ -46,6 +47,7 @@ def check_types(cfg: DictConfig) -> None:
 
 def check(cfg: DictConfig) -> None:
     """Reject config combinations that would only fail later with a confusing traceback."""
+    check_finite(OmegaConf.to_container(cfg, resolve=False))
     check_types(cfg)
     if cfg.data.image_size != cfg.net.image_size:
         raise ConfigError(f"data.image_size={cfg.data.image_size} but net.image_size={cfg.net.image_size}; "
@@ -61,13 +63,15 @@ def check(cfg: DictConfig) -> None:
 
 def check_ranges(cfg: DictConfig) -> None:
     """Values torch or Lightning would take without complaint but that make no run (or not the one meant)."""
-    check_number("seed", cfg.seed, whole=True, minimum=0)
-    if cfg.seed > MAX_SEED:
-        raise ConfigError(f"seed={cfg.seed}: must be at most {MAX_SEED}")
+    check_seed("seed", cfg.seed)
     check_number("trainer.log_every_n_steps", cfg.trainer.get("log_every_n_steps", 50), whole=True, minimum=0)
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (epochs == 0 or epochs < -1):
         raise ConfigError(f"trainer.max_epochs={epochs}: must be ≥ 1 (or -1: until +trainer.max_steps)")
+    steps = cfg.trainer.get("max_steps")
+    if epochs == -1 and steps in (None, -1) and cfg.trainer.get("max_time") is None:
+        raise ConfigError("trainer.max_epochs=-1 without +trainer.max_steps (or +trainer.max_time) would train "
+                          "forever; give one of them, or max_epochs ≥ 1")
 
 
 def check_labels(cfg: DictConfig) -> None:
@@ -84,14 +88,48 @@ def check_labels(cfg: DictConfig) -> None:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
-    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning)."""
-    path = cfg.ckpt_path or ("last" if cfg.resume else None)
-    if path == "last":
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            raise ConfigError(f"resume: no {last}; give the run's folder (hydra.run.dir=THE_RUN) or ckpt_path=FILE")
-    elif path is not None and not Path(path).is_file():
+    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning), be a
+    vae_lab checkpoint, and be of the configured model and net (its weights are checked once the model is built)."""
+    path = resume_path(cfg)
+    if path is None:
+        return
+    if cfg.resume and not cfg.ckpt_path or cfg.ckpt_path == "last":
+        if not path.is_file():
+            raise ConfigError(f"resume: no {path}; give the run's folder (hydra.run.dir=THE_RUN) or ckpt_path=FILE")
+    elif path.is_dir():
+        raise ConfigError(f"ckpt_path={path}: is a folder; give the checkpoint file in it (e.g. last.ckpt)")
+    elif not path.is_file():
         raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
+    checkpoint = read_checkpoint(path)
+    model, net = checkpoint["vae_lab_model"], (checkpoint.get("hyper_parameters") or {}).get("net") or {}
+    if model != cfg.model._target_:
+        raise CheckpointError(f"{path}: a checkpoint of {model.rsplit('.', 1)[-1]}, but this run's model is "
+                              f"{cfg.model._target_.rsplit('.', 1)[-1]}; choose the run's model=…")
+    if net.get("_target_") != cfg.net._target_:
+        raise CheckpointError(f"{path}: a checkpoint of net {str(net.get('_target_')).rsplit('.', 1)[-1]}, but this "
+                              f"run's net is {cfg.net._target_.rsplit('.', 1)[-1]}; choose the run's net=…")
+
+
+def check_weights(model: BaseVAE, ckpt_path: str | Path) -> None:
+    """The checkpoint's weights fit the model built from this config (same names and shapes), before fit loads them."""
+    saved = read_checkpoint(ckpt_path)["state_dict"]
+    own = model.state_dict()
+    wrong = sorted(set(own) ^ set(saved)) or [k for k in own if tuple(own[k].shape) != tuple(saved[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{ckpt_path}: its weights do not fit this run's model ({len(wrong)} differ, e.g. "
+                              f"{wrong[0]}); resume with the settings it was trained with")
+
+
+def instantiate_trainer(cfg: DictConfig, **trainer_kwargs: Any) -> pl.Trainer:
+    """The configured Trainer; Lightning's own refusals (an unknown precision, no GPU, 0 devices) as one line."""
+    try:
+        return instantiate(cfg.trainer, **trainer_kwargs)
+    except hydra.errors.InstantiationException as err:
+        cause = err.__cause__
+        if user_error(err) is not None or cause is None or type(cause).__module__.startswith("hydra"):
+            raise
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(f"trainer: Lightning refuses these settings: {first}") from err
 
 
 def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModule, BaseVAE, pl.Trainer]:
@@ -100,9 +138,20 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    ckpt_path = resume_path(cfg)
+    if ckpt_path is not None:
+        check_weights(model, ckpt_path)
     trainer_kwargs.setdefault("callbacks", [instantiate(c) for c in cfg.callbacks.values()])
     trainer_kwargs.setdefault("logger", instantiate(cfg.logger))
-    return datamodule, model, instantiate(cfg.trainer, **trainer_kwargs)
+    return datamodule, model, instantiate_trainer(cfg, **trainer_kwargs)
+
+
+def resume_path(cfg: DictConfig) -> Path | None:
+    """The checkpoint file a run continues from, if any."""
+    path = cfg.ckpt_path or ("last" if cfg.resume else None)
+    if path is None:
+        return None
+    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if path == "last" else Path(path)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -125,6 +174,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     record["processes"] = trainer.world_size
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+    log.info("wrote %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
+             ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("test/") and v is not None))
     hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
     logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
                                              if k.startswith(("test/", "time/")) and v is not None})
