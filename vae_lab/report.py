@@ -4,7 +4,9 @@ Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, 
 (model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, prior components, learned
 prior, learning rate, image size, epochs and training subset (shown as columns only then), averages every test/,
 time/ and mem/ metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into
-the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures.
+the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures;
+a metric that is NaN, infinite or null in a run is left out of its group's mean, and report.md says which and how
+many runs each such mean is over.
 """
 
 from __future__ import annotations
