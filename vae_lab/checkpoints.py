@@ -43,8 +43,10 @@ def plain(value: Any) -> Any:
 def load_plain(path: str | Path) -> Any:
     """torch.load with `weights_only=True` (tensors and plain values only: unpickling can run no code), on the CPU."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint; give the file in it (e.g. last.ckpt)")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

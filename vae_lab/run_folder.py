@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import creatable, user_errors
 from vae_lab.errors import ConfigError, RunFolderError, StorageError
 
 LOCK = ".lock"  # holds the pid of the run using the folder; flock'ed while it does
@@ -87,12 +87,19 @@ def check_free(folder: Path, continuing: bool, overwrite: bool, clear: bool = Tr
 
 
 class RunFolderCheck(Callback):
-    """A Hydra callback: a single run refused its folder (`claim`'s checks) is refused before Hydra writes the
-    command's `.hydra/` files into it, so nothing of the other run changes. (A sweep's jobs are refused by `claim`
-    itself, once Hydra has written theirs.)"""
+    """A Hydra callback, before Hydra makes or writes the run (or sweep) folder: one line if it cannot be made or
+    written (not Hydra's traceback from `mkdir`), and a single run refused its folder (`claim`'s checks) is refused
+    before Hydra writes the command's `.hydra/` files into it, so nothing of the other run changes. (A sweep's jobs
+    are refused by `claim` itself, once Hydra has written theirs.)"""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with user_errors():
+            creatable("hydra.sweep.dir", Path(config.hydra.sweep.dir))
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = Path(config.hydra.run.dir)
+        with user_errors():
+            creatable("hydra.run.dir", folder)
         if "resume" not in config or rank_zero_only.rank != 0 or not folder.is_dir():
             return  # not a training run, a DDP process Lightning started, or a new folder
         continuing = bool(config.get("ckpt_path") or config.get("resume"))

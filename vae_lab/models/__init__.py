@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 
 from vae_lab.checkpoints import read_checkpoint
 from vae_lab.errors import CheckpointError
@@ -20,8 +21,15 @@ def load_model(ckpt_path: str | Path, map_location: str | torch.device = "cpu") 
     checkpoint = read_checkpoint(path)
     cls = model_class(path, checkpoint["vae_lab_model"])
     name = cls.__name__
-    check_net_target(path, checkpoint["hyper_parameters"].get("net"))
-    model = cls(**checkpoint["hyper_parameters"])
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("net"), dict):
+        raise CheckpointError(f"{path}: records no hyper-parameters (with its net), so {name} cannot be rebuilt")
+    check_net_target(path, hparams["net"])
+    try:
+        model = cls(**hparams)
+    except (TypeError, InstantiationException) as err:  # a setting this version's class does not take (or lacks)
+        cause = err.__cause__ or err
+        raise CheckpointError(f"{path}: its hyper-parameters do not fit {name} ({str(cause).splitlines()[0]})") from err
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
