@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert sum(parts.values()) <= metrics["time/total_seconds"] + 0.1  # no time counted twice
     eval_parts = sum(parts[p] for p in EVAL_PARTS if p in parts)
     assert 0.5 * metrics["time/eval_seconds"] < eval_parts <= metrics["time/eval_seconds"]
+    assert list((Path(CLASSIFIER_CACHE) / "fid").glob("real-*.pt"))  # the FID statistics beside their classifier
     assert 0 <= metrics["test/cond_accuracy"] <= 1 and 0 <= metrics["test/class_entropy"] <= 2.31
     assert (cvae_run / "checkpoints" / "last.ckpt").is_file()
     assert list((cvae_run / "checkpoints").glob("best-*.ckpt"))

@@ -17,7 +17,7 @@ from vae_lab.cli import output_folder, require, user_errors
 from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
-from vae_lab.metrics.classifier import classifier_folder, get_classifier
+from vae_lab.metrics.classifier import fid_cache, get_classifier
 from vae_lab.metrics.ground_truth import disentanglement_metrics
 from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, read_checkpoint
@@ -79,8 +79,7 @@ def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictC
     else:
         with watch("classifier"):  # loaded from its cache, or trained once for every later run
             classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
-        fid_cache = classifier_folder(datamodule.data_dir, classifier_opts.get("cache_dir")) / "fid"
-        metrics = evaluate_model(model, datamodule, classifier, watch=watch, fid_cache=fid_cache,
+        metrics = evaluate_model(model, datamodule, classifier, watch=watch, fid_cache=fid_cache(classifier),
                                  **_pick(opts, IMAGE_KEYS))
     metrics["time/eval_seconds"] = time.perf_counter() - start
     metrics["mem/peak_mb"] = peak_memory_mb(model.device)

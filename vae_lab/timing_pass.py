@@ -21,7 +21,7 @@ from vae_lab.bench import StepClock, device_name, throughput
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import eval_options
 from vae_lab.metrics import evaluate_model
-from vae_lab.metrics.classifier import classifier_folder, get_classifier
+from vae_lab.metrics.classifier import fid_cache, get_classifier
 from vae_lab.metrics.samples import timed_generation
 from vae_lab.models import load_model
 from vae_lab.results import write_json
@@ -95,7 +95,7 @@ class Arm:
         if self.classifier is None:
             data = self.datamodule
             self.classifier = get_classifier(data.data_dir, data.name, self.device, **classifier)
-            self.fid_cache = classifier_folder(data.data_dir, classifier.get("cache_dir")) / "fid"
+            self.fid_cache = fid_cache(self.classifier)
         return {**options, "max_test_images": images, "fid_samples": images,
                 "per_class": max(1, images // self.trained_classes()), "probe_train_images": images}
 

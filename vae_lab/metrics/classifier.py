@@ -127,6 +127,7 @@ def load_classifier(weights: Path, device: torch.device | str) -> Classifier:
     classifier = Classifier(**saved["config"])
     classifier.load_state_dict(saved["state_dict"])
     classifier.test_accuracy = float(saved["test_accuracy"])
+    classifier.cache_file = weights  # its real-image FID statistics are cached beside it (`fid_cache`)
     return classifier.requires_grad_(False).to(device).eval()
 
 
@@ -162,6 +163,13 @@ def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | st
         if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
             train_and_cache(data_dir, dataset, device, weights, train_subset, **recipe)
     return load_classifier(weights, device)
+
+
+def fid_cache(classifier: nn.Module) -> Path | None:
+    """Where the real images' FID statistics in a cached classifier's feature space are kept: `fid/` beside its
+    weights (None for a classifier not loaded from a cache)."""
+    weights = getattr(classifier, "cache_file", None)
+    return None if weights is None else Path(weights).parent / "fid"
 
 
 def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
