@@ -135,9 +135,9 @@ GENERATE = [
     (["out={ro}/s.png"], "out={ro}/s.png: cannot write in {ro}"),
     (["ckpt_path={ck}/no_hparams.ckpt"], "no_hparams.ckpt: records no hyper-parameters"),
     (["ckpt_path={ck}/extra_hparam.ckpt"], "extra_hparam.ckpt: its hyper-parameters do not fit VAE"),
-    (["ckpt_path={ck}/unknown_class.ckpt"], "'vae_lab.models.vae.NoSuchVAE', which is not a vae_lab model"),
-    (["ckpt_path={ck}/foreign_class.ckpt"], "'subprocess.Popen', which is not a vae_lab model"),
-    (["ckpt_path={ck}/foreign_net.ckpt"], "names the net 'os.system', which is not a vae_lab net"),
+    (["ckpt_path={ck}/unknown_class.ckpt"], "'vae_lab.models.vae.NoSuchVAE', which vae_lab.models does not have"),
+    (["ckpt_path={ck}/foreign_class.ckpt"], "'subprocess.Popen', which is not one of vae_lab.models"),
+    (["ckpt_path={ck}/foreign_net.ckpt"], "its net 'os.system' is not one of vae_lab.nets"),
     (["ckpt_path={ck}/run/checkpoints"], "checkpoints: is a folder, not a checkpoint"),
 ]
 EVALUATE = [

@@ -10,9 +10,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.errors import ConfigError, user_error
@@ -95,19 +93,6 @@ def writable(what: str, folder: Path) -> None:
             pass
     except OSError as err:
         raise ConfigError(f"{what}: cannot write in {folder} ({err.strerror})") from err
-
-
-class RunFolderCheck(Callback):
-    """Before Hydra makes the run (or sweep) folder: one line if it cannot be made or written, not Hydra's
-    traceback from `mkdir` or from writing `.hydra/`. Nothing is created here."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        with user_errors():
-            creatable("hydra.run.dir", Path(config.hydra.run.dir))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        with user_errors():
-            creatable("hydra.sweep.dir", Path(config.hydra.sweep.dir))
 
 
 def creatable(key: str, folder: Path) -> None:

@@ -25,6 +25,14 @@ class CheckpointError(VaeLabError):
     """A checkpoint is missing, unreadable or belongs to something else."""
 
 
+class StorageError(VaeLabError):
+    """A result or checkpoint file could not be written (a full disk, no permission); the previous one is kept."""
+
+
+class RunFolderError(VaeLabError):
+    """The run folder is in use by another run, or holds a finished run that this one would overwrite."""
+
+
 def user_error(err: BaseException | None) -> VaeLabError | None:
     """The VaeLabError behind an exception (Hydra wraps those raised while instantiating), if any."""
     seen = set()

@@ -13,14 +13,26 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
+from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
 from vae_lab.cli import run_summary, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
-from vae_lab.errors import CheckpointError, ConfigError, check_finite, check_number, check_seed, user_error
+from vae_lab.errors import (
+    CheckpointError,
+    ConfigError,
+    RunFolderError,
+    StorageError,
+    check_finite,
+    check_number,
+    check_seed,
+    user_error,
+)
 from vae_lab.evaluate import eval_options, test_set_metrics
-from vae_lab.models import read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
+from vae_lab.resume import check_same_settings
+from vae_lab.run_folder import claim
 from vae_lab.timing import TrainTimer
 
 log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
@@ -87,9 +99,19 @@ def check_labels(cfg: DictConfig) -> None:
                           f"classes; set model.num_classes={classes}")
 
 
+def resume_path(cfg: DictConfig) -> Path | None:
+    """The checkpoint a run continues from (`ckpt_path`, or the run folder's last.ckpt for `resume=true` and
+    `ckpt_path=last`); None for a fresh run."""
+    path = cfg.ckpt_path or ("last" if cfg.resume else None)
+    if path == "last":
+        return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    return None if path is None else Path(path)
+
+
 def check_checkpoint(cfg: DictConfig) -> None:
-    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning), be a
-    vae_lab checkpoint, and be of the configured model and net (its weights are checked once the model is built)."""
+    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning), read as an
+    intact vae_lab checkpoint without running code, and be of the configured model and net (its weights are checked
+    once the model is built)."""
     path = resume_path(cfg)
     if path is None:
         return
@@ -110,7 +132,7 @@ def check_checkpoint(cfg: DictConfig) -> None:
                               f"run's net is {cfg.net._target_.rsplit('.', 1)[-1]}; choose the run's net=…")
 
 
-def check_weights(model: BaseVAE, ckpt_path: str | Path) -> None:
+def check_weights_fit(model: BaseVAE, ckpt_path: str | Path) -> None:
     """The checkpoint's weights fit the model built from this config (same names and shapes), before fit loads them."""
     saved = read_checkpoint(ckpt_path)["state_dict"]
     own = model.state_dict()
@@ -140,27 +162,35 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
     ckpt_path = resume_path(cfg)
     if ckpt_path is not None:
-        check_weights(model, ckpt_path)
+        check_weights_fit(model, ckpt_path)
     trainer_kwargs.setdefault("callbacks", [instantiate(c) for c in cfg.callbacks.values()])
     trainer_kwargs.setdefault("logger", instantiate(cfg.logger))
+    if "plugins" not in cfg.trainer:  # every checkpoint written atomically and read back without running code
+        trainer_kwargs.setdefault("plugins", [SafeCheckpointIO()])
     return datamodule, model, instantiate_trainer(cfg, **trainer_kwargs)
 
 
-def resume_path(cfg: DictConfig) -> Path | None:
-    """The checkpoint file a run continues from, if any."""
-    path = cfg.ckpt_path or ("last" if cfg.resume else None)
-    if path is None:
-        return None
-    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt" if path == "last" else Path(path)
-
-
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test on the full test set, and write the run's metrics.json; return its record."""
+    """Fit, test on the full test set, and write the run's metrics.json; return its record.
+
+    The run folder is locked while it runs, and one holding another run's results is refused (`claim`).
+    """
+    if rank_zero_only.rank != 0:  # a DDP process Lightning started: rank 0 holds the folder
+        return fit_and_test(cfg)
+    with claim(cfg.paths.output_dir, continuing=resume_path(cfg) is not None, overwrite=cfg.get("overwrite", False)):
+        return fit_and_test(cfg)
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
+    """`train`'s work, in a run folder it holds."""
     datamodule, model, trainer = build(cfg)
     callbacks, logger = trainer.callbacks, trainer.logger
     choices = dict(HydraConfig.get().runtime.choices)
+    resume = resume_path(cfg)
+    if resume is not None:  # Lightning would restore the checkpoint's optimiser (its rate) over changed settings
+        check_same_settings(read_checkpoint(resume), model, datamodule)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path or ("last" if cfg.resume else None))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
         if not trainer.is_global_zero:
             return {}  # under DDP, rank 0 alone evaluates and writes
@@ -173,6 +203,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     record["processes"] = trainer.world_size
+    record["resumed_from"] = None if resume is None else str(resume)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
     log.info("wrote %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
              ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("test/") and v is not None))
@@ -191,7 +222,10 @@ def write_failure(cfg: DictConfig, err: BaseException) -> None:
         record = failed_record(cfg, dict(HydraConfig.get().runtime.choices), reason)
     except (TypeError, ValueError):  # the values that made it fail may not even read as numbers
         record = {"status": "failed", "reason": reason}
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+    try:
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+    except StorageError as failed:  # a full disk: say so, and let the error that stopped the run go on up
+        log.error("%s", failed)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -206,7 +240,8 @@ def main(cfg: DictConfig) -> float | None:
                 raise
             cause = user_error(err)  # the user's to fix: one line; anything else: with its traceback
             log.error("this job failed, the sweep goes on: %s", cause or err, exc_info=cause is None)
-            if not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused before training began
+            folder_taken = isinstance(cause, RunFolderError)  # the folder and its metrics.json are another run's
+            if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
                 write_failure(cfg, err)
             record = {"status": "failed"}
         if record.get("status") == "ok":

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.optimizer import LightningOptimizer
 
+from vae_lab.checkpoints import stamp
 from vae_lab.data.datamodule import step_batches
 from vae_lab.errors import ConfigError, user_error
 from vae_lab.models.graphed import StepGraph
@@ -302,8 +303,10 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
             loops[f"{MANUAL}.optim_step_progress"] = copy.deepcopy(automatic)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
+        """Record the class, so `vae_lab.models.load_model` can rebuild any model from its checkpoint, and the
+        weights' digest, so a damaged file is refused when read."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        stamp(checkpoint)
 
 
 def amx_cpu() -> bool:
