@@ -46,7 +46,7 @@ def test_images(checkpoint: dict, cfg: DictConfig, n: int) -> tuple[torch.Tensor
 
 
 def images(cfg: DictConfig) -> tuple[torch.Tensor, int]:
-    """The requested images (N×1×H×W in [0, 1]) and the grid's row length."""
+    """The requested images (N×C×H×W in [0, 1]) and the grid's row length."""
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
     checkpoint = read_checkpoint(cfg.ckpt_path)

@@ -14,7 +14,6 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import user_errors
-from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import ConfigError, check_number, user_error
 from vae_lab.evaluate import eval_options, test_set_metrics
 from vae_lab.models.base import BaseVAE
@@ -53,7 +52,6 @@ def check(cfg: DictConfig) -> None:
     if cfg.objective.direction not in ("minimize", "maximize"):
         raise ConfigError(f"objective.direction={cfg.objective.direction!r}: choose minimize or maximize")
     check_ranges(cfg)
-    check_labels(cfg)
     check_checkpoint(cfg)
     if cfg.eval.enabled:  # an evaluation option's typo would otherwise surface only after the whole training
         eval_options(cfg.eval)
@@ -70,14 +68,16 @@ def check_ranges(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.max_epochs={epochs}: must be ≥ 1 (or -1: until +trainer.max_steps)")
 
 
-def check_labels(cfg: DictConfig) -> None:
+def check_labels(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
     """A conditional model needs the dataset's class labels, as many as it has classes."""
     if not getattr(get_class(cfg.model._target_), "conditional", False):
         return
-    classes = len(CLASS_NAMES.get(cfg.data.name, ()))
+    classes = getattr(datamodule, "num_classes", None) or 0
     if not classes:
+        kind = "it has factors" if hasattr(datamodule, "ground_truth") else "its images are unlabelled"
         raise ConfigError(f"model {cfg.model._target_.rsplit('.', 1)[-1]} is conditional on a class label, and "
-                          f"data={cfg.data.name} has none (it has factors); choose data=mnist or data=fashion_mnist")
+                          f"data={cfg.data.name} has none ({kind}); choose data=mnist, fashion_mnist, cifar10 or "
+                          "labelled images")
     if cfg.model.num_classes != classes:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes}, but data={cfg.data.name} has {classes} "
                           f"classes; set model.num_classes={classes}")
@@ -99,6 +99,7 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     check(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
+    check_labels(cfg, datamodule)
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
     trainer_kwargs.setdefault("callbacks", [instantiate(c) for c in cfg.callbacks.values()])
     trainer_kwargs.setdefault("logger", instantiate(cfg.logger))
@@ -115,8 +116,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
         if not trainer.is_global_zero:
             return {}  # under DDP, rank 0 alone evaluates and writes
+        skipped = None
         if cfg.eval.enabled:  # where it trained: Lightning's teardown has just moved the model to the CPU
             test.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
+            skipped = test.pop("skipped")
     except Exception as err:  # the run folder says why it stopped (the report lists it); the error goes on up
         if trainer.is_global_zero:
             write_failure(cfg, err)
@@ -124,8 +127,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     record["processes"] = trainer.world_size
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
     hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
+    if skipped:
+        record["skipped"] = skipped  # each metric the data do not allow, and why
+    write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
     logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
                                              if k.startswith(("test/", "time/")) and v is not None})
     logger.finalize("success")  # flush: the HParams summary must reach disk before the process ends

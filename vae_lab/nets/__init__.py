@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vae_lab.errors import ConfigError
+
 
 def with_label(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
     """Append the one-hot label to features when the net is conditional (y is not None)."""
@@ -25,3 +27,10 @@ def relu() -> nn.ReLU:
     allocations when evaluation decodes thousands of samples): each follows a conv or linear layer, whose
     backward does not read its output."""
     return nn.ReLU(inplace=True)
+
+
+def check_image_channels(image_channels: int) -> None:
+    """One line unless the images are grey (1 channel) or colour (3): the data's `channels`."""
+    if image_channels not in (1, 3):
+        raise ConfigError(f"net.image_channels={image_channels}: images have 1 (grey) or 3 (colour) channels; "
+                          "the net takes it from data.channels")
