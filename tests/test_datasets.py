@@ -1,0 +1,83 @@
+"""The real-data loaders on small files in each publisher's exact format (the real files are not on this machine):
+checksums, factor ↔ index, batches, a few training steps, the metrics, and the bad inputs' one line."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import FAST, compose_cfg
+from tests.datasets_util import expect_line, known_for_test, loss_falls, write_dsprites
+from vae_lab.data import dsprites
+from vae_lab.errors import DataError
+
+DSPRITES_GRID = [3, 2, 2, 4, 4]  # shape, scale, orientation, x, y: 192 images in the real file's layout
+TINY_GT_EVAL = ["++eval.num_train=96", "++eval.num_test=48", "++eval.score_train=8", "++eval.score_eval=4",
+                "++eval.dci_stages=3"]
+QUICK = [*FAST, "net=mlp", "net.hidden=[64]", "~callbacks.images"]  # the colour test covers the Burgess net and images
+SPLITS = ["data.val_size=16", "data.test_size=32", "data.train_subset=null", "data.batch_size=32"]
+
+
+@pytest.fixture()
+def small_dsprites(tmp_path, monkeypatch):
+    """data_dir with a small dSprites file under the real name, accepted by its test-only MD5."""
+    path = write_dsprites(tmp_path / "dsprites" / dsprites.FILE.name, DSPRITES_GRID)
+    monkeypatch.setattr(dsprites, "FILE", known_for_test(dsprites.FILE, path))
+    monkeypatch.setattr(dsprites.DSprites, "factor_sizes", DSPRITES_GRID)
+    return tmp_path
+
+
+def test_dsprites_batches_factors_and_packed_bits(small_dsprites):
+    data = dsprites.DSpritesDataModule(data_dir=str(small_dsprites), image_size=64, val_size=16, test_size=32,
+                                       download=False)
+    data.prepare_data()
+    data.setup()
+    truth = data.ground_truth
+    assert truth.packed.shape == (192, 512) and truth.packed.dtype == torch.uint8  # 8 pixels a byte
+    index = np.arange(192)
+    assert (truth.factors_to_index(truth.index_to_factors(index)) == index).all()
+    x, factors = data.splits["test"][torch.arange(8)]
+    assert x.shape == (8, 1, 64, 64) and set(x.unique().tolist()) <= {0.0, 1.0}
+    imgs = np.load(small_dsprites / "dsprites" / dsprites.FILE.name)["imgs"]
+    flat = truth.factors_to_index(factors.numpy())
+    assert np.array_equal(x[:, 0].numpy(), imgs[flat])   # the file's image for each factor tuple
+    small = dsprites.DSprites(32, "cpu", 3, truth.packed.numpy()).images(factors.numpy())
+    assert small.shape == (8, 3, 32, 32) and torch.allclose(small[:, :1], torch.nn.functional.avg_pool2d(x, 2))
+
+
+def test_dsprites_refuses_a_wrong_or_missing_file_by_name(tmp_path, small_dsprites, monkeypatch):
+    path = small_dsprites / "dsprites" / dsprites.FILE.name
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])                      # truncated: refused, and left as it is
+    with pytest.raises(DataError) as err:
+        dsprites.DSpritesDataModule(data_dir=str(small_dsprites), val_size=16, test_size=32).prepare_data()
+    expect_line(err, str(path), "MD5", "delete it")
+    assert path.read_bytes() == blob[: len(blob) // 2]
+    monkeypatch.undo()                                            # the real hash for the real name
+    path.write_bytes(blob)
+    with pytest.raises(DataError) as err:
+        dsprites.DSpritesDataModule(data_dir=str(small_dsprites), download=False).prepare_data()
+    expect_line(err, "7da33b31b13a06f4b04a70402ce90c2e")
+    with pytest.raises(DataError) as err:
+        dsprites.DSpritesDataModule(data_dir=str(tmp_path / "empty"), download=False).prepare_data()
+    expect_line(err, "is missing", dsprites.FILE.name, "26.0 MB", "github.com/google-deepmind/dsprites-dataset",
+                str(tmp_path / "empty" / "dsprites"))
+
+
+def test_dsprites_trains_and_gets_the_disentanglement_metrics(small_dsprites, tmp_path, one_thread):
+    from vae_lab.train import train
+
+    overrides = ["+experiment=disentangle_cpu", "+arm=beta_4", "data=dsprites", f"paths.data_dir={small_dsprites}",
+                 "net.image_size=32", *SPLITS, *QUICK, "data.train_subset=null", *TINY_GT_EVAL]
+    cfg = compose_cfg(tmp_path / "run", *overrides)
+    first, last = loss_falls(cfg)
+    assert last < first
+    record = train(cfg)
+    assert record["dataset"] == "dsprites" and math.isfinite(record["test/loss"])
+    for key in ("mig", "dci_disentanglement", "sap", "factor_vae_score", "beta_vae_score"):
+        assert math.isfinite(record[f"test/{key}"]), key
+    assert "has ground-truth factors" in record["skipped"]["test/fid"] and "test/fid" not in record
+
