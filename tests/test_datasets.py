@@ -8,16 +8,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.conftest import FAST, compose_cfg
-from tests.datasets_util import expect_line, known_for_test, loss_falls, write_dsprites
-from vae_lab.data import dsprites
+from tests.datasets_util import expect_line, known_for_test, loss_falls, write_cifar, write_dsprites
+from vae_lab.data import cifar10, dsprites
+from vae_lab.data.idx import md5
 from vae_lab.errors import DataError
 
 DSPRITES_GRID = [3, 2, 2, 4, 4]  # shape, scale, orientation, x, y: 192 images in the real file's layout
 TINY_GT_EVAL = ["++eval.num_train=96", "++eval.num_test=48", "++eval.score_train=8", "++eval.score_eval=4",
                 "++eval.dci_stages=3"]
-QUICK = [*FAST, "net=mlp", "net.hidden=[64]", "~callbacks.images"]  # the colour test covers the Burgess net and images
+QUICK = [*FAST, "net=mlp", "net.hidden=[64]", "~callbacks.images"]  # the CIFAR-10 test covers conv nets and images
 SPLITS = ["data.val_size=16", "data.test_size=32", "data.train_subset=null", "data.batch_size=32"]
 
 
@@ -81,3 +83,70 @@ def test_dsprites_trains_and_gets_the_disentanglement_metrics(small_dsprites, tm
         assert math.isfinite(record[f"test/{key}"]), key
     assert "has ground-truth factors" in record["skipped"]["test/fid"] and "test/fid" not in record
 
+
+
+@pytest.fixture()
+def small_cifar(tmp_path, monkeypatch):
+    """data_dir with CIFAR's batches layout, 40 images a batch, accepted by test-only MD5s."""
+    folder = write_cifar(tmp_path)
+    monkeypatch.setattr(cifar10, "KNOWN_MD5", {p.name: md5(p) for p in folder.iterdir()})
+    return tmp_path
+
+
+def test_cifar10_batches_classes_and_bad_files(small_cifar, monkeypatch):
+    data = cifar10.Cifar10DataModule(data_dir=str(small_cifar), image_size=32, val_size=20, download=False)
+    data.setup()
+    assert data.num_classes == 10 and data.class_names[0] == "airplane"
+    assert (len(data.splits["train"]), len(data.splits["val"]), len(data.splits["test"])) == (180, 20, 40)
+    x, y = data.splits["test"][torch.arange(5)]
+    raw = cifar10.read_batch(small_cifar / "cifar-10-batches-py" / "test_batch")
+    assert x.shape == (5, 3, 32, 32) and 0 <= x.min() and x.max() <= 1 and y.tolist() == raw[b"labels"][:5]
+    assert torch.equal((x * 255).round().to(torch.uint8).reshape(5, -1), torch.from_numpy(raw[b"data"][:5]))
+    batch = small_cifar / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:-100])  # truncated: refused by name before it is unpickled
+    with pytest.raises(DataError) as err:
+        cifar10.Cifar10DataModule(data_dir=str(small_cifar), val_size=20, download=True).prepare_data()
+    expect_line(err, str(batch), "MD5")
+    batch.unlink()
+    with pytest.raises(DataError) as err:
+        cifar10.Cifar10DataModule(data_dir=str(small_cifar), val_size=20, download=False).prepare_data()
+    expect_line(err, str(batch), "is missing", "cifar-10-python.tar.gz", "cs.toronto.edu")
+    monkeypatch.undo()                                   # the real MD5s (torchvision's) for the real names
+    write_cifar(small_cifar)
+    with pytest.raises(DataError) as err:
+        cifar10.Cifar10DataModule(data_dir=str(small_cifar), val_size=20, download=False).prepare_data()
+    expect_line(err, "c99cafc152244af753f735de768cd75f")
+
+
+def test_a_colour_cvae_trains_on_cifar10_evaluates_logs_and_generates_in_colour(small_cifar, tmp_path, one_thread):
+    from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+    from vae_lab.generate import generate
+    from vae_lab.train import train
+
+    run = tmp_path / "run"
+    cfg = compose_cfg(run, "model=cvae", "data=cifar10", "net=burgess", "net.image_size=32", "net.channels=8", "net.hidden=32",
+                      "data.val_size=20",
+                      f"paths.data_dir={small_cifar}", "model.likelihood=gaussian", "data.batch_size=32", *FAST,
+                      "data.train_subset=null", "++eval.classifier.train_subset=null", "++eval.per_class=4",
+                      "++eval.fid_samples=40", "++eval.probe_train_images=100")
+    assert cfg.net.image_channels == 3
+    first, last = loss_falls(cfg)
+    assert last < first
+    record = train(cfg)
+    assert record["status"] == "ok" and math.isfinite(record["test/loss"])
+    for key in ("test/fid", "test/cond_accuracy", "test/probe_accuracy", "test/nll_iwae"):
+        assert math.isfinite(record[key]), key
+    assert "test/fid" not in record["skipped"] and "disentanglement metrics" in record["skipped"]
+    events = EventAccumulator(str(next(run.rglob("events.out.tfevents.*")).parent), size_guidance={IMAGES: 0})
+    events.Reload()
+    assert {"images/samples", "images/reconstructions", "images/traversals"} <= set(events.Tags()["images"])
+    assert "images/class_grid" in events.Tags()["images"]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    for mode, out in (("samples", tmp_path / "s.npy"), ("traverse", tmp_path / "t.png")):
+        generate(compose_cfg(tmp_path, f"ckpt_path={ckpt}", f"mode={mode}", f"out={out}", "num_samples=4",
+                             f"data_dir={small_cifar}", config="generate"))
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (4, 3, 32, 32) and 0 <= samples.min() and samples.max() <= 1
+    assert not np.allclose(samples[:, 0], samples[:, 1])  # the channels are decoded separately
+    assert Image.open(tmp_path / "t.png").mode == "RGB"
