@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError, check_number, user_error
@@ -26,7 +26,7 @@ MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets to
 
 TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a wrong type would fail deep in torch
     "seed": (True, False), "data.batch_size": (True, False), "data.train_subset": (True, True),
-    "data.val_size": (True, False), "net.image_size": (True, False), "model.latent_dim": (True, False),
+    "data.val_size": (False, False), "net.image_size": (True, False), "model.latent_dim": (True, False),
     "model.beta": (False, False), "model.lr": (False, False), "model.weight_decay": (False, False),
     "model.obs_sigma": (False, False), "model.gamma": (False, False), "model.capacity_max": (False, False),
     "model.capacity_steps": (True, False), "model.prior_components": (True, False), "trainer.max_epochs": (True, False),
@@ -100,6 +100,9 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     check_labels(cfg, datamodule)
+    if cfg.net.get("image_channels", 1) is None:  # data.channels=null: the images' own, known once they are opened
+        with open_dict(cfg):
+            cfg.net.image_channels = datamodule.channels
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
     trainer_kwargs.setdefault("callbacks", [instantiate(c) for c in cfg.callbacks.values()])
     trainer_kwargs.setdefault("logger", instantiate(cfg.logger))

@@ -54,6 +54,10 @@ class ArrayDataModule(ImageDataModule):
         self.num_classes: int | None = self.count_classes()  # known before loading: a CVAE is checked against it
         self.splits: dict[str, ResidentImages] = {}
 
+    def val_count(self, n: int) -> int:
+        """How many of the n training images validate (data.val_size)."""
+        return self.hparams.val_size
+
     def count_classes(self) -> int | None:
         """The number of classes, cheaply, before the images load (None: unlabelled)."""
         return None
@@ -68,11 +72,15 @@ class ArrayDataModule(ImageDataModule):
             return
         (train_x, train_y), (test_x, test_y), names = self.load()
         self.class_names, self.num_classes = names, (len(names) if names else None)
-        check_split({"val_size": self.hparams.val_size}, self.hparams.train_subset, len(train_y))
+        val = self.val_count(len(train_y))
+        check_split({"val_size": val}, self.hparams.train_subset, len(train_y))
         device = self._device()
         prepare = lambda x: to_channels(resize_to(x, self.image_size), self.channels).to(device)
         train_x, train_y, test_x, test_y = prepare(train_x), train_y.to(device), prepare(test_x), test_y.to(device)
-        train_idx, val_idx = (idx.to(device) for idx in self.train_val_indices(len(train_y)))
+        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        val_idx, train_idx = order[:val].to(device), order[val:].to(device)
+        if self.hparams.train_subset:
+            train_idx, val_idx = train_idx[: self.hparams.train_subset], val_idx[: max(1, self.hparams.train_subset // 10)]
         self.splits["train"] = ResidentImages(train_x[train_idx], train_y[train_idx])
         self.splits["val"] = ResidentImages(train_x[val_idx], train_y[val_idx])
         if self.hparams.train_subset:
