@@ -44,6 +44,38 @@ def write_dsprites(path: Path, sizes: list[int]) -> Path:
     return path
 
 
+def colour_images(factors: np.ndarray) -> np.ndarray:
+    """N×64×64×3 uint8 images whose background, object colour and object place follow the factors."""
+    images = np.zeros((len(factors), 64, 64, 3), dtype=np.uint8)
+    for i, f in enumerate(factors):
+        images[i, :, :, 0] = 60 + 120 * f[0]
+        images[i, :, :, 2] = 40 + 100 * f[1]
+        top, left = 8 + 10 * f[-1], 8 + 12 * f[-2]
+        images[i, top:top + 16, left:left + 16, 1] = 90 + 80 * f[2]
+    return images
+
+
+def write_shapes3d(path: Path, sizes: list[int]) -> Path:
+    """A 3dshapes.h5 over a small grid: `images` uint8 N×64×64×3 and `labels` float64 N×6 (the factor values)."""
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    factors = grid_factors(np.arange(int(np.prod(sizes))), sizes)
+    values = np.stack([np.linspace(0.0, 0.9, s)[factors[:, k]] for k, s in enumerate(sizes)], axis=1)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=colour_images(factors), chunks=(1, 64, 64, 3))
+        f.create_dataset("labels", data=values.astype(np.float64))
+    return path
+
+
+def write_mpi3d(path: Path, sizes: list[int], compressed: bool) -> Path:
+    """An mpi3d_toy.npz over a small grid: one array, `images` uint8 N×64×64×3."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    factors = grid_factors(np.arange(int(np.prod(sizes))), sizes)
+    (np.savez_compressed if compressed else np.savez)(path, images=colour_images(factors))
+    return path
+
+
 def write_cifar(root: Path, per_batch: int = 40) -> Path:
     """A `cifar-10-batches-py` folder: five training batches and a test batch of `per_batch` images, and
     batches.meta, pickled as CIFAR's are (bytes keys, data N×3072 uint8 in channel-major rows, labels a list)."""

@@ -9,11 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 from PIL import Image
 
 from tests.conftest import FAST, compose_cfg
-from tests.datasets_util import expect_line, known_for_test, loss_falls, write_cifar, write_dsprites
-from vae_lab.data import cifar10, dsprites
+from tests.datasets_util import (
+    expect_line,
+    known_for_test,
+    loss_falls,
+    write_cifar,
+    write_dsprites,
+    write_mpi3d,
+    write_shapes3d,
+)
+from vae_lab.data import cifar10, dsprites, mpi3d, shapes3d
 from vae_lab.data.idx import md5
 from vae_lab.errors import ConfigError, DataError
 
@@ -225,3 +234,83 @@ def test_unlabelled_images_train_and_metrics_json_says_what_was_skipped(tmp_path
     assert math.isfinite(record["test/nll_iwae"]) and math.isfinite(record["test/mse"])
     assert "no class labels" in record["skipped"]["test/fid"] and "test/fid" not in record
     assert "no ground-truth factors" in record["skipped"]["disentanglement metrics"]
+
+
+SHAPES3D_GRID = [2, 2, 2, 2, 2, 3]
+MPI3D_GRID = [2, 2, 2, 1, 1, 3, 4]
+
+
+@pytest.fixture()
+def small_shapes3d(tmp_path, monkeypatch):
+    pytest.importorskip("h5py")
+    path = write_shapes3d(tmp_path / "shapes3d" / shapes3d.FILE.name, SHAPES3D_GRID)
+    monkeypatch.setattr(shapes3d, "FILE", known_for_test(shapes3d.FILE, path))
+    monkeypatch.setattr(shapes3d.Shapes3D, "factor_sizes", SHAPES3D_GRID)
+    return tmp_path
+
+
+def check_grid(module, data_dir: Path, name: str, truth_images: np.ndarray, in_memory: bool) -> None:
+    """Round trip, batch shape and range, each batch the file's image of its factors; a few falling loss steps;
+    the disentanglement metrics."""
+    from vae_lab.metrics.ground_truth import disentanglement_metrics
+
+    cfg = compose_cfg(data_dir / "run", "+experiment=disentangle_cpu", "+arm=beta_4", f"data={name}",
+                      f"paths.data_dir={data_dir}", "net.image_size=64", "net.channels=8", "net.hidden=32",
+                      "data.val_size=8", "data.test_size=16", "data.batch_size=16", f"data.in_memory={in_memory}")
+    first, last = loss_falls(cfg, steps=12)
+    assert last < first
+    data = module(**{k: v for k, v in cfg.data.items() if k != "_target_"})
+    data.setup()
+    truth = data.ground_truth
+    index = np.arange(len(truth))
+    assert (truth.factors_to_index(truth.index_to_factors(index)) == index).all()
+    x, factors = data.splits["val"][torch.arange(8)]
+    assert x.shape == (8, 3, 64, 64) and 0 <= x.min() and x.max() <= 1
+    flat = truth.factors_to_index(factors.numpy())
+    assert torch.equal((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1), torch.from_numpy(truth_images[flat]))
+    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    metrics = disentanglement_metrics(model, truth, num_train=48, num_test=24, score_train=4, score_eval=2,
+                                      dci_stages=2)
+    assert all(math.isfinite(metrics[f"test/{k}"]) for k in ("mig", "dci_disentanglement", "sap")), metrics
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_shapes3d_reads_batches_from_the_h5_file_or_memory(small_shapes3d, in_memory, one_thread):
+    import h5py
+
+    with h5py.File(small_shapes3d / "shapes3d" / "3dshapes.h5", "r") as f:
+        images = f["images"][:]
+    check_grid(shapes3d.Shapes3DDataModule, small_shapes3d, "shapes3d", images, in_memory)
+
+
+def test_shapes3d_refuses_labels_out_of_factor_order(small_shapes3d, monkeypatch):
+    import h5py
+
+    path = small_shapes3d / "shapes3d" / "3dshapes.h5"
+    with h5py.File(path, "r+") as f:
+        f["labels"][:] = f["labels"][:][::-1]
+    monkeypatch.setattr(shapes3d, "FILE", known_for_test(shapes3d.FILE, path))
+    data = shapes3d.Shapes3DDataModule(data_dir=str(small_shapes3d), val_size=8, test_size=16, download=False)
+    with pytest.raises(DataError) as err:
+        data.setup()
+    expect_line(err, str(path), "not in factor order")
+
+
+@pytest.mark.parametrize("compressed, in_memory", [(False, False), (True, False), (True, True)])
+def test_mpi3d_memory_maps_or_decompresses_once_or_loads(tmp_path, monkeypatch, compressed, in_memory, one_thread):
+    path = write_mpi3d(tmp_path / "mpi3d" / mpi3d.FILE.name, MPI3D_GRID, compressed)
+    monkeypatch.setattr(mpi3d, "FILE", known_for_test(mpi3d.FILE, path))
+    monkeypatch.setattr(mpi3d.MPI3D, "factor_sizes", MPI3D_GRID)
+    images = np.load(path)["images"]
+    check_grid(mpi3d.MPI3DDataModule, tmp_path, "mpi3d", images, in_memory)
+    assert (tmp_path / "mpi3d" / "mpi3d_toy_images.npy").exists() == (compressed and not in_memory)
+
+
+def test_mpi3d_refuses_a_file_of_the_wrong_shape(tmp_path, monkeypatch):
+    path = tmp_path / "mpi3d" / mpi3d.FILE.name
+    path.parent.mkdir()
+    np.savez(path, images=np.zeros((5, 64, 64, 3), np.uint8))
+    monkeypatch.setattr(mpi3d, "FILE", known_for_test(mpi3d.FILE, path))
+    with pytest.raises(DataError) as err:
+        mpi3d.MPI3DDataModule(data_dir=str(tmp_path), download=False).prepare_data()
+    expect_line(err, str(path), "expected uint8 (1036800, 64, 64, 3)")
