@@ -54,8 +54,8 @@ def ensure_cifar10(data_dir: Path, download: bool = True) -> Path:
     for name in names:
         path = folder / name
         if not path.exists():
-            raise DataError(f"{path} is missing: download cifar-10-python.tar.gz (163 MB, from {PAGE}) and extract "
-                            f"it in {data_dir} (or run with data.download=true on a machine online)")
+            raise DataError(f"{path} is missing: download cifar-10-python.tar.gz (about 170 MB, from {PAGE}) and "
+                            f"extract it in {data_dir} (or run with data.download=true on a machine online)")
         verify_file(path, KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158,
                                     "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", PAGE,
                                     "torchvision's CIFAR10.train_list / test_list / meta"))
