@@ -8,8 +8,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from vae_lab.data.datamodule import ImageDataModule, ResidentImages, check_batching, check_channels, check_split
-from vae_lab.data.datamodule import to_channels
+from vae_lab.data.datamodule import (
+    ImageDataModule,
+    ResidentImages,
+    check_batching,
+    check_channels,
+    check_split,
+    to_channels,
+)
 from vae_lab.errors import ConfigError
 
 NO_LABEL = -1  # the label of every image of an unlabelled dataset (no model or metric reads it)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_lab.data.arrays import Arrays, ArrayDataModule
+from vae_lab.data.arrays import ArrayDataModule, Arrays
 from vae_lab.data.files import KnownFile, verify_file
 from vae_lab.errors import DataError
 

@@ -9,6 +9,8 @@ all, 8× smaller than uint8) on the training device, unpacked per batch there.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
@@ -58,8 +60,8 @@ def pack_images(path, sizes: list[int]) -> np.ndarray:
 class DSprites(GroundTruth):
     """The real dSprites images, packed bits resident on the device, under the shapes2d interface."""
 
-    factor_names = ["shape", "scale", "orientation", "x", "y"]
-    factor_sizes = [3, 6, 40, 32, 32]
+    factor_names: ClassVar[list[str]] = ["shape", "scale", "orientation", "x", "y"]
+    factor_sizes: ClassVar[list[int]] = [3, 6, 40, 32, 32]
 
     def __init__(self, image_size: int = 64, device: torch.device | str = "cpu", channels: int | None = None,
                  packed: np.ndarray | None = None) -> None:

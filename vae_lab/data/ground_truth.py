@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -40,8 +41,8 @@ def grid_factors(index: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
 class GroundTruth:
     """Factor names and sizes, factor sampling, and images for given factors, on `device`."""
 
-    factor_names: list[str] = []
-    factor_sizes: list[int] = []
+    factor_names: ClassVar[list[str]] = []
+    factor_sizes: ClassVar[list[int]] = []
     native_size = 64        # the published images' side
     native_channels = 1     # the published images' channels
     image_sizes = (32, 64)  # 32: the 64 image 2×2-averaged

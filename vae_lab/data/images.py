@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_lab.data.arrays import NO_LABEL, Arrays, ArrayDataModule, resize_to
+from vae_lab.data.arrays import NO_LABEL, ArrayDataModule, Arrays, resize_to
 from vae_lab.data.datamodule import to_channels
 from vae_lab.errors import ConfigError, DataError
 

@@ -5,6 +5,7 @@ factor order, vertical axis fastest; no labels: the order is the factors)."""
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -30,9 +31,9 @@ FILE = KnownFile(
 class MPI3D(StoredGrid):
     """The real MPI3D-toy images under the ground-truth interface."""
 
-    factor_names = ["object_color", "object_shape", "object_size", "camera_height", "background_color",
+    factor_names: ClassVar[list[str]] = ["object_color", "object_shape", "object_size", "camera_height", "background_color",
                     "horizontal_axis", "vertical_axis"]
-    factor_sizes = [6, 6, 2, 3, 3, 40, 40]
+    factor_sizes: ClassVar[list[int]] = [6, 6, 2, 3, 3, 40, 40]
 
 
 def check_images(path) -> None:

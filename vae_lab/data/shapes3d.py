@@ -5,6 +5,7 @@ factor order, orientation fastest). Read with h5py, the optional extra `pip inst
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -52,8 +53,8 @@ def open_h5(path):
 class Shapes3D(StoredGrid):
     """The real Shapes3D images under the ground-truth interface."""
 
-    factor_names = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
-    factor_sizes = [10, 10, 10, 8, 4, 15]
+    factor_names: ClassVar[list[str]] = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
+    factor_sizes: ClassVar[list[int]] = [10, 10, 10, 8, 4, 15]
 
 
 class Shapes3DDataModule(GroundTruthDataModule):
