@@ -94,7 +94,7 @@ class Arm:
                                                                  "probe_train_images")}
         if self.classifier is None:
             data = self.datamodule
-            self.classifier = get_classifier(data.data_dir, data.name, self.device, **classifier)
+            self.classifier = get_classifier(data.data_dir, data.name, self.device, datamodule=data, **classifier)
             self.fid_cache = fid_cache(self.classifier)
         return {**options, "max_test_images": images, "fid_samples": images,
                 "per_class": max(1, images // self.trained_classes()), "probe_train_images": images}
