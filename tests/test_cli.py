@@ -16,15 +16,6 @@ EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test
              "time/iwae_seconds", "time/eval_seconds", "mem/peak_mb")
 
 
-@pytest.fixture(scope="module")
-def cvae_run(tmp_path_factory, data_dir):
-    """One tiny CVAE training run through the real CLI."""
-    out = tmp_path_factory.mktemp("cvae_run")
-    result = run_cli("vae_lab.train", "model=cvae", *FAST, f"hydra.run.dir={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
 def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     metrics = json.loads((cvae_run / "metrics.json").read_text())
     for key in ("model", "dataset", "net", "beta", "seed", "epochs", "params", "test/loss", "test/recon",
