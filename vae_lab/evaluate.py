@@ -101,6 +101,22 @@ def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
         raise ConfigError(f"precision={precision!r}: {err}") from err
 
 
+def output_record(out: Path, key: str) -> dict[str, Any] | None:
+    """Check, before any work, that the results file can be written and that one already there (which evaluation
+    updates) is whole; return its record, or None for a new file."""
+    output_folder(key, out)
+    if not out.is_file():
+        return None
+    try:
+        record = read_json(out)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{out}: unreadable ({str(err).splitlines()[0]}: a half-written file?); "
+                          "move it away or give out=OTHER.json") from err
+    if not isinstance(record, dict):
+        raise ConfigError(f"{out}: not a JSON object; move it away or give out=OTHER.json")
+    return record
+
+
 def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None = None,
                         data_dir: str | Path | None = None, accelerator: str = "auto",
                         precision: str = "32-true") -> dict[str, float]:
@@ -110,6 +126,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None
     trainer = test_trainer(accelerator, precision)
     model = load_model(ckpt_path, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
     datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+    datamodule.prepare_data()  # the test images found and verified before the work
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, options))
@@ -123,11 +140,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model_name = read_checkpoint(ckpt_path)["vae_lab_model"].rsplit(".", 1)[-1].lower()
     options, _ = eval_options(cfg.eval)
     test_trainer(cfg.accelerator, cfg.precision)  # a bad accelerator or precision fails before any work
-    if cfg.out:
-        output_folder("out", cfg.out)
-    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision)
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
-    record = read_json(out) if out.is_file() else {"model": model_name, "status": "ok"}
+    record = output_record(out, "out")  # writable, and a metrics.json already there whole, before any work
+    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision)
+    record = record or {"model": model_name, "status": "ok"}
     record.update(metrics)
     record.update({f"eval/{k}": v for k, v in options.items()})  # how it was measured (the rest: defaults)
     write_json(out, record)

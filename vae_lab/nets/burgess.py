@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.nets import like_weights, relu, with_label
+from vae_lab.nets import check_widths, like_weights, relu, with_label
 from vae_lab.nets.upconv import UpConv
 
 SIZES = {32: 3, 64: 4}  # image size → number of stride-2 layers down to 4×4
@@ -20,6 +20,7 @@ class BurgessNet(nn.Module):
     def __init__(self, image_size: int = 32, latent_dim: int = 10, label_dim: int = 0, channels: int = 32,
                  hidden: int = 256) -> None:
         super().__init__()
+        check_widths(channels=channels, hidden=hidden)
         if image_size not in SIZES:
             raise ConfigError(f"net=burgess takes image sizes {sorted(SIZES)}, got {image_size}; "
                               "set net.image_size=32 or 64")
