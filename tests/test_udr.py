@@ -30,6 +30,7 @@ def test_relative_strength_of_a_permutation_is_one_and_of_uniform_strength_is_a_
     assert relative_strength(np.eye(4)[[1, 3, 0, 2]] * 0.7) == pytest.approx(0.7)   # max²/sum: not scale-free
     assert relative_strength(np.ones((4, 4))) == pytest.approx(0.25)
     assert relative_strength(np.zeros((3, 3))) == 0.0   # no strength anywhere: 0, as the library's nan_to_num
+    assert relative_strength(np.zeros((3, 0))) == 0.0   # a model without informative latents (the library raises)
 
 
 def test_identical_models_score_near_one(sources):

@@ -22,12 +22,15 @@ KL_THRESHOLD = 0.01  # nats: latents whose mean KL to the prior is at most this 
 def relative_strength(strength: np.ndarray) -> float:
     """How one-to-one an R×C strength matrix is: the mean over columns and over rows of max² / sum, averaged.
 
-    A row or column without any strength counts 0, as in the library.
+    A row or column without any strength counts 0, as in the library; so does a pair in which either model has no
+    informative latent (an empty matrix, on which the library raises).
     """
+    if strength.size == 0:
+        return 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         columns = np.nan_to_num(strength.max(axis=0) ** 2 / strength.sum(axis=0))
         rows = np.nan_to_num(strength.max(axis=1) ** 2 / strength.sum(axis=1))
-    return float((np.mean(columns) + np.mean(rows)) / 2) if strength.size else 0.0
+    return float((np.mean(columns) + np.mean(rows)) / 2)
 
 
 def lasso_strength(source: np.ndarray, target: np.ndarray, alpha: float = 0.1, seed: int = 0) -> np.ndarray:
