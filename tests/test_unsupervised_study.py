@@ -27,7 +27,8 @@ def test_the_sweep_is_the_studys_grid(tmp_path):
     params = cfg.hydra.sweeper.params
     assert params["+arm"].split(",") == list(GRID) and params.study_point.split(",") == POINTS
     assert (cfg.model.latent_dim, cfg.model.lr, cfg.model.likelihood, cfg.data.batch_size) == (10, 1e-4, "bernoulli", 64)
-    assert (cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.net.image_size) == (300_000, -1, 64)
+    assert (cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.net.image_size, cfg.data.name) == (300_000, -1, 64,
+                                                                                                  "dsprites")
     assert (cfg.eval.num_train, cfg.eval.num_test, cfg.eval.score_train, cfg.eval.score_eval) == (10_000, 5_000,
                                                                                                   10_000, 5_000)
 
@@ -50,4 +51,5 @@ def test_the_cpu_variant_cuts_lengths_and_keeps_one_value_per_objective(tmp_path
     params = cfg.hydra.sweeper.params
     assert params["+arm"].split(",") == list(GRID) and params.study_point == "v3" and params.seed == "0,1"
     assert (cfg.net.image_size, cfg.trainer.max_steps, cfg.model.capacity_max, cfg.model.gamma) == (32, 6000, 25, 1000)
+    assert cfg.data.name == "shapes2d"   # rendered: runs offline
     assert cfg.model.capacity_steps == cfg.trainer.max_steps // 3   # C reached a third of the way, as in the study
