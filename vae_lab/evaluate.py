@@ -18,6 +18,7 @@ from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
 from vae_lab.metrics.classifier import fid_cache, get_classifier
+from vae_lab.metrics.disentanglement import BOOSTERS
 from vae_lab.metrics.ground_truth import disentanglement_metrics
 from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, read_checkpoint
@@ -50,8 +51,10 @@ def eval_options(options: DictConfig | dict | None) -> tuple[dict[str, Any], dic
         raise ConfigError(f"unknown eval option(s) {sorted(unknown)}; allowed: {sorted(EVAL_KEYS)} and "
                           f"classifier.{{{', '.join(sorted(CLASSIFIER_KEYS))}}}")
     check_precision(opts.get("iwae_precision", "fp32"))
+    if opts.get("dci_booster", "exact") not in BOOSTERS:
+        raise ConfigError(f"eval.dci_booster={opts['dci_booster']!r}: choose one of {BOOSTERS}")
     for key, value in opts.items():  # every other option is a count (or a seed)
-        if key == "iwae_precision":
+        if key in ("iwae_precision", "dci_booster"):
             continue
         check_number(f"eval.{key}", value, whole=True, minimum=0 if key.endswith("seed") else 1,
                      nullable=key == "max_test_images")

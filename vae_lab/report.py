@@ -1,8 +1,9 @@
 """`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders.
 
 Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, groups the finished runs by
-(model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, prior components, learned
-prior, learning rate, image size, epochs and training subset (shown as columns only then), averages every test/,
+(model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, γ, the DIP-VAE variant and
+its λ_od and λ_d, prior components, learned prior, learning rate, image size, epochs and training subset (shown as
+columns only then), averages every test/,
 time/ and mem/ metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into
 the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures;
 a metric that is NaN, infinite or null in a run is left out of its group's mean, and report.md says which and how
@@ -34,7 +35,8 @@ from vae_lab.timing_pass import TIMING_FILE, TIMING_HEADERS, agreement_line, rea
 from vae_lab.viz import plots
 
 GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
-EXTRA_KEYS = ("prior_components", "learned_prior", "lr", "image_size", "epochs", "train_subset")  # split groups;
+EXTRA_KEYS = ("gamma", "variant", "lambda_od", "lambda_d", "prior_components", "learned_prior", "lr", "image_size",
+              "epochs", "train_subset")  # split groups;
 # a column each where the runs differ in it
 METRIC_PREFIXES = ("test/", "timing/", "time/", "mem/")  # timing/: the timing pass's (timing.json), not the sweep's
 # Metric → short header, in table order; metrics not named here follow, sorted.
@@ -48,9 +50,11 @@ HEADERS = {
     "time/epoch_seconds": "epoch s (wall clock)", "time/sample_images_per_second": "samples/s (wall clock)",
     "time/eval_seconds": "eval s (wall clock)",
     "mem/peak_mb": "peak MB", "time/dci_seconds": "DCI s", "test/gaussian_total_correlation": "TC (Gaussian)",
+    "test/udr": "UDR",
     **{f"test/{m}": f"{m} ({p})" for m, p in PROPERTY.items()},   # disentanglement, with the property it measures
 }
-KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C",
+KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C", "gamma": "γ",
+               "variant": "variant", "lambda_od": "λ_od", "lambda_d": "λ_d",
                "latent_dim": "z", "prior_components": "K", "learned_prior": "learned prior", "lr": "lr",
                "image_size": "image", "epochs": "epochs", "train_subset": "train subset"}
 FIGURES = {"quality_vs_time": "Quality against training seconds per epoch", "beta_tradeoff": "β-VAE trade-off",
@@ -202,6 +206,55 @@ def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any
                                 if metric in r.record and _numeric(r.record[metric]) and not _number(r.record[metric])]
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------------------------- UDR
+
+def add_udr(runs: Sequence[Run], num_points: int, data_dir: str | None) -> list[str]:
+    """Each run of a group of ≥ 2 seeds with checkpoints gets `test/udr` (Duan et al.'s score against the group's
+    other seeds, on the first `num_points` test images); returns notes on groups it could not score."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.key].append(run)
+    notes = []
+    for members in groups.values():
+        if len({str(r.record.get("seed")) for r in members}) < 2:
+            continue
+        if not all((r.path / "checkpoints" / "last.ckpt").is_file() for r in members):
+            notes.append(f"UDR left out for {members[0].path.name} and its seeds: not every run has checkpoints/last.ckpt")
+            continue
+        try:
+            scores = udr_of_group([r.path / "checkpoints" / "last.ckpt" for r in members], num_points, data_dir)
+        except (VaeLabError, OSError, ValueError) as err:
+            notes.append(f"UDR left out for {members[0].path.name} and its seeds: {err}")
+            continue
+        for run, score in zip(members, scores):
+            run.record["test/udr"] = score
+    return notes
+
+
+def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | None) -> list[float]:
+    """UDR of each checkpoint's model against the others, on the same test images (the first checkpoint's data)."""
+    import torch
+
+    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.metrics.udr import udr
+    from vae_lab.models import load_model, read_checkpoint
+
+    datamodule = datamodule_from_checkpoint(read_checkpoint(checkpoints[0]), data_dir, download=False)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    test = datamodule.splits["test"]
+    x, y = test[torch.arange(min(num_points, len(test)))]
+    representations, kls = [], []
+    with torch.no_grad():
+        for ckpt in checkpoints:
+            model = load_model(ckpt)
+            labels = y if model.conditional else None
+            mu, logvar = model.encode(x.to(model.device), labels)
+            representations.append(mu.cpu().double().numpy())
+            kls.append(model.kl_per_dim(mu, logvar, *model.prior(labels)).mean(0).cpu().double().numpy())
+    return udr(representations, kls)["model_scores"]
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -410,6 +463,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("timing"):
         print(f"wrote {timing_pass(timed_arms(runs), cfg.timing_options, out)}")
     attach_timing(runs, out)
+    udr_notes = add_udr(runs, int(cfg.udr_points), cfg.data_dir) if cfg.get("udr_points") else []
     metrics = metric_names(runs)
     shown = list(cfg.columns) if cfg.get("columns") else [m for m in metrics if m not in PART_KEYS]
     unknown = [m for m in shown if m not in metrics]
@@ -417,6 +471,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"columns: no run has {unknown}; the runs have {metrics}")
     rows = summarise(runs, metrics)
     figures, notes = draw_figures(rows, runs, cfg, out)
+    notes = udr_notes + notes
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)

@@ -45,6 +45,7 @@ TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a 
     "model.beta": (False, False), "model.lr": (False, False), "model.weight_decay": (False, False),
     "model.obs_sigma": (False, False), "model.gamma": (False, False), "model.capacity_max": (False, False),
     "model.capacity_steps": (True, False), "model.prior_components": (True, False), "trainer.max_epochs": (True, False),
+    "model.lambda_od": (False, False), "model.lambda_d": (False, True),
     "trainer.log_every_n_steps": (True, False), "data.steps_per_batch": (True, False),
 }
 
