@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test tb bench bench-gpu compare compare-gpu clean
+.PHONY: install data train test tb bench bench-gpu compare compare-gpu docs-screenshots clean
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ compare-gpu: install data
 
 tb: install
 	$(BIN)/tensorboard --logdir outputs --bind_all
+
+# docs/img/tensorboard_*.png: TensorBoard's tabs on a tiny sweep, shot by headless Chromium (docs/tensorboard.md)
+docs-screenshots: install data
+	bash scripts/docs_screenshots.sh $(BIN)/python
 
 clean:
 	rm -rf outputs/runs outputs/multirun .pytest_cache

@@ -110,7 +110,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model = load_model(ckpt_path, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
     datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
+    metrics = {k: float(v) for k, v in test.items() if not k.startswith("kl_dim/")}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
     record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}

@@ -1,4 +1,5 @@
-"""A Hydra callback for multiruns: one closing line on the jobs that failed, and a failing exit status."""
+"""Hydra callbacks for multiruns: one HParams experiment for the whole sweep, and one closing line on the jobs that
+failed, with a failing exit status."""
 
 from __future__ import annotations
 
@@ -13,6 +14,24 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+
+
+class SweepHParams(Callback):
+    """After the last job, the sweep's HParams experiment in the sweep folder: the hyper-parameters of all its runs
+    (marked where they differ) and their final metrics, so TensorBoard's HParams tab compares them (each job writes
+    only its session: its values and metrics)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from vae_lab.viz.tensorboard import write_sweep_experiment
+
+        folder = Path(config.hydra.sweep.dir)
+        records = []
+        for metrics in sorted(folder.rglob("metrics.json")):
+            try:
+                records.append(json.loads(metrics.read_text()))
+            except (OSError, ValueError):
+                continue
+        write_sweep_experiment(folder, [r for r in records if isinstance(r, dict)])
 
 
 class SweepSummary(Callback):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from vae_lab.evaluate import eval_options, test_set_metrics
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.timing import TrainTimer
+from vae_lab.viz import tensorboard
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
@@ -110,6 +112,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model, trainer = build(cfg)
     callbacks, logger = trainer.callbacks, trainer.logger
     choices = dict(HydraConfig.get().runtime.choices)
+    started = time.time()
+    tensorboard.log_run_start(logger, cfg)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path or ("last" if cfg.resume else None))
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
@@ -125,10 +129,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     record["processes"] = trainer.world_size
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
-    hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
-    logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
-                                             if k.startswith(("test/", "time/")) and v is not None})
-    logger.finalize("success")  # flush: the HParams summary must reach disk before the process ends
+    step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step Lightning logged the test metrics at
+    single = HydraConfig.get().mode != RunMode.MULTIRUN  # a sweep's HParams experiment: vae_lab.sweep, once
+    tensorboard.log_run_end(logger, record, step, started, time.time(), experiment=single)
     return record
 
 

@@ -23,7 +23,8 @@ from vae_lab.metrics.disentanglement import PROPERTY
 Row = dict[str, Any]
 
 LABELS = {
-    "test/loss": "test loss (−ELBO, nats)", "test/recon": "reconstruction (nats)", "test/kl": "KL (nats)",
+    "test/loss": "test loss (the model's objective, nats)", "test/nelbo": "test −ELBO (nats)",
+    "test/recon": "reconstruction (nats)", "test/kl": "KL (nats)",
     "test/active_units": "active units", "test/probe_accuracy": "linear-probe accuracy", "test/fid": "FID",
     "test/cond_accuracy": "conditional accuracy", "time/train_seconds": "training time (s)",
 }
@@ -57,6 +58,11 @@ def group_label(row: Row, rows: Sequence[Row]) -> str:
     return " ".join(parts)
 
 
+def elbo_or_loss(rows: Sequence[Row]) -> str:
+    """The −ELBO (comparable across objectives) where the runs recorded it, else their loss."""
+    return "test/nelbo" if any(_has(r, "test/nelbo") for r in rows) else "test/loss"
+
+
 def _errorbar(ax: plt.Axes, x: list[float], y: list[float], xerr: list[float] | None, yerr: list[float],
               **kwargs: Any) -> None:
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **kwargs)
@@ -71,11 +77,13 @@ def _save(fig: plt.Figure, path: Path) -> bool:
 
 
 def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
-    """Test loss (and FID, when measured) against training time: one labelled marker per group."""
-    rows = [r for r in rows if _has(r, "test/loss") and _has(r, "time/train_seconds")]
+    """Test −ELBO (the loss for runs from before it was recorded; the axis says which) and FID, when measured,
+    against training time: one labelled marker per group."""
+    quality = elbo_or_loss(rows)
+    rows = [r for r in rows if _has(r, quality) and _has(r, "time/train_seconds")]
     if not rows:
         return False
-    metrics = ["test/loss"] + (["test/fid"] if any(_has(r, "test/fid") for r in rows) else [])
+    metrics = [quality] + (["test/fid"] if any(_has(r, "test/fid") for r in rows) else [])
     colours = _colours(rows)
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
     times = [r["mean"]["time/train_seconds"] for r in rows]
@@ -184,10 +192,10 @@ def disentanglement_vs_beta(rows: Sequence[Row], path: Path) -> bool:
 
 
 def latent_size(rows: Sequence[Row], path: Path) -> bool:
-    """CVAE per dataset: latent size against test loss and conditional accuracy (when groups differ in it)."""
+    """CVAE per dataset: latent size against test −ELBO and conditional accuracy (when groups differ in it)."""
     rows = [r for r in rows if r["model"] == "cvae" and r["latent_dim"]]
     lines = _series(rows, "latent_dim")
-    return _line_panels(lines, "latent_dim", ("test/loss", "test/cond_accuracy"), path,
+    return _line_panels(lines, "latent_dim", (elbo_or_loss(rows), "test/cond_accuracy"), path,
                         "CVAE latent size (mean ± std over seeds)", "latent dimensions", 2, _line_namer(lines))
 
 
