@@ -78,7 +78,7 @@ class Traversal:
     def title(self) -> str:
         """What the picture shows; for a collapsed model (no active unit), that every row would look the same."""
         if self.active_units == 0:
-            return "collapsed: no active units (no latent's mean varies over the images), so traversals change nothing"
+            return "collapsed: no active units (no latent's mean varies over the images: none encodes them)"
         return f"traversals (±{(self.ranges[0][1] - self.ranges[0][0]) / 2:g} around the image's μ), most KL first"
 
 
@@ -126,11 +126,16 @@ def labelled_rows(grid: torch.Tensor, row_labels: Sequence[str], title: str = ""
     """A grid image as a matplotlib figure with a name beside each row (e.g. Fashion-MNIST classes)."""
     height, width = grid.shape[1:]
     lines = title.count("\n") + 1 if title else 0
-    fig, ax = plt.subplots(figsize=(2 + width / 40, height / 40 + 0.25 + 0.22 * lines), dpi=100)
+    margin = 0.3 + 0.075 * max((len(label) for label in row_labels), default=0)  # inches for the row labels
+    image_w, image_h = width / 40, height / 40
+    title_w = 0.07 * max((len(line) for line in title.split("\n")), default=0)
+    fig_w, fig_h = max(margin + image_w + 0.2, title_w + 0.3), image_h + 0.2 + 0.22 * lines
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=100)
+    fig.subplots_adjust(left=margin / fig_w, right=(margin + image_w) / fig_w, bottom=0.1 / fig_h,
+                        top=(0.1 + image_h) / fig_h)
     ax.imshow(grid.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
     rows = len(row_labels)
     ax.set_yticks([(i + 0.5) * height / rows for i in range(rows)], list(row_labels))
     ax.set_xticks([])
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
     return fig
