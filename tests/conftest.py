@@ -82,3 +82,18 @@ def data_dir() -> Path:
     if not (DATA / "MNIST" / "raw").exists() or not (DATA / "FashionMNIST" / "raw").exists():
         pytest.fail("data/ is missing: run `make data` (or `make test`, which runs it)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def cvae_cli(tmp_path_factory, data_dir) -> tuple[Path, subprocess.CompletedProcess]:
+    """One tiny CVAE training run through the real CLI (model summary on, as by default): its folder and output."""
+    out = tmp_path_factory.mktemp("cvae_run")
+    result = run_cli("vae_lab.train", "model=cvae", *FAST, "trainer.enable_model_summary=true", f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def cvae_run(cvae_cli) -> Path:
+    """The tiny CVAE run's folder."""
+    return cvae_cli[0]

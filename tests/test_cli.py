@@ -23,15 +23,6 @@ def run_events(run, model: str = "cvae", data: str = "mnist") -> EventAccumulato
     return EventAccumulator(str(run / "tensorboard" / f"{model}_{data}"), size_guidance=guidance).Reload()
 
 
-@pytest.fixture(scope="module")
-def cvae_run(tmp_path_factory, data_dir):
-    """One tiny CVAE training run through the real CLI."""
-    out = tmp_path_factory.mktemp("cvae_run")
-    result = run_cli("vae_lab.train", "model=cvae", *FAST, f"hydra.run.dir={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
 def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     metrics = json.loads((cvae_run / "metrics.json").read_text())
     for key in ("model", "dataset", "net", "beta", "seed", "epochs", "params", "test/loss", "test/recon",

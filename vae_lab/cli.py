@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,10 +13,36 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.errors import ConfigError, user_error
 
+# Library notices a vae_lab user cannot act on (vae_lab's own choices trigger them), silenced one by one: any
+# other warning still shows.
+LIBRARY_NOISE: tuple[tuple[str, type[Warning]], ...] = (
+    (r"Precision bf16-mixed is not supported by the model summary", UserWarning),  # the summary counts fp32 sizes
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),  # Lightning's own use of torch's pytree
+    (r"You have overridden `on_after_batch_transfer` in `LightningModule`", UserWarning),  # by design (base.py)
+)
+LIGHTNING_LOGS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """Drop Lightning's tip to install its cloud logger."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_console() -> None:
+    """Silence the library notices in LIBRARY_NOISE and Lightning's advert, precisely, by message and category."""
+    for message, category in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name in LIGHTNING_LOGS:
+        logger = logging.getLogger(name)
+        if _not_an_advert not in logger.filters:
+            logger.addFilter(_not_an_advert)
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print a VaeLabError as `error: …` on stderr and exit with status 2; let real bugs raise."""
+    """The console every entry point runs in: library noise silenced (`quiet_console`), a VaeLabError printed as
+    `error: …` on stderr with exit status 2; real bugs raise."""
+    quiet_console()
     try:
         yield
     except Exception as err:
@@ -41,3 +69,26 @@ def output_folder(key: str, path: str | Path) -> Path:
     if path.is_dir():
         raise ConfigError(f"{key}={path}: is a folder; give a file name")
     return path
+
+
+HEADLINE = {  # metrics.json key → how the run summary names it, in this order (those a run has)
+    "test/nelbo": "−ELBO", "test/nll_iwae": "NLL (IWAE)", "test/fid": "FID", "test/cond_accuracy": "cond acc",
+    "test/probe_accuracy": "probe acc", "test/mig": "MIG", "test/dci_disentanglement": "DCI-D",
+}
+
+
+def run_summary(record: dict, run_dir: str | Path) -> str:
+    """The lines a finished run ends with: where it is, its headline test metrics, how to look at it."""
+    run_dir = Path(run_dir)
+    if run_dir.is_absolute() and run_dir.is_relative_to(Path.cwd()):
+        run_dir = run_dir.relative_to(Path.cwd())
+    train_s = record.get("time/train_seconds")
+    took = f", {train_s:.0f} s of training" if isinstance(train_s, (int, float)) else ""
+    metrics = " · ".join(f"{name} {record[key]:.4g}" for key, name in HEADLINE.items()
+                         if isinstance(record.get(key), (int, float)))
+    epochs = record.get("epochs", "?")
+    lines = [f"run {run_dir}: {record.get('status', '?')}, {epochs} epoch{'' if epochs == 1 else 's'}{took}"]
+    if metrics:
+        lines.append(f"  test: {metrics}  (all in {run_dir / 'metrics.json'})")
+    lines.append(f"  look: tensorboard --logdir {run_dir / 'tensorboard'} --host 127.0.0.1")
+    return "\n".join(lines)

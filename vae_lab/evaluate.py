@@ -98,22 +98,33 @@ def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
         raise ConfigError(f"precision={precision!r}: {err}") from err
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test loss terms (Lightning's test loop) and all metrics for a checkpoint; merged into metrics.json."""
-    require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
-    ckpt_path = Path(cfg.ckpt_path)
+def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None = None,
+                        data_dir: str | Path | None = None, accelerator: str = "auto",
+                        precision: str = "32-true") -> dict[str, float]:
+    """Test loss terms (Lightning's test loop) and every metric for a checkpoint, on its dataset's test set."""
     checkpoint = read_checkpoint(ckpt_path)
-    options, _ = eval_options(cfg.eval)  # a bad option fails here, before anything loads
-    trainer = test_trainer(cfg.accelerator, cfg.precision)
-    if cfg.out:
-        output_folder("out", cfg.out)
+    eval_options(options)  # a bad option fails here, before anything loads
+    trainer = test_trainer(accelerator, precision)
     model = load_model(ckpt_path, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
-    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
+    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if not k.startswith("kl_dim/")}
-    metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
+    metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, options))
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate a checkpoint and merge the metrics into its run's metrics.json (or `out`)."""
+    require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
+    ckpt_path = Path(cfg.ckpt_path)
+    model_name = read_checkpoint(ckpt_path)["vae_lab_model"].rsplit(".", 1)[-1].lower()
+    options, _ = eval_options(cfg.eval)
+    test_trainer(cfg.accelerator, cfg.precision)  # a bad accelerator or precision fails before any work
+    if cfg.out:
+        output_folder("out", cfg.out)
+    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision)
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
-    record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}
+    record = read_json(out) if out.is_file() else {"model": model_name, "status": "ok"}
     record.update(metrics)
     record.update({f"eval/{k}": v for k, v in options.items()})  # how it was measured (the rest: defaults)
     write_json(out, record)

@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import run_summary, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import ConfigError, check_number, user_error
 from vae_lab.evaluate import eval_options, test_set_metrics
@@ -161,6 +161,8 @@ def main(cfg: DictConfig) -> float | None:
             if not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused before training began
                 write_failure(cfg, err)
             record = {"status": "failed"}
+        if record.get("status") == "ok":
+            print(run_summary(record, cfg.paths.output_dir))
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 
 

@@ -106,7 +106,7 @@ def train_classifier(train: ResidentImages, device: torch.device | str, epochs: 
     order = torch.cat([torch.randperm(len(train)) for _ in range(epochs)]).split(batch_size)[:max_steps]
     optimiser = torch.optim.Adam(classifier.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=len(order))
-    bar = tqdm(order, desc="classifier", unit="batch", mininterval=2.0)
+    bar = tqdm(order, desc="classifier", unit="batch", mininterval=2.0, disable=None)  # no bar in logs
     for step, index in enumerate(bar):
         x, y = train[index]
         loss = F.cross_entropy(classifier(AUGMENTATIONS[augment](x.to(device))), y.to(device))

@@ -233,7 +233,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def trains_channels_last(self, device: torch.device) -> bool:
         """`model.channels_last`: true, false, or auto — on for a net that measured faster with it
         (`channels_last_pays`: the Burgess net) on a CPU with AMX tiles, whose bf16 convolutions oneDNN runs
-        channels-last; off elsewhere, where it measured no faster (README, Speed)."""
+        channels-last; off elsewhere, where it measured no faster (docs/speed.md)."""
         option = self.hparams.get("channels_last", False)
         if option != "auto":
             return bool(option)

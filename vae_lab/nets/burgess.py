@@ -15,7 +15,7 @@ SIZES = {32: 3, 64: 4}  # image size → number of stride-2 layers down to 4×4
 class BurgessNet(nn.Module):
     """Conv 32×4×4/2 per halving to 4×4, FC 256, FC 256, → 2·latent; the decoder mirrors it."""
 
-    channels_last_pays = True  # model.channels_last=auto: measured faster channels-last on an AMX CPU (README, Speed)
+    channels_last_pays = True  # model.channels_last=auto: measured faster channels-last on an AMX CPU (docs/speed.md)
 
     def __init__(self, image_size: int = 32, latent_dim: int = 10, label_dim: int = 0, channels: int = 32,
                  hidden: int = 256) -> None:

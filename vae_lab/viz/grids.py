@@ -84,16 +84,16 @@ class Traversal:
 
 @torch.no_grad()
 def traversal(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, steps: int = 9, span: float = 3.0,
-              rows: int | None = None) -> Traversal:
+              rows: int | None = None, collapsed_rows: int | None = 1) -> Traversal:
     """Traverse the first image's latents, one row per latent ordered by the model's per-dimension KL over the
-    whole batch x (`kl_per_dimension`, learned and mixture priors included); `rows` keeps the first that many. A
-    collapsed model gets a single row."""
+    whole batch x (`kl_per_dimension`, learned and mixture priors included); `rows` keeps the first that many, and
+    `collapsed_rows` (None: all) as many for a collapsed model (no active unit over x)."""
     x = x.to(model.device)
     y = None if y is None else y.to(model.device)
     mu, logvar = model.encode(x, y)
     kl = model.kl_per_dimension(mu, logvar, y).mean(0)
     active = active_units(mu) if len(x) > 1 else model.latent_dim
-    order = kl.argsort(descending=True).tolist()[: 1 if active == 0 else rows]
+    order = kl.argsort(descending=True).tolist()[: collapsed_rows if active == 0 else rows]
     offsets = torch.linspace(-span, span, steps, device=model.device)
     z = mu[:1].repeat(len(order) * steps, 1).view(len(order), steps, -1)
     for row, dim in enumerate(order):
