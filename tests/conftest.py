@@ -56,7 +56,8 @@ def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedPr
 
 def run_cli_cases(module: str, cases: list[list[str]], cwd: Path = ROOT) -> list[SimpleNamespace]:
     """Run an entry point on several command lines, each as `run_cli` would, in one interpreter (`tests.cli_runner`):
-    for command lines that fail before any work, where a fresh interpreter's imports would be most of the time."""
+    for command lines that fail before any work, where a fresh interpreter's imports would be most of the time.
+    With module `-`, each command line starts with its entry point's module."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "results.json"
         done = subprocess.run([sys.executable, "-m", "tests.cli_runner", module, str(out)], input=json.dumps(cases),

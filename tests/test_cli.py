@@ -37,6 +37,8 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert (cvae_run / "checkpoints" / "last.ckpt").is_file()
     assert list((cvae_run / "checkpoints").glob("best-*.ckpt"))
     assert (cvae_run / ".hydra" / "config.yaml").is_file()
+    log = (cvae_run / "train.log").read_text()  # the run's log: Lightning's messages and where the results went
+    assert "`Trainer.fit` stopped" in log and f"wrote {cvae_run / 'metrics.json'}: test/" in log
     events = run_events(cvae_run)
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "kl_dim/val/0"} <= scalars, scalars
@@ -273,7 +275,9 @@ def test_evaluate_rejects_unknown_options(cvae_run):
 
 def test_non_finite_loss_stops_with_a_clear_message_and_failed_status(tmp_path, data_dir):
     result = run_cli("vae_lab.train", "net=mlp", "model.lr=1e30", *FAST, f"hydra.run.dir={tmp_path}")
-    _fails_with(result, "error: non-finite training loss at step", "recon=")
+    _fails_with(result, "error: non-finite training loss at step", "recon=", "no checkpoint was written before it")
+    assert "last good checkpoint" not in result.stderr  # there is none yet
+    assert "error: non-finite training loss at step" in (tmp_path / "train.log").read_text()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "non-finite" in metrics["reason"] and metrics["model"] == "vae"
 

@@ -60,22 +60,42 @@ def _pick(options: dict[str, Any], keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in keys}
 
 
-def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, float]:
-    """Every vae_lab.metrics number for a trained model, with the evaluation's time and peak memory.
+CLASS_METRICS = ("test/fid", "test/class_entropy", "test/probe_accuracy", "test/cond_accuracy", "test/mig",
+                 "test/sap", "test/dci_completeness", "test/dci_informativeness", "test/explicitness")
+IMAGE_ONLY_METRICS = ("test/mse", "test/nll_iwae", "test/active_units")
 
-    Data with known factors (shapes2d) get the disentanglement metrics; MNIST / Fashion-MNIST the likelihood,
-    sample and classifier metrics. Each takes its own `eval.*` options and ignores the other's.
+
+def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, Any]:
+    """Every vae_lab.metrics number that the data allow, with the evaluation's time and peak memory, and `skipped`:
+    each metric left out and why.
+
+    Data with known factors (shapes2d, dsprites, shapes3d, mpi3d) get the disentanglement metrics; data with class
+    labels (MNIST, Fashion-MNIST, CIFAR-10, labelled images) the likelihood, sample and classifier metrics; data with
+    neither (unlabelled images) the likelihood and reconstruction metrics. Each takes its own `eval.*` options.
     """
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
     ground_truth = getattr(datamodule, "ground_truth", None)
+    if ground_truth is None:
+        datamodule.setup()
+        ground_truth = getattr(datamodule, "ground_truth", None)
+    name = datamodule.name
     if ground_truth is not None:
-        metrics = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
-    else:
-        classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
+        metrics: dict[str, Any] = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
+        why = f"data={name} has ground-truth factors and no class labels: it is scored by the disentanglement metrics"
+        skipped = dict.fromkeys(CLASS_METRICS[:4] + IMAGE_ONLY_METRICS, why)
+    elif getattr(datamodule, "num_classes", None):
+        classifier = get_classifier(datamodule.data_dir, name, model.device, datamodule=datamodule, **classifier_opts)
         metrics = evaluate_model(model, datamodule, classifier, **_pick(opts, IMAGE_KEYS))
+        skipped = {"disentanglement metrics": f"data={name} has no ground-truth factors"}
+    else:
+        metrics = evaluate_model(model, datamodule, None, **_pick(opts, IMAGE_KEYS))
+        skipped = {**dict.fromkeys(CLASS_METRICS, f"data={name} has no class labels (no classifier to train, "
+                                                  "no class to probe or condition on)"),
+                   "disentanglement metrics": f"data={name} has no ground-truth factors"}
     metrics["time/eval_seconds"] = time.perf_counter() - start
     metrics["mem/peak_mb"] = peak_memory_mb(model.device)
+    metrics["skipped"] = skipped
     return metrics
 
 
@@ -98,19 +118,37 @@ def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
         raise ConfigError(f"precision={precision!r}: {err}") from err
 
 
+def output_record(out: Path, key: str) -> dict[str, Any] | None:
+    """Check, before any work, that the results file can be written and that one already there (which evaluation
+    updates) is whole; return its record, or None for a new file."""
+    output_folder(key, out)
+    if not out.is_file():
+        return None
+    try:
+        record = read_json(out)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{out}: unreadable ({str(err).splitlines()[0]}: a half-written file?); "
+                          "move it away or give out=OTHER.json") from err
+    if not isinstance(record, dict):
+        raise ConfigError(f"{out}: not a JSON object; move it away or give out=OTHER.json")
+    return record
+
+
 def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None = None,
                         data_dir: str | Path | None = None, accelerator: str = "auto",
-                        precision: str = "32-true") -> dict[str, float]:
-    """Test loss terms (Lightning's test loop) and every metric for a checkpoint, on its dataset's test set."""
+                        precision: str = "32-true") -> dict[str, Any]:
+    """Test loss terms (Lightning's test loop) and every metric the checkpoint's data allow, on its test set, and
+    `skipped`: {metric: why} for the others."""
     checkpoint = read_checkpoint(ckpt_path)
     eval_options(options)  # a bad option fails here, before anything loads
     trainer = test_trainer(accelerator, precision)
     model = load_model(ckpt_path, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
     datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+    datamodule.prepare_data()  # the test images found and verified before the work
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if not k.startswith("kl_dim/")}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, options))
-    return metrics
+    return metrics  # with `skipped`: each metric the data do not allow, and why
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -120,16 +158,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model_name = read_checkpoint(ckpt_path)["vae_lab_model"].rsplit(".", 1)[-1].lower()
     options, _ = eval_options(cfg.eval)
     test_trainer(cfg.accelerator, cfg.precision)  # a bad accelerator or precision fails before any work
-    if cfg.out:
-        output_folder("out", cfg.out)
-    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision)
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
-    record = read_json(out) if out.is_file() else {"model": model_name, "status": "ok"}
+    record = output_record(out, "out")  # writable, and a metrics.json already there whole, before any work
+    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision)
+    skipped = metrics.pop("skipped")
+    record = record or {"model": model_name, "status": "ok"}
     record.update(metrics)
     record.update({f"eval/{k}": v for k, v in options.items()})  # how it was measured (the rest: defaults)
+    record["skipped"] = skipped
     write_json(out, record)
     for key in sorted(metrics):
         print(f"{key:32s} {metrics[key]:.4f}")
+    for key, why in skipped.items():
+        print(f"{key:32s} skipped: {why}")
     print(f"wrote {out}")
     return record
 
