@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-images clean
+.PHONY: install data train test tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-images docs-screenshots clean
 
 install: $(STAMP)
 
@@ -68,6 +68,10 @@ docs-images: install data
 	$(BIN)/python -m vae_lab.train model=cvae trainer.enable_progress_bar=false hydra.run.dir=$(DOCS_RUN)
 	$(BIN)/python -m vae_lab.generate ckpt_path=$(DOCS_RUN)/checkpoints/last.ckpt num_samples=80 \
 	  out=docs/img/cvae_mnist_samples.png
+
+# docs/img/tensorboard_*.png: TensorBoard's tabs on a tiny sweep, shot by headless Chromium (docs/tensorboard.md)
+docs-screenshots: install data
+	bash scripts/docs_screenshots.sh $(BIN)/python
 
 clean:
 	rm -rf outputs/runs outputs/multirun .pytest_cache

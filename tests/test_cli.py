@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,12 @@ from vae_lab.timing import EVAL_PARTS, PARTS
 EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
              "test/probe_accuracy", "test/cond_accuracy", "test/cond_accuracy_t0.5", "time/sample_images_per_second",
              "time/iwae_seconds", "time/eval_seconds", "mem/peak_mb")
+
+
+def run_events(run, model: str = "cvae", data: str = "mnist") -> EventAccumulator:
+    """A run's TensorBoard events, all kinds kept, from RUN/tensorboard/<model>_<data> (TensorBoard's run name)."""
+    guidance = {"images": 0, "scalars": 0, "histograms": 0, "tensors": 0}
+    return EventAccumulator(str(run / "tensorboard" / f"{model}_{data}"), size_guidance=guidance).Reload()
 
 
 def test_train_writes_metrics_checkpoint_and_events(cvae_run):
@@ -40,12 +47,78 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert (cvae_run / ".hydra" / "config.yaml").is_file()
     log = (cvae_run / "train.log").read_text()  # the run's log: Lightning's messages and where the results went
     assert "`Trainer.fit` stopped" in log and f"wrote {cvae_run / 'metrics.json'}: test/" in log
-    events = EventAccumulator(str(cvae_run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    events = run_events(cvae_run)
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "val/kl_dim/0"} <= scalars, scalars
+    assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "kl_dim/val/0"} <= scalars, scalars
     assert events.PluginTagToContent("hparams"), "the HParams tab needs the hparams summary"
     images = set(events.Tags()["images"])
     assert {"images/reconstructions", "images/samples", "images/traversals", "images/class_grid"} <= images
+
+
+def test_final_metrics_are_logged_once_at_the_last_step(cvae_run):
+    """No step-0 copies: every final metric of metrics.json is one point at the run's last step, with its value."""
+    metrics = json.loads((cvae_run / "metrics.json").read_text())
+    events = run_events(cvae_run)
+    last = max(e.step for tag in events.Tags()["scalars"] for e in events.Scalars(tag))
+    finals = [k for k, v in metrics.items() if k.startswith(("test/", "time/", "mem/")) and v is not None]
+    assert {"test/nelbo", "test/nll_iwae", "test/fid", "mem/peak_mb", "time/train_seconds"} <= set(finals)
+    for key in finals:
+        points = events.Scalars(key)
+        assert [p.step for p in points] == [last], key
+        assert points[0].value == pytest.approx(metrics[key], rel=1e-5, abs=1e-5), key
+
+
+def test_scalars_are_grouped_and_tensorboard_gets_its_extras(cvae_run):
+    """Per-dimension KL in its own group (and really per dimension for the mixture prior); no nelbo curve that
+    repeats the loss; learning rate, μ / log σ² histograms, the config text and the Custom Scalars layout."""
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    events = run_events(cvae_run)
+    scalars = set(events.Tags()["scalars"])
+    per_dim = [events.Scalars(f"kl_dim/val/{d}")[-1].value for d in range(8)]
+    assert len({round(v, 4) for v in per_dim}) > 1, "one KL spread evenly is not a per-dimension KL"
+    assert not [t for t in scalars if t.startswith(("val/kl_dim", "test/kl_dim"))]
+    assert not {"train/nelbo", "val/nelbo", "train_epoch/nelbo"} & scalars and "test/nelbo" in scalars
+    assert "lr-Adam" in scalars and events.Scalars("lr-Adam")[0].value == pytest.approx(2e-3)
+    assert {"latent/mu", "latent/logvar"} <= set(events.Tags()["histograms"])
+    text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "_target_: vae_lab.models.cvae.CVAE" in text and "prior_components: 10" in text
+    layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
+    assert charts["loss"] == ["^train_epoch/loss$", "^val/loss$"] and charts["validation"] == [r"^kl_dim/val/\d+$"]
+
+
+def test_a_single_run_has_its_hparams_session_and_experiment(cvae_run):
+    """The run's hyper-parameters as HParams values (memory and times are metrics), headline metrics first."""
+    from tensorboard.plugins.hparams import metadata
+
+    content = run_events(cvae_run).PluginTagToContent("hparams")
+    start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["01_model"].string_value == "cvae" and start.hparams["05_latent_dim"].number_value == 8
+    assert not [name for name in start.hparams if "/" in name]
+    experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+    metrics = [m.name.tag for m in experiment.metric_infos]
+    assert metrics[:4] == ["test/nelbo", "test/nll_iwae", "test/fid", "test/cond_accuracy"] and "mem/peak_mb" in metrics
+
+
+def test_traversals_follow_the_cvae_per_dimension_kl(cvae_run, data_dir):
+    """The default CVAE (mixture prior): its traversal rows are its latents by decreasing per-dimension KL."""
+    from vae_lab.models import load_model
+    from vae_lab.viz import grids
+
+    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.models import read_checkpoint
+
+    ckpt = cvae_run / "checkpoints" / "last.ckpt"
+    model = load_model(ckpt)
+    datamodule = datamodule_from_checkpoint(read_checkpoint(ckpt), str(data_dir), train_subset=None)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    x, y = datamodule.splits["test"][torch.arange(256)]
+    t = grids.traversal(model, x, y)
+    kl = model.kl_per_dimension(*model.encode(x, y), y).mean(0)
+    assert t.dims == kl.argsort(descending=True).tolist() and t.kl == sorted(t.kl, reverse=True)
+    assert len(set(t.kl)) == model.latent_dim and len(t.labels()) == model.latent_dim
 
 
 def test_generate_png_and_npy_from_checkpoint(cvae_run, tmp_path):
@@ -60,6 +133,20 @@ def test_generate_png_and_npy_from_checkpoint(cvae_run, tmp_path):
     assert images.shape == (8, 1, 28, 28) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
 
 
+def test_generate_lays_out_grids_that_fit_and_labels_its_traversals(cvae_run, tmp_path):
+    """16 samples of one class make a 4×4 grid (no blanks); a traversal PNG names each row's latent, KL and range."""
+    from PIL import Image
+
+    ckpt = cvae_run / "checkpoints" / "last.ckpt"
+    results = run_cli_cases("vae_lab.generate", [
+        [f"ckpt_path={ckpt}", "label=3", "num_samples=16", f"out={tmp_path}/grid.png"],
+        [f"ckpt_path={ckpt}", "mode=traverse", "label=3", "num_samples=7", f"out={tmp_path}/t.png"]])
+    assert all(r.returncode == 0 for r in results), results[-1].stderr[-2000:]
+    assert Image.open(tmp_path / "grid.png").size == (4 * 30 + 2, 4 * 30 + 2)  # 28-pixel images, make_grid's 2 px
+    rows = Image.open(tmp_path / "t.png").text["Description"].splitlines()
+    assert len(rows) == 8 and all(re.fullmatch(r"z\d  KL \d+\.\d\d  z∈\[-?\d+\.\d, -?\d+\.\d\]", r) for r in rows), rows
+
+
 def test_tiny_multirun(tmp_path, data_dir):
     result = run_cli("vae_lab.train", "-m", "model=vae,beta_vae", "model.beta=1,4", *FAST,
                      f"hydra.sweep.dir={tmp_path}")
@@ -67,6 +154,21 @@ def test_tiny_multirun(tmp_path, data_dir):
     records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/metrics.json"))]
     assert sorted((r["model"], r["beta"]) for r in records) == [("beta_vae", 1.0), ("beta_vae", 4.0),
                                                                   ("vae", 1.0), ("vae", 4.0)]
+    # TensorBoard's HParams tab: one experiment for the sweep, in its folder; each job only its session
+    from tensorboard.plugins.hparams import metadata
+
+    sweep = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0}).Reload().PluginTagToContent("hparams")
+    experiment = metadata.parse_experiment_plugin_data(sweep[metadata.EXPERIMENT_TAG])
+    differs = {h.display_name for h in experiment.hparam_infos if h.differs}
+    assert {"model", "net", "β"} <= differs and not differs & {"dataset", "latent size", "seed"}
+    hparams = [h.name for h in experiment.hparam_infos]
+    assert hparams == sorted(hparams) and hparams[:3] == ["01_model", "02_net", "03_dataset"]
+    metrics = [m.name.tag for m in experiment.metric_infos]
+    assert metrics[:3] == ["test/nelbo", "test/nll_iwae", "test/fid"] and {"mem/peak_mb", "time/train_seconds"} <= set(metrics)
+    for job in sorted(tmp_path.glob("*_*")):
+        model = json.loads((job / "metrics.json").read_text())["model"]
+        content = run_events(job, model).PluginTagToContent("hparams")
+        assert metadata.EXPERIMENT_TAG not in content and metadata.SESSION_START_INFO_TAG in content
 
 
 def _fails_with(result, *needles):

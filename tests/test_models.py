@@ -297,9 +297,9 @@ def test_mixture_prior_density_sampling_and_kl_agree():
     assert torch.allclose(samples.var(0), reference.variance, atol=0.1)
     q_mu, q_logvar = torch.tensor([[0.3, -0.4]]).expand(20000, 2), torch.full((20000, 2), -1.0)
     zq = model.reparametrize(q_mu, q_logvar)
-    kl = model.kl_to_prior(q_mu, q_logvar, zq, torch.full((20000,), 7))
+    kl, _ = model.kl_terms(q_mu, q_logvar, zq, torch.full((20000,), 7))
     expected = (torch.distributions.Normal(q_mu, (0.5 * q_logvar).exp()).log_prob(zq).sum(-1) - reference.log_prob(zq))
-    assert kl.shape == (20000, 2) and torch.allclose(kl.sum(-1), expected, atol=1e-4) and kl.sum(-1).mean() > 0
+    assert kl.shape == (20000,) and torch.allclose(kl, expected, atol=1e-4) and kl.mean() > 0
 
 
 def test_mixture_prior_needs_the_learned_prior():
@@ -603,7 +603,8 @@ def test_images_are_logged_at_the_step_of_the_scalar_curves(tmp_path):
     cfg = compose_cfg(tmp_path, "net=mlp")
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
     steps = []
-    writer = SimpleNamespace(add_image=lambda tag, grid, step: steps.append(step))
+    writer = SimpleNamespace(add_image=lambda tag, grid, step: steps.append(step),
+                             add_figure=lambda tag, fig, step, close: steps.append(step))
     trainer = SimpleNamespace(global_step=14, loggers=[SimpleNamespace(experiment=writer)],
                               fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=7)))
     x = torch.rand(8, 1, 28, 28)
@@ -647,3 +648,46 @@ def test_the_finite_loss_guard_checks_the_weights_before_a_checkpoint():
         guard.on_train_epoch_end(trainer, module)
     weights[1] = torch.zeros(2)
     guard.on_train_epoch_end(trainer, module)
+
+
+def test_a_collapsed_model_says_so_on_its_traversal_picture():
+    """No active unit: one row, titled as collapsed, instead of a row per latent that all look alike; its row label
+    names the latent, its KL and the z range."""
+    from vae_lab.viz import grids
+
+    torch.manual_seed(0)
+    model = VAE(MLP, latent_dim=6).eval()
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        [m for m in model.net.encoder.modules() if isinstance(m, torch.nn.Linear)][-1].weight.zero_()
+    t = grids.traversal(model, x, None, steps=5)
+    assert t.active_units == 0 and len(t.dims) == 1 and t.images.shape[0] == 5
+    fig = grids.traversal_figure(t)
+    assert fig.axes[0].get_title().startswith("collapsed: no active units")
+    label = fig.axes[0].get_yticklabels()[0].get_text()
+    assert label.startswith(f"z{t.dims[0]}  KL ") and "z∈[" in label
+    with torch.no_grad():  # the same model with an encoder whose means vary: a row per latent, most KL first
+        [m for m in model.net.encoder.modules() if isinstance(m, torch.nn.Linear)][-1].weight.normal_(0, 1)
+    t = grids.traversal(model, x, None, steps=5)
+    assert t.active_units > 0 and sorted(t.dims) == list(range(6)) and t.kl == sorted(t.kl, reverse=True)
+    assert not grids.traversal_figure(t).axes[0].get_title().startswith("collapsed")
+
+
+def test_the_mixture_priors_per_dimension_kl_is_per_dimension_and_bounds_the_kl():
+    """Σ_d kl_dim + KL(r‖π) bounds the mixture KL from above (Monte Carlo), and the latents' shares differ; with one
+    component it is the analytic per-coordinate KL."""
+    torch.manual_seed(0)
+    model = CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, learned_prior=True, prior_components=3,
+                 latent_dim=4)
+    y = torch.full((1,), 7)
+    q_mu, q_logvar = torch.tensor([[0.3, -2.0, 1.0, 0.0]]), torch.tensor([[-1.0, 0.0, -2.0, 0.5]])
+    kl_dim = model.kl_per_dimension(q_mu, q_logvar, y)[0]
+    p_mu, p_logvar, log_pi = model.mixture(y)
+    per_component = model.kl_per_dim(q_mu.unsqueeze(1), q_logvar.unsqueeze(1), p_mu, p_logvar).sum(-1)[0]
+    r = torch.softmax(log_pi[0] - per_component, dim=-1)
+    bound = kl_dim.sum() + (r * (r.log() - log_pi[0])).sum()
+    z = model.reparametrize(q_mu.expand(200_000, 4), q_logvar.expand(200_000, 4))
+    sampled, _ = model.kl_terms(q_mu.expand(200_000, 4), q_logvar.expand(200_000, 4), z, y.expand(200_000))
+    assert len(set(kl_dim.tolist())) == 4 and bound >= sampled.mean() - 0.02
+    single = CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, learned_prior=True, latent_dim=4)
+    assert torch.allclose(single.kl_per_dimension(q_mu, q_logvar, y), single.kl_per_dim(q_mu, q_logvar))

@@ -90,14 +90,20 @@ def test_csv_means_stds_and_counts(runs):
 def test_markdown_table_failures_and_figures(runs):
     report(_cfg(runs))
     md = (runs / "report.md").read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| model"))
-    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert md.index("## Headline") < md.index("## All metrics")  # the columns a reader compares, then all
+    headline, full = (next(line for line in part.splitlines() if line.startswith("| model"))
+                      for part in md.split("## All metrics"))
+    assert [c.strip() for c in headline.strip("|").split("|")] == ["model", "net", "dataset", "β", "C", "z", "n",
+                                                                   "loss", "FID", "cond acc", "active units",
+                                                                   "train s"]
+    columns = [c.strip() for c in full.strip("|").split("|")]
     assert columns[:7] == ["model", "net", "dataset", "β", "C", "z", "n"]
     order = ["loss", "recon", "KL", "active units", "FID", "cond acc", "probe acc", "train s (wall clock)",
              "images/s (wall clock)", "epoch s (wall clock)"]
     assert [c for c in columns if c in order] == order
+    assert not [c for c in columns if "/" in c and c != "images/s"]  # one naming scheme: no raw metric keys
     assert "| 101.3 ± 1.5 |" in md  # the VAE's loss over its three seeds
-    assert md.count("\n| ") == 1 + 5  # header + one row per group
+    assert md.count("\n| ") == 2 * (1 + 5)  # two tables: header + one row per group
     failed = md.split("## Failed runs (3)")[1]
     for name, reason in (("8_failed", "loss became NaN at step 12"), ("9_unfinished", "no metrics.json"),
                          ("10_corrupt", "unreadable metrics.json")):
@@ -221,7 +227,8 @@ def test_columns_option_and_single_runs_show_no_spread(runs, tmp_path):
     from vae_lab.report import report
 
     report(compose_cfg(tmp_path, f"dirs=[{runs}]", "samples=false", "columns=[test/loss]", config="report"))
-    table = [line for line in (runs / "report.md").read_text().splitlines() if line.startswith("| ")]
+    full = (runs / "report.md").read_text().split("## All metrics")[1]
+    table = [line for line in full.splitlines() if line.startswith("| ")]
     assert table[0].split(" | ")[-1] == "loss |"
     singles = [line for line in table[1:] if line.split(" | ")[6] == "1"]
     assert singles and all("±" not in line for line in singles)
@@ -301,3 +308,33 @@ def test_a_timing_pass_is_compared_with_the_one_before_it():
     assert "within 5.0%" in agreement_line(close) and "the same ranking" in agreement_line(close)
     swapped = agreement(arms(a=100.0, b=200.0), arms(a=210.0, b=190.0))
     assert swapped["max_difference"] == pytest.approx(1.1) and not swapped["same_ranking"]
+
+
+def test_every_report_figure_axis_names_what_it_plots(tmp_path, monkeypatch):
+    """Each axis's label is the LABELS entry of the metric whose values it draws (−ELBO is test/nelbo, not the
+    β-weighted loss)."""
+    from vae_lab.viz import plots
+
+    def row(model, beta, latent, dataset="mnist", **extra):
+        mean = {"test/loss": 100 + 10 * beta + latent, "test/nelbo": 90 + beta + latent, "test/recon": 80.0 + beta,
+                "test/kl": 20.0 - beta, "test/fid": 40.0 + beta, "test/active_units": 10 - beta,
+                "test/probe_accuracy": 0.5 + beta / 100, "test/cond_accuracy": 0.6 + latent / 100,
+                "time/train_seconds": 30.0 * beta + latent, "time/epoch_seconds": 3.0 * beta + latent,
+                "test/mig": 0.1 * beta, **extra}
+        return {"model": model, "net": "burgess", "dataset": dataset, "beta": beta, "capacity_max": 0.0,
+                "latent_dim": latent, "n": 1, "mean": mean, "std": dict.fromkeys(mean, 0.0)}
+
+    rows = [row("beta_vae", b, 10) for b in (1.0, 4.0)] + [row("cvae", 1.0, z) for z in (2, 16)]
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.stem, fig) is not None)
+    for draw in (plots.quality_vs_time, plots.beta_tradeoff, plots.latent_size, plots.disentanglement_vs_beta):
+        assert draw(rows, tmp_path / f"{draw.__name__}.png")
+    by_label = {label: metric for metric, label in plots.LABELS.items()}
+    for name, fig in figures.items():
+        for ax in fig.axes:
+            if ax.get_ylabel() == plots.ACCURACY:  # two metrics on one axis, each row's own (tested in _quality)
+                continue
+            metric = by_label[ax.get_ylabel()]
+            drawn = {float(y) for line in ax.lines for y in line.get_ydata()}
+            assert drawn and drawn <= {r["mean"][metric] for r in rows}, (name, ax.get_ylabel())
+    assert figures["quality_vs_time"].axes[0].get_ylabel() == "test −ELBO (nats)"

@@ -15,7 +15,7 @@ from vae_lab.evaluate import evaluate_checkpoint
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.models.likelihood import mean_image
-from vae_lab.viz.grids import traversal_images
+from vae_lab.viz.grids import traversal
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 SPLITS = ("train", "val", "test")
@@ -75,8 +75,10 @@ def reconstruct(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None) 
 def traverse(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None, steps: int = 9,
              span: float = 3.0) -> tuple[torch.Tensor, list[int]]:
     """One row of `steps` images per latent (the first image's μ, that latent moved over −span…span), and the latents'
-    order (most KL first), as the traversal grids in TensorBoard and `generate mode=traverse` draw them."""
-    return traversal_images(model, x, y if model.conditional else None, steps=steps, span=span)
+    order (most per-dimension KL over the images x first), as the traversal grids in TensorBoard and
+    `generate mode=traverse` draw them (which keep one row for a model with no active unit)."""
+    t = traversal(model, x, y if model.conditional else None, steps=steps, span=span, collapsed_rows=None)
+    return t.images, t.dims
 
 
 def _on(model: BaseVAE, y: torch.Tensor | None) -> torch.Tensor | None:

@@ -157,7 +157,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None
     datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
     datamodule.prepare_data()  # the test images found and verified before the work
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
+    metrics = {k: float(v) for k, v in test.items() if not k.startswith("kl_dim/")}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, options))
     return metrics  # with `skipped`: each metric the data do not allow, and why
 

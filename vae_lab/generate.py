@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+import matplotlib.pyplot as plt
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -64,8 +65,12 @@ def samples(model: BaseVAE, n: int, label: int | None, temperature: float) -> to
     return torch.cat(chunks)
 
 
-def images(cfg: DictConfig) -> tuple[torch.Tensor, int]:
-    """The requested images (N×C×H×W in [0, 1]) and the grid's row length."""
+STATS_IMAGES = 256  # test images whose posteriors give a traversal's per-dimension KL and active units
+
+
+def images(cfg: DictConfig) -> tuple[torch.Tensor, int, list[str], str]:
+    """The requested images (N×C×H×W in [0, 1]), the grid's row length, and for a labelled picture its row labels
+    and title (none for samples)."""
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
     checkpoint = read_checkpoint(cfg.ckpt_path)
@@ -76,21 +81,33 @@ def images(cfg: DictConfig) -> tuple[torch.Tensor, int]:
     if label is not None and not 0 <= int(label) < model.num_classes:
         raise ConfigError(f"label={label}: out of range, choose 0…{model.num_classes - 1}")
     if cfg.mode == "samples":
-        return samples(model, cfg.num_samples, label, cfg.temperature), min(cfg.num_samples, 10)
+        cycling = model.conditional and label is None  # a column per class
+        columns = min(cfg.num_samples, model.num_classes) if cycling else grids.grid_columns(cfg.num_samples)
+        return samples(model, cfg.num_samples, label, cfg.temperature), columns, [], ""
     if cfg.mode == "reconstruct":
         x, y = test_images(checkpoint, cfg, cfg.num_samples)
-        return torch.cat([x, model.reconstruct(x, y)]), len(x)
-    x, y = test_images(checkpoint, cfg, 1)
-    out, _ = grids.traversal_images(model, x, y if model.conditional else None, steps=cfg.num_samples)
-    return out, cfg.num_samples
+        per_row = grids.reconstruction_columns(len(x))
+        if Path(cfg.out).suffix == ".npy":
+            return torch.cat([x, model.reconstruct(x, y)]), len(x), [], ""
+        out, labels = grids.reconstruction_images(model, x, y, per_row)
+        return out, per_row, labels, f"reconstructions of {len(x)} test images"
+    x, y = test_images(checkpoint, cfg, STATS_IMAGES)
+    t = grids.traversal(model, x, y if model.conditional else None, steps=cfg.num_samples)
+    return t.images, cfg.num_samples, t.labels(), t.title()
 
 
 def generate(cfg: DictConfig) -> Path:
-    """Write the images as a picture (.png) or raw array (.npy); return the path."""
-    out, nrow = images(cfg)
+    """Write the images as a picture (.png; reconstructions and traversals with labelled rows) or raw array (.npy);
+    return the path."""
+    out, nrow, labels, title = images(cfg)
     path = Path(cfg.out)
     if path.suffix == ".npy":
         np.save(path, out.float().clamp(0, 1).cpu().numpy().astype(np.float32))
+    elif labels:
+        grid = make_grid(out.float().clamp(0, 1).cpu(), nrow=nrow, pad_value=0.5)
+        fig = grids.labelled_rows(grid, labels, title)
+        fig.savefig(path, metadata={"Title": title, "Description": "\n".join(labels)})
+        plt.close(fig)
     else:
         save_image(make_grid(out.cpu(), nrow=nrow, pad_value=0.5), path)
     print(f"wrote {len(out)} images to {path}")

@@ -53,6 +53,9 @@ HEADERS = {
     "test/udr": "UDR",
     **{f"test/{m}": f"{m} ({p})" for m, p in PROPERTY.items()},   # disentanglement, with the property it measures
 }
+# The columns a reader compares runs by: report.md's first table (the full table follows it).
+HEADLINE = ("test/nelbo", "test/nll_iwae", "test/fid", "test/cond_accuracy", "test/active_units", "test/mig",
+            "time/train_seconds")
 KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C", "gamma": "γ",
                "variant": "variant", "lambda_od": "λ_od", "lambda_d": "λ_d",
                "latent_dim": "z", "prior_components": "K", "learned_prior": "learned prior", "lr": "lr",
@@ -304,6 +307,27 @@ def _timing_cell(row: dict[str, Any], metric: str) -> str:
     return f"{_fmt(row['mean'][metric], None)} ({_fmt(span[0], None)}–{_fmt(span[1], None)})"
 
 
+def header(metric: str) -> str:
+    """A metric's column name: its short name, or for one without, its key without the prefix, in words."""
+    if metric in HEADERS:
+        return HEADERS[metric]
+    prefix, _, name = metric.partition("/")
+    return name.replace("_", " ") + (" s" if prefix == "time" and name.endswith("_seconds") else "")
+
+
+def _table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
+    """A Markdown table: the group keys, n, and mean ± std of each metric."""
+    keys = key_columns(rows)
+    headers = [KEY_HEADERS[k] for k in keys] + ["n"] + [header(m) for m in metrics]
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
+    for row in rows:
+        cells = [_key_cell(row[k]) for k in keys] + [str(row["n"])]
+        cells += [_timing_cell(row, m) if m.startswith("timing/") else _cell(row, m) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _key_cell(value: Any) -> str:
     if value is None:
         return "–"
@@ -328,14 +352,10 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
               "one process in interleaved windows, median (min–max) over the windows; columns marked (wall clock) "
               "are the sweep's own, on whatever shared the machine with its jobs."), ""]
     if rows:
-        keys = key_columns(rows)
-        headers = [KEY_HEADERS[k] for k in keys] + ["n"] + [HEADERS.get(m, m) for m in metrics]
-        lines += ["| " + " | ".join(headers) + " |",
-                  "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
-        for row in rows:
-            cells = [_key_cell(row[k]) for k in keys] + [str(row["n"])]
-            cells += [_timing_cell(row, m) if m.startswith("timing/") else _cell(row, m) for m in metrics]
-            lines.append("| " + " | ".join(cells) + " |")
+        measured = {m for row in rows for m, v in row["mean"].items() if v is not None}
+        quality = ["test/loss"] if "test/nelbo" not in measured else []  # runs from before −ELBO was recorded
+        headline = [m for m in [*quality, *HEADLINE] if m in measured]
+        lines += ["## Headline", "", *_table(rows, headline), "", "## All metrics", "", *_table(rows, metrics)]
     else:
         lines.append("No run finished, so there is nothing to tabulate.")
     left_out = sorted((p, m, why) for row in rows for p, m, why in row["left_out"] if m in metrics)
@@ -419,14 +439,11 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
             datamodule = datamodule_from_checkpoint(read_checkpoint(ckpt), data_dir, download=False)
             datamodule.prepare_data()
             datamodule.setup("test")
-            x, y = datamodule.splits["test"][torch.arange(1)]
-            steps, most = 9, 10
-            images, order = grids.traversal_images(model, x, y if model.conditional else None, steps=steps)
-            grid = make_grid(images[: most * steps], nrow=steps, pad_value=0.5)
-            title = (f"β-VAE (β={beta_vae.key[3]:g}) traversals, ±3 per latent, most KL first\n"
-                     f"({_show(beta_vae.path, out)})")
-            panels.append((title,
-                           grid.permute(1, 2, 0).cpu().numpy(), [f"z{d}" for d in order[:most]]))
+            x, y = datamodule.splits["test"][torch.arange(256)]
+            t = grids.traversal(model, x, y if model.conditional else None, steps=9, rows=10)
+            grid = make_grid(t.images, nrow=t.steps, pad_value=0.5)
+            title = f"β-VAE (β={beta_vae.key[3]:g}) {t.title()}\n({_show(beta_vae.path, out)})"
+            panels.append((title, grid.permute(1, 2, 0).cpu().numpy(), t.labels()))
         except (VaeLabError, OSError) as err:
             notes.append(f"{dataset}: traversal panel left out: {err}")
     return panels, notes

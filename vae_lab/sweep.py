@@ -1,5 +1,5 @@
-"""A Hydra callback for multiruns: the sweep's wall time in its folder (sweep.json), one closing line on the jobs that
-failed, and a failing exit status."""
+"""Hydra callbacks for multiruns: the sweep's wall time in its folder (sweep.json), one HParams experiment for the
+whole sweep, and one closing line on the jobs that failed, with a failing exit status."""
 
 from __future__ import annotations
 
@@ -19,6 +19,24 @@ from vae_lab.results import write_json
 from vae_lab.timing import process_start
 
 log = logging.getLogger(__name__)
+
+
+class SweepHParams(Callback):
+    """After the last job, the sweep's HParams experiment in the sweep folder: the hyper-parameters of all its runs
+    (marked where they differ) and their final metrics, so TensorBoard's HParams tab compares them (each job writes
+    only its session: its values and metrics)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from vae_lab.viz.tensorboard import write_sweep_experiment
+
+        folder = Path(config.hydra.sweep.dir)
+        records = []
+        for metrics in sorted(folder.rglob("metrics.json")):
+            try:
+                records.append(json.loads(metrics.read_text()))
+            except (OSError, ValueError):
+                continue
+        write_sweep_experiment(folder, [r for r in records if isinstance(r, dict)])
 
 
 class SweepSummary(Callback):

@@ -35,6 +35,7 @@ from vae_lab.results import failed_record, objective_value, run_record, write_js
 from vae_lab.resume import check_same_settings
 from vae_lab.run_folder import claim
 from vae_lab.timing import JOBS, Stopwatch, TrainTimer
+from vae_lab.viz import tensorboard
 
 log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
 
@@ -211,6 +212,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     callbacks, logger = trainer.callbacks, trainer.logger
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     choices = dict(HydraConfig.get().runtime.choices)
+    started = time.time()
+    tensorboard.log_run_start(logger, cfg)
     resume = resume_path(cfg)
     if resume is not None:  # Lightning would restore the checkpoint's optimiser (its rate) over changed settings
         check_same_settings(read_checkpoint(resume), model, datamodule)
@@ -238,15 +241,14 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     record["processes"] = trainer.world_size
     record["threads"] = torch.get_num_threads()
     record["resumed_from"] = None if resume is None else str(resume)
-    hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
     if skipped:
         record["skipped"] = skipped  # each metric the data do not allow, and why
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
     log.info("wrote %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
              ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("test/") and v is not None))
-    logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
-                                             if k.startswith(("test/", "time/")) and v is not None})
-    logger.finalize("success")  # flush: the HParams summary must reach disk before the process ends
+    step = trainer.fit_loop.epoch_loop._batches_that_stepped  # the step Lightning logged the test metrics at
+    single = HydraConfig.get().mode != RunMode.MULTIRUN  # a sweep's HParams experiment: vae_lab.sweep, once
+    tensorboard.log_run_end(logger, record, step, started, time.time(), experiment=single)
     return record
 
 

@@ -25,7 +25,7 @@ LR_SCHEDULES = ("constant", "cosine")
 CHANNELS_LAST = (True, False, "auto")
 AUTOMATIC, MANUAL = "epoch_loop.automatic_optimization", "epoch_loop.manual_optimization"  # Lightning's loop keys
 Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z ~ q(z|x), its mean and log-variance
-MAX_LATENT_DIM = 1024  # more than a 32² image's pixels; each dimension is logged (val/kl_dim/i) and traversed
+MAX_LATENT_DIM = 1024  # more than a 32² image's pixels; each dimension is logged (kl_dim/val/i) and traversed
 
 
 class BaseVAE(ReparametrizationMixin, pl.LightningModule):
@@ -40,7 +40,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         _check(latent_dim <= MAX_LATENT_DIM, f"model.latent_dim={latent_dim}: at most {MAX_LATENT_DIM} (each dimension "
-               "is a logged KL curve, val/kl_dim/i, and a traversal row; a code that wide is not a VAE's)")
+               "is a logged KL curve, kl_dim/val/i, and a traversal row; a code that wide is not a VAE's)")
         _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
         _check(lr > 0, f"model.lr={lr}: must be > 0")
         _check(weight_decay >= 0, f"model.weight_decay={weight_decay}: must be ≥ 0")
@@ -85,20 +85,27 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         mu, logvar = self.encode(x, y)
         z = self.reparametrize(mu, logvar)
         logits = self.decode(z, y)
-        kl_dim = self.kl_to_prior(mu, logvar, z, y).mean(0)
-        terms = {"recon": nll(logits, x, self.hparams.likelihood, self.hparams.obs_sigma).mean(), "kl": kl_dim.sum()}
+        kl, kl_dim = self.kl_terms(mu, logvar, z, y)
+        terms = {"recon": nll(logits, x, self.hparams.likelihood, self.hparams.obs_sigma).mean(), "kl": kl.mean()}
         terms["nelbo"] = terms["recon"] + terms["kl"]  # −ELBO whatever the objective: comparable across β
         terms.update(self.objective(terms, (z, mu, logvar)))
-        terms["kl_dim"], terms["z"] = kl_dim, z
+        terms["kl_dim"], terms["z"] = kl_dim.mean(0), z
         return terms
 
     def prior(self, y: torch.Tensor | None) -> tuple[torch.Tensor | float, torch.Tensor | float]:
         """Mean and log-variance of p(z | y): the standard normal unless a model learns its prior."""
         return 0.0, 0.0
 
-    def kl_to_prior(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    y: torch.Tensor | None) -> torch.Tensor:
-        """KL(q(z|x) || p(z|y)) per example and dimension (N×D): analytic for a Gaussian prior; z is q's sample."""
+    def kl_terms(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+                 y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """KL(q(z|x) || p(z|y)) per example (N) and its per-dimension split (N×D); z is q's sample.
+
+        For a Gaussian prior both are analytic and the split sums to the total."""
+        kl_dim = self.kl_per_dimension(mu, logvar, y)
+        return kl_dim.sum(-1), kl_dim
+
+    def kl_per_dimension(self, mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The KL each latent carries, per example (N×D): KL(q(z_d|x) || p(z_d|y)), analytic (docs/tensorboard.md)."""
         return self.kl_per_dim(mu, logvar, *self.prior(y))
 
     def log_prior(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -138,11 +145,22 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         """Validation/test: every term and the KL per dimension, averaged over the epoch by Lightning."""
         terms = self.loss_terms(batch)
         n = len(batch[0])
-        self.log_dict({f"{stage}/{k}": v for k, v in scalars(terms).items() if k != "loss"},
-                      batch_size=n, sync_dist=True)
+        shown = scalars(terms) if stage == "test" else self.curves(terms)  # test/nelbo: comparable across models
+        self.log_dict({f"{stage}/{k}": v for k, v in shown.items() if k != "loss"}, batch_size=n, sync_dist=True)
         self.log(f"{stage}/loss", terms["loss"], prog_bar=True, batch_size=n, sync_dist=True)
-        self.log_dict({f"{stage}/kl_dim/{i}": v for i, v in enumerate(terms["kl_dim"])}, batch_size=n, sync_dist=True)
+        self.log_dict({f"kl_dim/{stage}/{i}": v for i, v in enumerate(terms["kl_dim"])}, batch_size=n, sync_dist=True)
         return terms["loss"]
+
+    def loss_is_nelbo(self) -> bool:
+        """Whether `loss` is the −ELBO itself (recon + KL), so that a `nelbo` curve would repeat it."""
+        return self.beta == 1 and type(self).objective is BaseVAE.objective
+
+    def curves(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The scalar terms drawn as training and validation curves: all but a `nelbo` that repeats `loss`."""
+        shown = scalars(terms)
+        if self.loss_is_nelbo():
+            shown.pop("nelbo", None)
+        return shown
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
         """One optimiser step per (images, labels) pair: a batch is a pair, or a list of them (data.steps_per_batch).
@@ -152,7 +170,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         curves have a point every K·N optimiser steps.
         """
         for pair in step_batches(batch):
-            terms = scalars(self.optimise(pair))
+            terms = self.curves(self.optimise(pair))
             self.record(terms, len(pair[0]))
         self._train_batches += 1  # this fit's Lightning batches
         if self.trainer._logger_connector.should_update_logs:  # Lightning's own test, so a resumed run logs in step

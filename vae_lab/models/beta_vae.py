@@ -49,6 +49,9 @@ class BetaVAE(BaseVAE):
         self._checkpoint_step = int(checkpoint.get("global_step", 0))
         self.set_capacity()
 
+    def loss_is_nelbo(self) -> bool:
+        return self.beta == 1 and self.hparams.capacity_max <= 0
+
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
         if self.hparams.capacity_max <= 0:
             return super().objective(terms, posterior)

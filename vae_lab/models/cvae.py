@@ -58,13 +58,24 @@ class CVAE(BaseVAE):
         per_component = gaussian_log_density(z.unsqueeze(-2), mu, logvar).sum(-1)  # …×N×K
         return torch.logsumexp(per_component + log_pi, dim=-1)
 
-    def kl_to_prior(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    y: torch.Tensor | None) -> torch.Tensor:
-        """Analytic for one Gaussian; for a mixture log q(z|x) − log p(z|y) at q's sample, spread evenly over D."""
+    def kl_terms(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
+                 y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Analytic for one Gaussian; for a mixture the total is log q(z|x) − log p(z|y) at q's sample (what the
+        loss uses) and the split is `kl_per_dimension`'s, which does not sum to it."""
         if self.prior_logits is None or y is None:
-            return super().kl_to_prior(mu, logvar, z, y)
+            return super().kl_terms(mu, logvar, z, y)
         kl = gaussian_log_density(z, mu, logvar).sum(-1) - self.log_prior(z, y)
-        return (kl / self.latent_dim).unsqueeze(-1).expand_as(mu)
+        return kl, self.kl_per_dimension(mu, logvar, y)
+
+    def kl_per_dimension(self, mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """For a mixture prior Σ_k r_k·KL(q(z_d|x) || p_k(z_d|y)), r_k ∝ π_k·exp(−KL(q || p_k)): each latent's part of
+        the tightest bound KL(q || Σ_k π_k p_k) ≤ Σ_k r_k KL(q || p_k) + KL(r || π) (docs/tensorboard.md)."""
+        if self.prior_logits is None or y is None:
+            return super().kl_per_dimension(mu, logvar, y)
+        p_mu, p_logvar, log_pi = self.mixture(y)
+        per_component = self.kl_per_dim(mu.unsqueeze(1), logvar.unsqueeze(1), p_mu, p_logvar)  # N×K×D
+        weights = torch.softmax(log_pi - per_component.sum(-1), dim=-1)  # N×K
+        return (weights.unsqueeze(-1) * per_component).sum(1)
 
     def sample_latents(self, n: int, labels: torch.Tensor | None, temperature: float = 1.0) -> torch.Tensor:
         """Codes from p(z|labels): a component by its weight, then its Gaussian with std scaled by temperature."""

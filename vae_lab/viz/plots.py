@@ -23,7 +23,8 @@ from vae_lab.metrics.disentanglement import PROPERTY
 Row = dict[str, Any]
 
 LABELS = {
-    "test/loss": "test loss (−ELBO, nats)", "test/recon": "reconstruction (nats)", "test/kl": "KL (nats)",
+    "test/loss": "test loss (the model's objective, nats)", "test/nelbo": "test −ELBO (nats)",
+    "test/recon": "reconstruction (nats)", "test/kl": "KL (nats)",
     "test/active_units": "active units", "test/probe_accuracy": "linear-probe accuracy", "test/fid": "FID",
     "test/cond_accuracy": "conditional accuracy", "time/train_seconds": "training time (s)",
 }
@@ -57,6 +58,11 @@ def group_label(row: Row, rows: Sequence[Row]) -> str:
     return " ".join(parts)
 
 
+def elbo_or_loss(rows: Sequence[Row]) -> str:
+    """The −ELBO (comparable across objectives) where the runs recorded it, else their loss."""
+    return "test/nelbo" if any(_has(r, "test/nelbo") for r in rows) else "test/loss"
+
+
 def _errorbar(ax: plt.Axes, x: list[float], y: list[float], xerr: list[float] | None, yerr: list[float],
               **kwargs: Any) -> None:
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, **kwargs)
@@ -70,7 +76,7 @@ def _save(fig: plt.Figure, path: Path) -> bool:
     return True
 
 
-QUALITY = (("test/nelbo", "−ELBO (nats)"), ("test/fid", "FID"), ("accuracy", "accuracy: conditional (CVAE) or probe"))
+ACCURACY = "accuracy: conditional (CVAE) or probe"  # one panel: the CVAEs' conditional, the others' probe accuracy
 EPOCH_TIME = (("timing/epoch_seconds", "training s per epoch (timing pass)"),
               ("time/epoch_seconds", "training s per epoch (sweep wall clock)"))
 
@@ -80,8 +86,6 @@ def _quality(row: Row, metric: str) -> tuple[float | None, float | None, str]:
     the others' linear-probe accuracy, with a marker telling them apart."""
     if metric == "accuracy":
         metric = "test/cond_accuracy" if _has(row, "test/cond_accuracy") else "test/probe_accuracy"
-    if metric == "test/nelbo" and not _has(row, metric):
-        metric = "test/loss"
     marker = "s" if metric == "test/cond_accuracy" else "o"
     return row["mean"].get(metric), row["std"].get(metric), marker
 
@@ -94,11 +98,13 @@ def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
     if not rows:
         return False
     datasets = sorted({r["dataset"] for r in rows})
-    fig, axes = plt.subplots(len(datasets), len(QUALITY), figsize=(5.5 * len(QUALITY), 4.2 * len(datasets)),
+    quality = elbo_or_loss(rows)
+    panels = ((quality, LABELS[quality]), ("test/fid", LABELS["test/fid"]), ("accuracy", ACCURACY))
+    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(5.5 * len(panels), 4.2 * len(datasets)),
                              squeeze=False)
     for axes_row, dataset in zip(axes, datasets):
         group = [r for r in rows if r["dataset"] == dataset]
-        for ax, (metric, label) in zip(axes_row, QUALITY):
+        for ax, (metric, label) in zip(axes_row, panels):
             for row in group:
                 y, yerr, marker = _quality(row, metric)
                 if y is None:
@@ -200,10 +206,10 @@ def disentanglement_vs_beta(rows: Sequence[Row], path: Path) -> bool:
 
 
 def latent_size(rows: Sequence[Row], path: Path) -> bool:
-    """CVAE per dataset: latent size against test loss and conditional accuracy (when groups differ in it)."""
+    """CVAE per dataset: latent size against test −ELBO and conditional accuracy (when groups differ in it)."""
     rows = [r for r in rows if r["model"] == "cvae" and r["latent_dim"]]
     lines = _series(rows, "latent_dim")
-    return _line_panels(lines, "latent_dim", ("test/loss", "test/cond_accuracy"), path,
+    return _line_panels(lines, "latent_dim", (elbo_or_loss(rows), "test/cond_accuracy"), path,
                         "CVAE latent size (mean ± std over seeds)", "latent dimensions", 2, _line_namer(lines))
 
 

@@ -1,0 +1,159 @@
+"""What a run writes to TensorBoard beside Lightning's curves: the HParams sessions and experiment, the Custom
+Scalars layout, the composed config, and the final metrics once at the last step (docs/tensorboard.md)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+# The hyper-parameters of a run (metrics.json keys) → display name, most telling first. The HParams tab shows five
+# columns by default, the differing ones first and, among them, by name: the names carry this order ("01_model").
+HPARAMS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "latent_dim": "latent size",
+           "lr": "learning rate", "seed": "seed", "capacity_max": "capacity C", "prior_components": "prior components",
+           "learned_prior": "learned prior", "image_size": "image size", "train_subset": "train subset",
+           "epochs": "epochs"}
+# The metrics the HParams tab shows first (it shows the first five): what a sweep is compared by.
+HEADLINE = ("test/nelbo", "test/nll_iwae", "test/fid", "test/cond_accuracy", "test/active_units", "test/mig",
+            "test/dci_disentanglement", "test/recon", "test/kl", "test/loss", "test/mse", "test/probe_accuracy",
+            "time/train_seconds", "time/train_images_per_second", "mem/peak_mb")
+METRIC_PREFIXES = ("test/", "time/", "mem/")
+LOGGED_BY_TEST_LOOP = ("test/loss", "test/recon", "test/kl", "test/nelbo")  # Lightning's test loop writes these
+
+
+def hparam_name(key: str) -> str:
+    """The HParams name of a metrics.json key: its rank in HPARAMS first, so that sorting by name keeps that order."""
+    return f"{list(HPARAMS).index(key) + 1:02d}_{key}"
+
+
+def hparam_values(record: dict[str, Any]) -> dict[str, bool | float | str]:
+    """A run's hyper-parameters as the HParams plugin takes them (numbers as floats); unset ones left out."""
+    values = {}
+    for key in HPARAMS:
+        value = record.get(key)
+        if value is None:
+            continue
+        values[hparam_name(key)] = value if isinstance(value, (bool, str)) else float(value)
+    return values
+
+
+def metric_names(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The final metrics the records hold, headline ones first (in HEADLINE's order), then the rest sorted."""
+    present = {k for record in records for k, v in record.items()
+               if k.startswith(METRIC_PREFIXES) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return [m for m in HEADLINE if m in present] + sorted(present - set(HEADLINE))
+
+
+def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    """One HParams plugin summary (its content travels in the metadata; the tensor is empty)."""
+    summary = Summary()
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+    return summary
+
+
+def _hparam_info(name: str, values: Sequence[bool | float | str]) -> api_pb2.HParamInfo:
+    key = name.split("_", 1)[1]
+    info = api_pb2.HParamInfo(name=name, display_name=HPARAMS[key], differs=len(set(map(repr, values))) > 1)
+    if all(isinstance(v, bool) for v in values):
+        info.type = api_pb2.DATA_TYPE_BOOL
+        info.domain_discrete.extend(sorted(set(values)))
+    elif all(isinstance(v, float) for v in values):
+        info.type = api_pb2.DATA_TYPE_FLOAT64
+        info.domain_interval.min_value, info.domain_interval.max_value = min(values), max(values)
+    else:
+        info.type = api_pb2.DATA_TYPE_STRING
+        info.domain_discrete.extend(sorted({str(v) for v in values}))
+    return info
+
+
+def experiment_summary(records: Sequence[dict[str, Any]]) -> Summary:
+    """The HParams experiment of these runs: every hyper-parameter any run has (`differs` where their values do)
+    and every final metric, headline ones first, with the report's names."""
+    from vae_lab.report import header  # one naming scheme for report.md and TensorBoard
+
+    values: dict[str, list] = {}
+    for record in records:
+        for name, value in hparam_values(record).items():
+            values.setdefault(name, []).append(value)
+    hparams = [_hparam_info(name, values[name]) for name in sorted(values)]
+    metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m), display_name=header(m))
+               for m in metric_names(records)]
+    experiment = api_pb2.Experiment(hparam_infos=hparams, metric_infos=metrics)
+    return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
+
+
+def session_summaries(record: dict[str, Any], start_time: float, end_time: float) -> list[Summary]:
+    """A run's HParams session: its hyper-parameters, and how it ended (success unless its status says failed)."""
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time)
+    for name, value in hparam_values(record).items():
+        field = {bool: "bool_value", float: "number_value", str: "string_value"}[type(value)]
+        setattr(start.hparams[name], field, value)
+    status = api_pb2.STATUS_SUCCESS if record.get("status") == "ok" else api_pb2.STATUS_FAILURE
+    end = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=end_time)
+    return [_summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start)),
+            _summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end))]
+
+
+def final_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The final metrics to log at the last step: those of metrics.json the test loop has not written already."""
+    return {k: float(v) for k, v in record.items() if k.startswith(METRIC_PREFIXES) and k not in LOGGED_BY_TEST_LOOP
+            and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: float, end_time: float,
+                experiment: bool) -> None:
+    """At the run's end: its final metrics once, at the last step; its HParams session; with `experiment`, its own
+    HParams experiment (a single run; a sweep's experiment is written once for all its runs, vae_lab.sweep)."""
+    writer = getattr(logger, "experiment", None)
+    if not hasattr(writer, "add_scalar"):
+        return
+    logger.log_metrics(final_metrics(record), step=step)
+    file_writer = writer._get_file_writer()  # torch's SummaryWriter writes raw Summary protos through it
+    summaries = ([experiment_summary([record])] if experiment else []) + session_summaries(record, start_time,
+                                                                                         end_time)
+    for summary in summaries:
+        file_writer.add_summary(summary)
+    logger.finalize("success")  # flush: the summaries must reach disk before the process ends
+
+
+def write_sweep_experiment(folder: Path, records: Sequence[dict[str, Any]]) -> bool:
+    """Write the HParams experiment of a sweep's runs into the sweep folder (an event file of its own)."""
+    if not records:
+        return False
+    from torch.utils.tensorboard.writer import FileWriter
+
+    writer = FileWriter(str(folder), filename_suffix=".hparams")
+    writer.add_summary(experiment_summary(records))
+    writer.close()
+    return True
+
+
+LAYOUT_TERMS = (("loss", "loss"), ("reconstruction (nats)", "recon"), ("KL (nats)", "kl"))
+
+
+def custom_scalars_layout() -> dict[str, dict[str, list]]:
+    """The Custom Scalars tab: train (epoch means) against validation for loss, recon and KL, and every latent's KL
+    in one chart."""
+    charts = {title: ["Multiline", [rf"^train_epoch/{term}$", rf"^val/{term}$"]] for title, term in LAYOUT_TERMS}
+    return {"train vs validation": charts,
+            "KL per latent dimension (nats)": {"validation": ["Multiline", [r"^kl_dim/val/\d+$"]],
+                                               "test": ["Multiline", [r"^kl_dim/test/\d+$"]]}}
+
+
+def config_text(cfg: DictConfig) -> str:
+    """The composed config as Markdown (an indented code block) for the Text tab."""
+    return "\n".join("    " + line for line in OmegaConf.to_yaml(cfg, resolve=True).splitlines())
+
+
+def log_run_start(logger: Any, cfg: DictConfig) -> None:
+    """At the run's start: the Custom Scalars layout and the composed config as text."""
+    writer = getattr(logger, "experiment", None)
+    if not hasattr(writer, "add_custom_scalars"):
+        return
+    writer.add_custom_scalars(custom_scalars_layout())
+    writer.add_text("config", config_text(cfg))
