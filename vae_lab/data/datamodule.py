@@ -235,3 +235,12 @@ def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path 
 
         return Shapes2DDataModule(**hparams)
     return ImageDataModule(**hparams)
+
+
+def test_split(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
+    """The full test split of a checkpoint's dataset; indexing it with an index tensor gives (images, labels or
+    factors)."""
+    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return datamodule.splits["test"]

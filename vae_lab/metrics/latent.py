@@ -6,9 +6,14 @@ import torch
 import torch.nn.functional as F
 
 
+def active_dims(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Which latent dimensions are active: Cov_x(E_q[z_i|x]) above `threshold` (mu is N×D; a D-long bool tensor)."""
+    return mu.float().var(dim=0) > threshold
+
+
 def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     """How many latent dimensions have Cov_x(E_q[z_i|x]) above `threshold` (mu is N×D)."""
-    return int((mu.float().var(dim=0) > threshold).sum().item())
+    return int(active_dims(mu, threshold).sum().item())
 
 
 def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

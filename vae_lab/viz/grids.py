@@ -37,12 +37,19 @@ def traversal_images(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, st
     y = None if y is None else y[:1].to(model.device)
     mu, logvar = model.encode(x, y)
     order = model.kl_per_dim(mu, logvar)[0].argsort(descending=True).tolist()
-    z = mu.repeat(len(order) * steps, 1).view(len(order), steps, -1)
-    offsets = torch.linspace(-span, span, steps, device=model.device)
-    for row, dim in enumerate(order):
-        z[row, :, dim] += offsets
-    labels = None if y is None else y.repeat(len(order) * steps)
-    return mean_image(model.decode(z.view(-1, model.latent_dim), labels)), order
+    return traverse(model, mu[0], order, y, torch.linspace(-span, span, steps, device=model.device)), order
+
+
+@torch.no_grad()
+def traverse(model: BaseVAE, z: torch.Tensor, dims: Sequence[int], y: torch.Tensor | None,
+             offsets: torch.Tensor) -> torch.Tensor:
+    """Images of the code z (length D) with each of `dims` in turn moved by each of `offsets`, row-major (one row per
+    dim), decoded as one batch."""
+    codes = z.to(model.device).repeat(len(dims) * len(offsets), 1).view(len(dims), len(offsets), -1)
+    for row, dim in enumerate(dims):
+        codes[row, :, dim] += offsets.to(model.device)
+    labels = None if y is None else y[:1].to(model.device).repeat(len(dims) * len(offsets))
+    return mean_image(model.decode(codes.view(-1, model.latent_dim), labels))
 
 
 def traversals(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, steps: int = 9) -> torch.Tensor:
