@@ -23,6 +23,7 @@ from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
+from vae_lab.viz.projector import write_projector
 
 IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier"}
 GROUND_TRUTH_KEYS = set(inspect.signature(disentanglement_metrics).parameters) - {"model", "data"}
@@ -104,6 +105,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = Path(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     options, _ = eval_options(cfg.eval)  # a bad option fails here, before anything loads
+    check_number("projector.images", cfg.projector.images, whole=True, minimum=0)
     trainer = test_trainer(cfg.accelerator, cfg.precision)
     if cfg.out:
         output_folder("out", cfg.out)
@@ -112,6 +114,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
+    projector = write_projector(cfg.projector.dir or run_dir_of(ckpt_path) / "tensorboard", model,
+                                datamodule.splits["test"], cfg.projector.images, int(checkpoint.get("global_step", 0)),
+                                datamodule.class_names, getattr(getattr(datamodule, "ground_truth", None),
+                                                                "factor_names", None))
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
     record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}
     record.update(metrics)
@@ -119,7 +125,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_json(out, record)
     for key in sorted(metrics):
         print(f"{key:32s} {metrics[key]:.4f}")
-    print(f"wrote {out}")
+    print(f"wrote {out}" + (f"; {projector} test images' means for TensorBoard's Projector" if projector else ""))
     return record
 
 

@@ -17,7 +17,7 @@ from torchvision.utils import make_grid
 from vae_lab.data.datamodule import CLASS_NAMES, test_split
 from vae_lab.errors import ConfigError
 from vae_lab.explorer.runs import Candidate
-from vae_lab.metrics.latent import active_dims
+from vae_lab.metrics.latent import active_dims, encode_means
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.models.likelihood import mean_image
@@ -57,20 +57,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def strip(images: torch.Tensor, nrow: int) -> np.ndarray:
     """Images as one grid picture (torchvision's make_grid), uint8."""
     return to_uint8(make_grid(images.float().cpu(), nrow=nrow, padding=1, pad_value=0.5)[None])[0]
-
-
-@torch.no_grad()
-def encode_means(model: BaseVAE, test: Dataset, count: int, batch: int = 500) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                          torch.Tensor]:
-    """Posterior means and log-variances of the first `count` test images, and their labels (or factors)."""
-    mus, logvars, ys = [], [], []
-    for start in range(0, min(count, len(test)), batch):
-        x, y = test[torch.arange(start, min(start + batch, count, len(test)))]
-        mu, logvar = model.encode(x.to(model.device), y.to(model.device) if model.conditional else None)
-        mus.append(mu.cpu())
-        logvars.append(logvar.cpu())
-        ys.append(y.cpu())
-    return torch.cat(mus), torch.cat(logvars), torch.cat(ys)
 
 
 def load(candidate: Candidate, data_dir: str | Path | None = None, kl_images: int = 2000,

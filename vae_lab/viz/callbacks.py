@@ -1,4 +1,4 @@
-"""Lightning callback that logs pictures of the model to TensorBoard every few epochs."""
+"""Lightning callbacks that log pictures of the model to TensorBoard: grids every few epochs, the projector at the end."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 
 from vae_lab.errors import check_number
 from vae_lab.viz import grids
+from vae_lab.viz.projector import log_projector
 
 
 class ImageLogger(pl.Callback):
@@ -48,3 +49,24 @@ class ImageLogger(pl.Callback):
                 writer.add_figure("images/class_grid", fig, step)
                 plt.close(fig)
         module.train(was_training)
+
+
+class Projector(pl.Callback):
+    """At the end of training, the first `images` test images' encoder means for TensorBoard's Projector tab (0: off)."""
+
+    def __init__(self, images: int = 3000) -> None:
+        check_number("callbacks.projector.images", images, whole=True, minimum=0)
+        self.images = images
+
+    def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not self.images or not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        if "test" not in datamodule.splits:
+            datamodule.setup("test")
+        ground_truth = getattr(datamodule, "ground_truth", None)
+        for logger in trainer.loggers:
+            writer = getattr(logger, "experiment", None)
+            if hasattr(writer, "add_embedding"):
+                log_projector(writer, module, datamodule.splits["test"], self.images, trainer.global_step,
+                              datamodule.class_names, ground_truth.factor_names if ground_truth is not None else None)
