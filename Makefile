@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test tb bench bench-gpu compare compare-gpu clean
+.PHONY: install data train test test-browser tb bench bench-gpu compare compare-gpu clean
 
 install: $(STAMP)
 
@@ -24,6 +24,14 @@ train: install data
 
 test: install data
 	$(BIN)/python -m pytest -q tests
+
+# The explorer in headless Chromium from the OS packages (Debian's chromium + chromium-driver), driven by Selenium.
+# VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png keeps its screenshot (VAE_LAB_EXPLORE_CKPT: of that checkpoint).
+test-browser: install data
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+	$(BIN)/pip install --quiet -e '.[dev,cluster,explore,browser]'
+	$(BIN)/python -m pytest -q -s tests/test_explore_browser.py
 
 bench: install data
 	$(BIN)/python -m vae_lab.bench json=outputs/bench.json $(ARGS)

@@ -22,7 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import gradio as gr  # noqa: E402  (the optional `explore` extra)
 
 NONE = "(none)"
-CSS = ".pixelated img { image-rendering: pixelated; } .pixelated .image-container img { width: 100%; }"
+CSS = (".pixelated img { image-rendering: pixelated; width: 100% !important; height: 100% !important;"
+       " max-width: none !important; max-height: none !important; object-fit: contain !important; }")
 
 
 def _fail(err: Exception) -> gr.Error:
@@ -174,7 +175,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
-                    image_a = gr.Image(label="A", format="png", height=360, interactive=False,
+                    image_a = gr.Image(label="A", format="png", height=360, interactive=False, elem_id="image-a",
                                        elem_classes="pixelated", buttons=[])
                     with gr.Column(visible=False) as column_b:
                         image_b = gr.Image(label="B", format="png", height=360, interactive=False,
