@@ -1,7 +1,7 @@
 """The explorer in a real browser: headless Chromium from the OS packages (`make test-browser` installs it), driven
 by Selenium: open the page, move a slider, see the image change, take a screenshot.
 
-VAE_LAB_EXPLORE_CKPT=RUN/checkpoints/last.ckpt shows that checkpoint instead of an untrained one, and
+VAE_LAB_EXPLORE_CKPT=RUN/checkpoints/last.ckpt (or A,B: side by side) shows that instead of an untrained model, and
 VAE_LAB_EXPLORE_SCREENSHOT=FILE.png keeps the screenshot there (docs/img/explore.png is made so).
 """
 
@@ -35,9 +35,9 @@ def page_url(tmp_path_factory, data_dir):
     from vae_lab.explorer.runs import candidates
     from vae_lab.explorer.session import Catalogue
 
-    given = os.environ.get("VAE_LAB_EXPLORE_CKPT")
-    ckpt = given or str(tiny_checkpoint(tmp_path_factory.mktemp("browser"), "model=vae", "model.latent_dim=6"))
-    demo = page.build(Catalogue(candidates([ckpt], None), kl_images=500))
+    given = [p for p in os.environ.get("VAE_LAB_EXPLORE_CKPT", "").split(",") if p]
+    paths = given or [str(tiny_checkpoint(tmp_path_factory.mktemp("browser"), "model=vae", "model.latent_dim=6"))]
+    demo = page.build(Catalogue(candidates(paths, None), kl_images=2000))
     yield page.launch(demo, "127.0.0.1", free_port())
     demo.close()
 

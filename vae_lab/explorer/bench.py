@@ -13,9 +13,10 @@ import torch
 from vae_lab.explorer.session import SPAN, Catalogue
 
 
-def timed(call: Callable[[int], object], n: int) -> np.ndarray:
-    """Milliseconds of each of n calls (after one untimed call)."""
-    call(0)
+def timed(call: Callable[[int], object], n: int, warmup: int = 3) -> np.ndarray:
+    """Milliseconds of each of n calls (after `warmup` untimed ones)."""
+    for i in range(warmup):
+        call(i % n)
     out = []
     for i in range(n):
         start = time.perf_counter()
@@ -47,10 +48,10 @@ def bench(shelf: Catalogue, url: str, first: str, second: str | None, n: int) ->
         def request(i: int) -> None:  # the page's own request for a slider move (its events skip the queue)
             http.post("/gradio_api/run/slider_0", json={"data": [first, second, label, *values[i]]}).raise_for_status()
 
-        results = {
+        results = {  # the server first: it runs start-up work for its first several seconds; warm it up as long
+            "HTTP request to the server, image back": timed(request, n, warmup=n),
             "decode (in process)": timed(lambda i: session.decode(page.z_of(session, values[i]), label), n),
             "event handler (in process)": timed(lambda i: page.move(first, second, label, *values[i]), n),
-            "HTTP request to the server, image back": timed(request, n),
             "then the traversal strip (in process)": timed(lambda i: page.strip(0, first, second, label, *values[i]), n),
         }
     print(f"explorer latency per slider move, {n} moves; {' | '.join(m.candidate.name for m in session.models)}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from vae_lab.errors import VaeLabError
@@ -38,8 +39,12 @@ class Page:
         self.catalogue = catalogue
         self.slots = catalogue.max_latents
         self.files = Path(tempfile.mkdtemp(prefix="vae_lab_explore_"))
+        self.threads = torch.get_num_threads()  # the entry point's `threads`
 
     def session(self, first: str, second: str | None) -> Session:
+        """The session of the chosen model(s), in the server's worker thread (which takes torch's thread count
+        from its own OpenMP setting, not the main thread's: set it again, or two threads stall on busy cores)."""
+        torch.set_num_threads(self.threads)
         try:
             return self.catalogue.session(first, None if second in (None, "", NONE) else second)
         except VaeLabError as err:
