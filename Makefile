@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test test-browser tb bench bench-gpu compare compare-gpu clean
+.PHONY: install data train test test-browser tb bench bench-gpu compare compare-gpu docs-images clean
 
 install: $(STAMP)
 
@@ -57,8 +57,18 @@ compare-gpu: install data
 	echo "sweep wall seconds: $$(( $$(date +%s) - start ))" | tee $(COMPARE_GPU)/wall.txt
 	$(BIN)/python -m vae_lab.report $(COMPARE_GPU)
 
+# TensorBoard on this machine only; `make tb TB_HOST=0.0.0.0` shows your runs to your network.
+TB_HOST ?= 127.0.0.1
 tb: install
-	$(BIN)/tensorboard --logdir outputs --bind_all
+	$(BIN)/tensorboard --logdir outputs --host $(TB_HOST)
+
+# The README's picture: the recommended CVAE trained on MNIST (10 epochs, full evaluation), then 8 samples per class.
+DOCS_RUN := outputs/runs/docs_cvae_mnist
+docs-images: install data
+	rm -rf $(DOCS_RUN)
+	$(BIN)/python -m vae_lab.train model=cvae trainer.enable_progress_bar=false hydra.run.dir=$(DOCS_RUN)
+	$(BIN)/python -m vae_lab.generate ckpt_path=$(DOCS_RUN)/checkpoints/last.ckpt num_samples=80 \
+	  out=docs/img/cvae_mnist_samples.png
 
 clean:
 	rm -rf outputs/runs outputs/multirun .pytest_cache

@@ -6,7 +6,8 @@ command lines; what else a run leaves in the process (warnings already shown, lo
 carries over, which command lines that fail before training do not notice.
 
 Usage: `python -m tests.cli_runner MODULE OUT` with a JSON list of argument lists on stdin; writes a JSON list of
-{returncode, stdout, stderr} to OUT.
+{returncode, stdout, stderr} to OUT. MODULE `-`: each argument list starts with its own module, so command lines
+of several entry points share the one interpreter's imports.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def run(module: str, cases: list[list[str]]) -> list[dict[str, Any]]:
     """Run MODULE as `__main__` (as `python -m` does) once per argument list, with its own argv, stdout and stderr."""
     results = []
     for args in cases:
+        name, args = (args[0], args[1:]) if module == "-" else (module, args)
         out, err, code = io.StringIO(), io.StringIO(), 0
-        sys.argv = [module, *args]
+        sys.argv = [name, *args]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                runpy.run_module(name, run_name="__main__", alter_sys=True)
             except SystemExit as exit_:  # as the interpreter reads it: a number, nothing (0), or a message (1)
                 code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
                 if not isinstance(exit_.code, (int, type(None))):

@@ -56,7 +56,8 @@ def run_cli(module: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedPr
 
 def run_cli_cases(module: str, cases: list[list[str]], cwd: Path = ROOT) -> list[SimpleNamespace]:
     """Run an entry point on several command lines, each as `run_cli` would, in one interpreter (`tests.cli_runner`):
-    for command lines that fail before any work, where a fresh interpreter's imports would be most of the time."""
+    for command lines that fail before any work, where a fresh interpreter's imports would be most of the time.
+    With module `-`, each command line starts with its entry point's module."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "results.json"
         done = subprocess.run([sys.executable, "-m", "tests.cli_runner", module, str(out)], input=json.dumps(cases),
@@ -82,3 +83,18 @@ def data_dir() -> Path:
     if not (DATA / "MNIST" / "raw").exists() or not (DATA / "FashionMNIST" / "raw").exists():
         pytest.fail("data/ is missing: run `make data` (or `make test`, which runs it)")
     return DATA
+
+
+@pytest.fixture(scope="session")
+def cvae_cli(tmp_path_factory, data_dir) -> tuple[Path, subprocess.CompletedProcess]:
+    """One tiny CVAE training run through the real CLI (model summary on, as by default): its folder and output."""
+    out = tmp_path_factory.mktemp("cvae_run")
+    result = run_cli("vae_lab.train", "model=cvae", *FAST, "trainer.enable_model_summary=true", f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def cvae_run(cvae_cli) -> Path:
+    """The tiny CVAE run's folder."""
+    return cvae_cli[0]

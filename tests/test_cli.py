@@ -17,15 +17,6 @@ EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test
              "time/iwae_seconds", "time/eval_seconds", "mem/peak_mb")
 
 
-@pytest.fixture(scope="module")
-def cvae_run(tmp_path_factory, data_dir):
-    """One tiny CVAE training run through the real CLI."""
-    out = tmp_path_factory.mktemp("cvae_run")
-    result = run_cli("vae_lab.train", "model=cvae", *FAST, f"hydra.run.dir={out}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
-
-
 def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     metrics = json.loads((cvae_run / "metrics.json").read_text())
     for key in ("model", "dataset", "net", "beta", "seed", "epochs", "params", "test/loss", "test/recon",
@@ -40,6 +31,8 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert (cvae_run / "checkpoints" / "last.ckpt").is_file()
     assert list((cvae_run / "checkpoints").glob("best-*.ckpt"))
     assert (cvae_run / ".hydra" / "config.yaml").is_file()
+    log = (cvae_run / "train.log").read_text()  # the run's log: Lightning's messages and where the results went
+    assert "`Trainer.fit` stopped" in log and f"wrote {cvae_run / 'metrics.json'}: test/" in log
     events = EventAccumulator(str(cvae_run / "tensorboard"), size_guidance={"images": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "val/kl_dim/0"} <= scalars, scalars
@@ -185,7 +178,9 @@ def test_evaluate_rejects_unknown_options(cvae_run):
 
 def test_non_finite_loss_stops_with_a_clear_message_and_failed_status(tmp_path, data_dir):
     result = run_cli("vae_lab.train", "net=mlp", "model.lr=1e30", *FAST, f"hydra.run.dir={tmp_path}")
-    _fails_with(result, "error: non-finite training loss at step", "recon=")
+    _fails_with(result, "error: non-finite training loss at step", "recon=", "no checkpoint was written before it")
+    assert "last good checkpoint" not in result.stderr  # there is none yet
+    assert "error: non-finite training loss at step" in (tmp_path / "train.log").read_text()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "non-finite" in metrics["reason"] and metrics["model"] == "vae"
 

@@ -1,3 +1,21 @@
-"""vae_lab: VAE, CVAE and β-VAE experiments with PyTorch Lightning and Hydra."""
+"""vae_lab: VAE, CVAE and β-VAE experiments with PyTorch Lightning and Hydra.
+
+The Python API (docs/api.md): `load_model`, `load_data`, `encode`, `decode`, `sample`, `reconstruct`, `traverse`,
+`evaluate_checkpoint` — imported on first use, so that `import vae_lab` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["decode", "encode", "evaluate_checkpoint", "load_data", "load_model", "reconstruct", "sample", "traverse"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the API module when one of its functions is first asked for."""
+    if name in __all__:
+        from vae_lab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vae_lab' has no attribute {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from vae_lab.cli import output_folder, user_errors
+from vae_lab.cli import output_folder, quote_override_lists, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE
@@ -449,4 +450,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = quote_override_lists(sys.argv[1:], ("overrides", "cases."))  # `overrides=[model.compile=true]`
     main()

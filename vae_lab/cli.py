@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,10 +15,36 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.errors import ConfigError, user_error
 
+# Library notices a vae_lab user cannot act on (vae_lab's own choices trigger them), silenced one by one: any
+# other warning still shows.
+LIBRARY_NOISE: tuple[tuple[str, type[Warning]], ...] = (
+    (r"Precision bf16-mixed is not supported by the model summary", UserWarning),  # the summary counts fp32 sizes
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),  # Lightning's own use of torch's pytree
+    (r"You have overridden `on_after_batch_transfer` in `LightningModule`", UserWarning),  # by design (base.py)
+)
+LIGHTNING_LOGS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """Drop Lightning's tip to install its cloud logger."""
+    return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_console() -> None:
+    """Silence the library notices in LIBRARY_NOISE and Lightning's advert, precisely, by message and category."""
+    for message, category in LIBRARY_NOISE:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    for name in LIGHTNING_LOGS:
+        logger = logging.getLogger(name)
+        if _not_an_advert not in logger.filters:
+            logger.addFilter(_not_an_advert)
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Print a VaeLabError as `error: …` on stderr and exit with status 2; let real bugs raise."""
+    """The console every entry point runs in: library noise silenced (`quiet_console`), a VaeLabError printed as
+    `error: …` on stderr with exit status 2; real bugs raise."""
+    quiet_console()
     try:
         yield
     except Exception as err:
@@ -22,7 +52,16 @@ def user_errors() -> Iterator[None]:
         if cause is None:
             raise
         print(f"error: {cause}", file=sys.stderr)
+        to_log_files(f"error: {cause}")
         sys.exit(2)
+
+
+def to_log_files(message: str) -> None:
+    """Write a line to the log files Hydra's job logging opened (a run's train.log), not again to the console."""
+    record = logging.LogRecord("vae_lab", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def require(cfg: DictConfig, key: str, example: str) -> None:
@@ -32,7 +71,8 @@ def require(cfg: DictConfig, key: str, example: str) -> None:
 
 
 def output_folder(key: str, path: str | Path) -> Path:
-    """Make the folder an output file goes into, before any long work, or say in one line why it cannot be."""
+    """Make the folder an output file goes into and check a file can be written there, before any long work, or
+    say in one line why it cannot be."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,4 +80,87 @@ def output_folder(key: str, path: str | Path) -> Path:
         raise ConfigError(f"{key}={path}: cannot write there ({err.strerror}: {err.filename})") from err
     if path.is_dir():
         raise ConfigError(f"{key}={path}: is a folder; give a file name")
+    writable(f"{key}={path}", path.parent)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{key}={path}: the file is read-only")
     return path
+
+
+def writable(what: str, folder: Path) -> None:
+    """Create and remove a file in `folder` (the one test a read-only mount or a root user cannot fool)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{what}: cannot write in {folder} ({err.strerror})") from err
+
+
+def creatable(key: str, folder: Path) -> None:
+    """A folder that exists and can be written in, or whose nearest existing parent is a folder that can."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={folder}: {existing} is a file, not a folder")
+    writable(f"{key}={folder}", existing)
+
+
+def quote_override_lists(argv: list[str], keys: tuple[str, ...]) -> list[str]:
+    """Let `KEY=[a=b,c=d]` (a list of overrides, which Hydra's grammar cannot read unquoted) mean
+    `KEY=['a=b','c=d']`, for the keys (or key prefixes ending in '.') that hold override lists."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        name = key.lstrip("+~")
+        if eq and value.startswith("[") and value.endswith("]") and any(
+                name == k or k.endswith(".") and name.startswith(k) for k in keys):
+            items = _split_top_level(value[1:-1])
+            if any("=" in item and item[:1] not in "'\"" for item in items):
+                quoted = [item if item[:1] in "'\"" else "'" + item.replace("'", "\\'") + "'" for item in items]
+                arg = f"{key}=[{','.join(quoted)}]"
+        out.append(arg)
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at the commas outside brackets and quotes; each part stripped."""
+    parts, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote and (not current or current[-1] != "\\") else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    last = "".join(current).strip()
+    return parts + [last] if last or parts else parts
+
+
+HEADLINE = {  # metrics.json key → how the run summary names it, in this order (those a run has)
+    "test/nelbo": "−ELBO", "test/nll_iwae": "NLL (IWAE)", "test/fid": "FID", "test/cond_accuracy": "cond acc",
+    "test/probe_accuracy": "probe acc", "test/mig": "MIG", "test/dci_disentanglement": "DCI-D",
+}
+
+
+def run_summary(record: dict, run_dir: str | Path) -> str:
+    """The lines a finished run ends with: where it is, its headline test metrics, how to look at it."""
+    run_dir = Path(run_dir)
+    if run_dir.is_absolute() and run_dir.is_relative_to(Path.cwd()):
+        run_dir = run_dir.relative_to(Path.cwd())
+    train_s = record.get("time/train_seconds")
+    took = f", {train_s:.0f} s of training" if isinstance(train_s, (int, float)) else ""
+    metrics = " · ".join(f"{name} {record[key]:.4g}" for key, name in HEADLINE.items()
+                         if isinstance(record.get(key), (int, float)))
+    epochs = record.get("epochs", "?")
+    lines = [f"run {run_dir}: {record.get('status', '?')}, {epochs} epoch{'' if epochs == 1 else 's'}{took}"]
+    if metrics:
+        lines.append(f"  test: {metrics}  (all in {run_dir / 'metrics.json'})")
+    lines.append(f"  look: tensorboard --logdir {run_dir / 'tensorboard'} --host 127.0.0.1")
+    return "\n".join(lines)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from typing import Any
+
+MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
+
 
 class VaeLabError(Exception):
     """Base class for problems the user can fix (bad config, data, checkpoint)."""
@@ -19,6 +25,14 @@ class CheckpointError(VaeLabError):
     """A checkpoint is missing, unreadable or belongs to something else."""
 
 
+class StorageError(VaeLabError):
+    """A result or checkpoint file could not be written (a full disk, no permission); the previous one is kept."""
+
+
+class RunFolderError(VaeLabError):
+    """The run folder is in use by another run, or holds a finished run that this one would overwrite."""
+
+
 def user_error(err: BaseException | None) -> VaeLabError | None:
     """The VaeLabError behind an exception (Hydra wraps those raised while instantiating), if any."""
     seen = set()
@@ -31,12 +45,44 @@ def user_error(err: BaseException | None) -> VaeLabError | None:
 
 
 def check_number(key: str, value: object, whole: bool = False, minimum: float | None = None,
-                 nullable: bool = False) -> None:
-    """Raise a one-line ConfigError unless `value` is a (whole) number ≥ minimum (or None when nullable)."""
+                 nullable: bool = False, maximum: float | None = None) -> None:
+    """Raise a one-line ConfigError unless `value` is a finite (whole) number in [minimum, maximum] (or None when
+    nullable)."""
     if value is None and nullable:
         return
-    kind = ("a whole number" if whole else "a number") + (f" ≥ {minimum:g}" if minimum is not None else "")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value}: must be a finite number")
+    kind = "a whole number" if whole else "a number"
+    kind += f" ≥ {_bound(minimum)}" if minimum is not None else ""
+    kind += f" and ≤ {_bound(maximum)}" if maximum is not None else ""
     kind += " or null" if nullable else ""
     ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
-    if not ok or (minimum is not None and value < minimum):
+    if not ok or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ConfigError(f"{key}={value!r}: must be {kind}")
+
+
+def _bound(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def check_seed(key: str, value: object) -> None:
+    """A seed numpy (and so Lightning's seed_everything) takes: a whole number in [0, 2**32 - 1]."""
+    check_number(key, value, whole=True, minimum=0, maximum=MAX_SEED)
+
+
+def leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of nested plain dicts and lists (`OmegaConf.to_container`'s)."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else None
+    if items is None:
+        yield prefix, tree
+        return
+    for key, value in items:
+        name = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}" if prefix else str(key)
+        yield from leaves(value, name)
+
+
+def check_finite(settings: dict[str, Any], skip: tuple[str, ...] = ("hydra",)) -> None:
+    """One line for any setting that is NaN or infinite (`model.beta=inf`): no vae_lab setting means anything then."""
+    for key, value in leaves(settings):
+        if isinstance(value, float) and not math.isfinite(value) and not key.startswith(skip):
+            raise ConfigError(f"{key}={value}: must be a finite number")

@@ -99,27 +99,61 @@ def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
         raise ConfigError(f"precision={precision!r}: {err}") from err
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test loss terms (Lightning's test loop) and all metrics for a checkpoint; merged into metrics.json."""
-    require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
-    ckpt_path = Path(cfg.ckpt_path)
+def output_record(out: Path, key: str) -> dict[str, Any] | None:
+    """Check, before any work, that the results file can be written and that one already there (which evaluation
+    updates) is whole; return its record, or None for a new file."""
+    output_folder(key, out)
+    if not out.is_file():
+        return None
+    try:
+        record = read_json(out)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"{out}: unreadable ({str(err).splitlines()[0]}: a half-written file?); "
+                          "move it away or give out=OTHER.json") from err
+    if not isinstance(record, dict):
+        raise ConfigError(f"{out}: not a JSON object; move it away or give out=OTHER.json")
+    return record
+
+
+def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None = None,
+                        data_dir: str | Path | None = None, accelerator: str = "auto",
+                        precision: str = "32-true", projector_images: int = 0,
+                        projector_dir: str | Path | None = None) -> dict[str, float]:
+    """Test loss terms (Lightning's test loop) and every metric for a checkpoint, on its dataset's test set; with
+    `projector_images`, that many test images' encoder means for TensorBoard's Projector (default folder: the
+    run's tensorboard/)."""
     checkpoint = read_checkpoint(ckpt_path)
-    options, _ = eval_options(cfg.eval)  # a bad option fails here, before anything loads
-    check_number("projector.images", cfg.projector.images, whole=True, minimum=0)
-    trainer = test_trainer(cfg.accelerator, cfg.precision)
-    if cfg.out:
-        output_folder("out", cfg.out)
+    eval_options(options)  # a bad option fails here, before anything loads
+    trainer = test_trainer(accelerator, precision)
     model = load_model(ckpt_path, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
-    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
+    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+    datamodule.prepare_data()  # the test images found and verified before the work
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if "/kl_dim/" not in k}
-    metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
-    projector = write_projector(cfg.projector.dir or run_dir_of(ckpt_path) / "tensorboard", model,
-                                datamodule.splits["test"], cfg.projector.images, int(checkpoint.get("global_step", 0)),
-                                datamodule.class_names, getattr(getattr(datamodule, "ground_truth", None),
-                                                                "factor_names", None))
+    metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, options))
+    folder = Path(projector_dir or run_dir_of(Path(ckpt_path)) / "tensorboard")
+    ground_truth = getattr(datamodule, "ground_truth", None)
+    logged = write_projector(folder, model, datamodule.splits["test"], projector_images,
+                             int(checkpoint.get("global_step", 0)), datamodule.class_names,
+                             ground_truth.factor_names if ground_truth is not None else None)
+    if logged:
+        print(f"TensorBoard Projector: {logged} test images' encoder means in {folder}")
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate a checkpoint and merge the metrics into its run's metrics.json (or `out`)."""
+    require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
+    ckpt_path = Path(cfg.ckpt_path)
+    model_name = read_checkpoint(ckpt_path)["vae_lab_model"].rsplit(".", 1)[-1].lower()
+    options, _ = eval_options(cfg.eval)
+    check_number("projector.images", cfg.projector.images, whole=True, minimum=0)
+    test_trainer(cfg.accelerator, cfg.precision)  # a bad accelerator or precision fails before any work
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
-    record = read_json(out) if out.is_file() else {"model": type(model).__name__.lower(), "status": "ok"}
+    record = output_record(out, "out")  # writable, and a metrics.json already there whole, before any work
+    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision,
+                                  cfg.projector.images, cfg.projector.dir)
+    record = record or {"model": model_name, "status": "ok"}
     record.update(metrics)
     record.update({f"eval/{k}": v for k, v in options.items()})  # how it was measured (the rest: defaults)
     write_json(out, record)

@@ -13,12 +13,16 @@ from torchvision.utils import make_grid, save_image
 
 from vae_lab.cli import output_folder, require, user_errors
 from vae_lab.data.datamodule import test_split
-from vae_lab.errors import ConfigError, check_number
+from vae_lab.errors import ConfigError, check_number, check_seed
 from vae_lab.models import load_model, read_checkpoint
+from vae_lab.models.base import BaseVAE
 from vae_lab.viz import grids
 
 MODES = ("samples", "traverse", "reconstruct")
 FORMATS = (".png", ".npy")
+MAX_IMAGES = {".png": 10_000, ".npy": 100_000}  # one grid picture; one array (1.6 GB float32 at 64×64)
+MAX_STEPS = 100  # traverse: steps per latent
+CHUNK = 1_000  # images decoded at once
 
 
 def check(cfg: DictConfig) -> None:
@@ -29,9 +33,14 @@ def check(cfg: DictConfig) -> None:
     if Path(cfg.out).suffix not in FORMATS:
         raise ConfigError(f"out={cfg.out!r}: the file must end in one of {FORMATS}")
     check_number("num_samples", cfg.num_samples, whole=True, minimum=1)
+    most = MAX_STEPS if cfg.mode == "traverse" else MAX_IMAGES[Path(cfg.out).suffix]
+    if cfg.num_samples > most:
+        what = "steps per latent for mode=traverse" if cfg.mode == "traverse" else f"images in one {Path(cfg.out).suffix}"
+        raise ConfigError(f"num_samples={cfg.num_samples}: at most {most:,} {what}; for more, run it several "
+                          "times with other seed= and out=")
     check_number("temperature", cfg.temperature, minimum=0)
     check_number("label", cfg.label, whole=True, nullable=True)
-    check_number("seed", cfg.seed, whole=True)
+    check_seed("seed", cfg.seed)
     output_folder("out", cfg.out)
 
 
@@ -40,6 +49,16 @@ def test_images(checkpoint: dict, cfg: DictConfig, n: int) -> tuple[torch.Tensor
     data = test_split(checkpoint, cfg.data_dir)
     keep = torch.arange(len(data)) if cfg.label is None else (data.labels == int(cfg.label)).nonzero()[:, 0]
     return data[keep[:n]]
+
+
+def samples(model: BaseVAE, n: int, label: int | None, temperature: float) -> torch.Tensor:
+    """n prior samples (of class `label`), decoded CHUNK at a time so the decoder's activations stay small."""
+    chunks = []
+    for start in range(0, n, CHUNK):
+        size = min(CHUNK, n - start)
+        labels = None if label is None else torch.full((size,), int(label))
+        chunks.append(model.generate(size, labels=labels, temperature=temperature).cpu())
+    return torch.cat(chunks)
 
 
 def images(cfg: DictConfig) -> tuple[torch.Tensor, int]:
@@ -54,9 +73,7 @@ def images(cfg: DictConfig) -> tuple[torch.Tensor, int]:
     if label is not None and not 0 <= int(label) < model.num_classes:
         raise ConfigError(f"label={label}: out of range, choose 0…{model.num_classes - 1}")
     if cfg.mode == "samples":
-        labels = None if label is None else torch.full((cfg.num_samples,), int(label))
-        out = model.generate(cfg.num_samples, labels=labels, temperature=cfg.temperature)
-        return out, min(cfg.num_samples, 10)
+        return samples(model, cfg.num_samples, label, cfg.temperature), min(cfg.num_samples, 10)
     if cfg.mode == "reconstruct":
         x, y = test_images(checkpoint, cfg, cfg.num_samples)
         return torch.cat([x, model.reconstruct(x, y)]), len(x)

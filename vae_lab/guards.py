@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -46,8 +47,8 @@ class FiniteLossGuard(pl.Callback):
         elif weights_bad:
             what, terms = "weights", "after the last update; the losses were finite"
         raise NonFiniteLossError(f"non-finite training {what} at step {trainer.global_step} "
-                                 f"(epoch {trainer.current_epoch}; {terms}); "
-                                 "the last good checkpoint is kept — lower model.lr or check the data")
+                                 f"(epoch {trainer.current_epoch}; {terms}); {kept(trainer)} — lower model.lr or "
+                                 "check the data")
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -62,3 +63,10 @@ class FiniteLossGuard(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._check(trainer, module, weights=True)
+
+
+def kept(trainer: pl.Trainer) -> str:
+    """What the run leaves to go back to: its last checkpoint on disk (or the one it resumed from), if any."""
+    paths = [getattr(c, "last_model_path", "") or getattr(c, "best_model_path", "") for c in trainer.checkpoint_callbacks]
+    paths = [p for p in [*paths, trainer.ckpt_path or ""] if p and Path(p).is_file()]
+    return f"the last good checkpoint is kept ({paths[0]})" if paths else "no checkpoint was written before it"

@@ -4,7 +4,9 @@ Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, 
 (model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, prior components, learned
 prior, learning rate, image size, epochs and training subset (shown as columns only then), averages every test/,
 time/ and mem/ metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into
-the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures.
+the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures;
+a metric that is NaN, infinite or null in a run is left out of its group's mean, and report.md says which and how
+many runs each such mean is over.
 """
 
 from __future__ import annotations
@@ -141,10 +143,19 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _numeric(value: Any) -> bool:
+    """A number of any kind (NaN and infinities included) or null: a metric's value, measured or not."""
+    return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _why_left_out(value: Any) -> str:
+    return "null (not measured, or not finite when written)" if value is None else str(value)
+
+
 def metric_names(runs: Sequence[Run]) -> list[str]:
-    """The numeric metrics any run has, known ones in table order, then the rest sorted."""
-    names = {k for run in runs for k, v in run.record.items() if k.startswith(METRIC_PREFIXES) and
-             (v is None or _number(v))}
+    """The numeric metrics any run has (NaN or null in every run included), known ones in table order, then the
+    rest sorted."""
+    names = {k for run in runs for k, v in run.record.items() if k.startswith(METRIC_PREFIXES) and _numeric(v)}
     known = [m for m in HEADERS if m in names]
     rest = sorted(names - set(known), key=lambda m: (METRIC_PREFIXES.index(m.split("/")[0] + "/"), m))
     return known + rest
@@ -176,10 +187,14 @@ def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any
     for key in sorted(groups, key=_sort_key):
         members = sorted(groups[key], key=lambda r: (str(r.record.get("seed")), str(r.path)))
         row: dict[str, Any] = dict(zip(GROUP_KEYS + EXTRA_KEYS, key))
-        row.update(n=len(members), seeds=[r.record.get("seed") for r in members], runs=members, mean={}, std={})
+        row.update(n=len(members), seeds=[r.record.get("seed") for r in members], runs=members, mean={}, std={},
+                   count={}, left_out=[])
         for metric in metrics:
             values = [r.record[metric] for r in members if _number(r.record.get(metric))]
             row["mean"][metric], row["std"][metric] = mean_std(values)
+            row["count"][metric] = len(values)
+            row["left_out"] += [(r.path, metric, _why_left_out(r.record[metric])) for r in members
+                                if metric in r.record and _numeric(r.record[metric]) and not _number(r.record[metric])]
         rows.append(row)
     return rows
 
@@ -189,14 +204,28 @@ def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any
 def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> None:
     """report.csv: group keys, n, then <metric>_mean and <metric>_std for each metric (empty = not measured)."""
     keys = key_columns(rows)
+    counted = set(partly_counted(rows, metrics))
+    stats = {m: ("mean", "std", "n") if m in counted else ("mean", "std") for m in metrics}
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*keys, "n", *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+        writer.writerow([*keys, "n", *[f"{m}_{s}" for m in metrics for s in stats[m]]])
         for row in rows:
             cells = [row[k] for k in keys] + [row["n"]]
             for metric in metrics:
-                cells += [row["mean"][metric], row["std"][metric]]
+                cells += [row["mean"][metric], row["std"][metric]] + ([row["count"][metric]] if metric in counted else [])
             writer.writerow(["" if c is None else c for c in cells])
+
+
+def partly_counted(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
+    """The metrics whose mean, in some group, is over fewer runs than the group's n."""
+    return [m for m in metrics if any(0 < row["count"][m] < row["n"] for row in rows)]
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    """A table cell: mean ± std, with the runs it is over when that is fewer than the group's n."""
+    count = row["count"][metric]
+    cell = _fmt(row["mean"][metric], row["std"][metric] if count > 1 else None)
+    return cell + (f" (n={count})" if 0 < count < row["n"] else "")
 
 
 def _fmt(mean: float | None, std: float | None) -> str:
@@ -237,10 +266,16 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
                   "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
         for row in rows:
             cells = [_key_cell(row[k]) for k in keys] + [str(row["n"])]
-            cells += [_fmt(row["mean"][m], row["std"][m] if row["n"] > 1 else None) for m in metrics]
+            cells += [_cell(row, m) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No run finished, so there is nothing to tabulate.")
+    left_out = sorted((p, m, why) for row in rows for p, m, why in row["left_out"] if m in metrics)
+    if left_out:
+        lines += ["", f"## Left out of the means ({len(left_out)})", "",
+                  "Values that are not finite numbers: each is left out of its group's mean and std, which are then "
+                  "over fewer runs than n (the cell says how many, as `(n=…)`; report.csv has a `_n` column).", ""]
+        lines += [f"- `{_show(p, out)}`: {m} = {why}" for p, m, why in left_out]
     lines += ["", f"## Failed runs ({len(failures)})", ""]
     if failures:
         lines += [f"- `{_show(f.path, out)}`: {f.reason}" for f in sorted(failures, key=lambda f: str(f.path))]
@@ -370,6 +405,8 @@ def report(cfg: DictConfig) -> dict[str, Any]:
           + (" (listed in report.md)" if failures else ""))
     for failure in failures:
         print(f"  failed: {failure.path}: {failure.reason}")
+    for path, metric, why in sorted(x for row in rows for x in row["left_out"] if x[1] in shown):
+        print(f"  left out of the mean: {path}: {metric} = {why}")
     for note in notes:
         print(f"  note: {note}")
     for path in [csv_path, md_path, *figures]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,13 @@ import torch
 from omegaconf import DictConfig
 
 from vae_lab.errors import ConfigError
+from vae_lab.files import write_atomically
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file, then rename), so a kill never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON whole or not at all (`write_atomically`): a kill or a full disk never leaves half a file."""
+    text = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+    write_atomically(path, lambda file: file.write(text))
 
 
 def read_json(path: Path) -> dict[str, Any]:

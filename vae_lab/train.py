@@ -7,22 +7,35 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import hydra.errors
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
-from vae_lab.cli import user_errors
+from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
+from vae_lab.cli import run_summary, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES
-from vae_lab.errors import ConfigError, check_number, user_error
+from vae_lab.errors import (
+    CheckpointError,
+    ConfigError,
+    RunFolderError,
+    StorageError,
+    check_finite,
+    check_number,
+    check_seed,
+    user_error,
+)
 from vae_lab.evaluate import eval_options, test_set_metrics
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
+from vae_lab.resume import check_same_settings
+from vae_lab.run_folder import claim
 from vae_lab.timing import TrainTimer
 
-log = logging.getLogger(__name__)
-MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
+log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
 
 
 TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a wrong type would fail deep in torch
@@ -46,6 +59,7 @@ def check_types(cfg: DictConfig) -> None:
 
 def check(cfg: DictConfig) -> None:
     """Reject config combinations that would only fail later with a confusing traceback."""
+    check_finite(OmegaConf.to_container(cfg, resolve=False))
     check_types(cfg)
     if cfg.data.image_size != cfg.net.image_size:
         raise ConfigError(f"data.image_size={cfg.data.image_size} but net.image_size={cfg.net.image_size}; "
@@ -61,13 +75,15 @@ def check(cfg: DictConfig) -> None:
 
 def check_ranges(cfg: DictConfig) -> None:
     """Values torch or Lightning would take without complaint but that make no run (or not the one meant)."""
-    check_number("seed", cfg.seed, whole=True, minimum=0)
-    if cfg.seed > MAX_SEED:
-        raise ConfigError(f"seed={cfg.seed}: must be at most {MAX_SEED}")
+    check_seed("seed", cfg.seed)
     check_number("trainer.log_every_n_steps", cfg.trainer.get("log_every_n_steps", 50), whole=True, minimum=0)
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (epochs == 0 or epochs < -1):
         raise ConfigError(f"trainer.max_epochs={epochs}: must be ≥ 1 (or -1: until +trainer.max_steps)")
+    steps = cfg.trainer.get("max_steps")
+    if epochs == -1 and steps in (None, -1) and cfg.trainer.get("max_time") is None:
+        raise ConfigError("trainer.max_epochs=-1 without +trainer.max_steps (or +trainer.max_time) would train "
+                          "forever; give one of them, or max_epochs ≥ 1")
 
 
 def check_labels(cfg: DictConfig) -> None:
@@ -83,15 +99,59 @@ def check_labels(cfg: DictConfig) -> None:
                           f"classes; set model.num_classes={classes}")
 
 
-def check_checkpoint(cfg: DictConfig) -> None:
-    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning)."""
+def resume_path(cfg: DictConfig) -> Path | None:
+    """The checkpoint a run continues from (`ckpt_path`, or the run folder's last.ckpt for `resume=true` and
+    `ckpt_path=last`); None for a fresh run."""
     path = cfg.ckpt_path or ("last" if cfg.resume else None)
     if path == "last":
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        if not last.is_file():
-            raise ConfigError(f"resume: no {last}; give the run's folder (hydra.run.dir=THE_RUN) or ckpt_path=FILE")
-    elif path is not None and not Path(path).is_file():
+        return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    return None if path is None else Path(path)
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning), read as an
+    intact vae_lab checkpoint without running code, and be of the configured model and net (its weights are checked
+    once the model is built)."""
+    path = resume_path(cfg)
+    if path is None:
+        return
+    if cfg.resume and not cfg.ckpt_path or cfg.ckpt_path == "last":
+        if not path.is_file():
+            raise ConfigError(f"resume: no {path}; give the run's folder (hydra.run.dir=THE_RUN) or ckpt_path=FILE")
+    elif path.is_dir():
+        raise ConfigError(f"ckpt_path={path}: is a folder; give the checkpoint file in it (e.g. last.ckpt)")
+    elif not path.is_file():
         raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
+    checkpoint = read_checkpoint(path)
+    model, net = checkpoint["vae_lab_model"], (checkpoint.get("hyper_parameters") or {}).get("net") or {}
+    if model != cfg.model._target_:
+        raise CheckpointError(f"{path}: a checkpoint of {model.rsplit('.', 1)[-1]}, but this run's model is "
+                              f"{cfg.model._target_.rsplit('.', 1)[-1]}; choose the run's model=…")
+    if net.get("_target_") != cfg.net._target_:
+        raise CheckpointError(f"{path}: a checkpoint of net {str(net.get('_target_')).rsplit('.', 1)[-1]}, but this "
+                              f"run's net is {cfg.net._target_.rsplit('.', 1)[-1]}; choose the run's net=…")
+
+
+def check_weights_fit(model: BaseVAE, ckpt_path: str | Path) -> None:
+    """The checkpoint's weights fit the model built from this config (same names and shapes), before fit loads them."""
+    saved = read_checkpoint(ckpt_path)["state_dict"]
+    own = model.state_dict()
+    wrong = sorted(set(own) ^ set(saved)) or [k for k in own if tuple(own[k].shape) != tuple(saved[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{ckpt_path}: its weights do not fit this run's model ({len(wrong)} differ, e.g. "
+                              f"{wrong[0]}); resume with the settings it was trained with")
+
+
+def instantiate_trainer(cfg: DictConfig, **trainer_kwargs: Any) -> pl.Trainer:
+    """The configured Trainer; Lightning's own refusals (an unknown precision, no GPU, 0 devices) as one line."""
+    try:
+        return instantiate(cfg.trainer, **trainer_kwargs)
+    except hydra.errors.InstantiationException as err:
+        cause = err.__cause__
+        if user_error(err) is not None or cause is None or type(cause).__module__.startswith("hydra"):
+            raise
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(f"trainer: Lightning refuses these settings: {first}") from err
 
 
 def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModule, BaseVAE, pl.Trainer]:
@@ -100,18 +160,37 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    ckpt_path = resume_path(cfg)
+    if ckpt_path is not None:
+        check_weights_fit(model, ckpt_path)
     trainer_kwargs.setdefault("callbacks", [instantiate(c) for c in cfg.callbacks.values()])
     trainer_kwargs.setdefault("logger", instantiate(cfg.logger))
-    return datamodule, model, instantiate(cfg.trainer, **trainer_kwargs)
+    if "plugins" not in cfg.trainer:  # every checkpoint written atomically and read back without running code
+        trainer_kwargs.setdefault("plugins", [SafeCheckpointIO()])
+    return datamodule, model, instantiate_trainer(cfg, **trainer_kwargs)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test on the full test set, and write the run's metrics.json; return its record."""
+    """Fit, test on the full test set, and write the run's metrics.json; return its record.
+
+    The run folder is locked while it runs, and one holding another run's results is refused (`claim`).
+    """
+    if rank_zero_only.rank != 0:  # a DDP process Lightning started: rank 0 holds the folder
+        return fit_and_test(cfg)
+    with claim(cfg.paths.output_dir, continuing=resume_path(cfg) is not None, overwrite=cfg.get("overwrite", False)):
+        return fit_and_test(cfg)
+
+
+def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
+    """`train`'s work, in a run folder it holds."""
     datamodule, model, trainer = build(cfg)
     callbacks, logger = trainer.callbacks, trainer.logger
     choices = dict(HydraConfig.get().runtime.choices)
+    resume = resume_path(cfg)
+    if resume is not None:  # Lightning would restore the checkpoint's optimiser (its rate) over changed settings
+        check_same_settings(read_checkpoint(resume), model, datamodule)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path or ("last" if cfg.resume else None))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
         if not trainer.is_global_zero:
             return {}  # under DDP, rank 0 alone evaluates and writes
@@ -124,7 +203,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     record["processes"] = trainer.world_size
+    record["resumed_from"] = None if resume is None else str(resume)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+    log.info("wrote %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
+             ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("test/") and v is not None))
     hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
     logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
                                              if k.startswith(("test/", "time/")) and v is not None})
@@ -140,7 +222,10 @@ def write_failure(cfg: DictConfig, err: BaseException) -> None:
         record = failed_record(cfg, dict(HydraConfig.get().runtime.choices), reason)
     except (TypeError, ValueError):  # the values that made it fail may not even read as numbers
         record = {"status": "failed", "reason": reason}
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+    try:
+        write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
+    except StorageError as failed:  # a full disk: say so, and let the error that stopped the run go on up
+        log.error("%s", failed)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -155,9 +240,12 @@ def main(cfg: DictConfig) -> float | None:
                 raise
             cause = user_error(err)  # the user's to fix: one line; anything else: with its traceback
             log.error("this job failed, the sweep goes on: %s", cause or err, exc_info=cause is None)
-            if not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused before training began
+            folder_taken = isinstance(cause, RunFolderError)  # the folder and its metrics.json are another run's
+            if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
                 write_failure(cfg, err)
             record = {"status": "failed"}
+        if record.get("status") == "ok":
+            print(run_summary(record, cfg.paths.output_dir))
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 
 

@@ -207,11 +207,21 @@ class ImageDataModule(pl.LightningDataModule):
         return device if device.type == "cuda" else torch.device("cpu")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        """Training batches come `steps_per_batch` at a time (a list), so Lightning's per-batch work is shared."""
+        """Training batches come `steps_per_batch` at a time (a list), so Lightning's per-batch work is shared.
+
+        The sampler starts at the fit's epoch: a resumed fit builds its iterator, and takes its first batch,
+        before Lightning calls `set_epoch`. The loader's own generator gives each iterator its (unused: no workers)
+        base seed, which would otherwise be drawn from the global stream the model's noise comes from, at moments
+        a resumed run does not repeat.
+        """
         data = self.splits[split]
         group = self.hparams.get("steps_per_batch", 1) if split == "train" else 1
         sampler = BatchIndexSampler(len(data), self.batch_size, shuffle, seed=self.hparams.seed, group=group)
-        return DataLoader(StepGroups(data) if group > 1 else data, sampler=sampler, batch_size=None)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:  # the number Lightning passes to set_epoch (current_epoch lags it until the fit starts)
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+        return DataLoader(StepGroups(data) if group > 1 else data, sampler=sampler, batch_size=None,
+                          generator=torch.Generator())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import os
 import pickle
 import shutil
 import subprocess
@@ -37,17 +38,65 @@ def raw_dir(data_dir: Path, dataset: str) -> Path:
 
 
 def ensure_raw(data_dir: Path, dataset: str, download: bool = True) -> Path:
-    """Make sure the four verified raw IDX files are in data_dir; return their folder."""
+    """Make sure the four verified raw IDX files are in data_dir; return their folder.
+
+    A file that is there but fails its checksum stops the run by name and is never replaced (it may be the
+    user's); only missing files are fetched, into a temporary folder beside them, and moved into place.
+    """
     folder = raw_dir(data_dir, dataset)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "data.data_dir")
     _gunzip_leftovers(folder)
-    if not all((folder / f).exists() for f in FILES):
-        _fetch(folder, dataset, download)
-    for name in FILES:
+    present = [name for name in FILES if (folder / name).exists() or (folder / name).is_symlink()]
+    for name in present:
+        _check_file(folder / name, dataset)
+    missing = [name for name in FILES if name not in present]
+    if missing:
+        _fetch_missing(folder, dataset, missing, download)
+    for name in missing:
         if not (folder / name).exists():
             raise DataError(f"{folder / name} is missing; {HOW_TO_GET[dataset]}")
         verify(folder / name, dataset)
     return folder
+
+
+def make_folder(folder: Path, key: str) -> None:
+    """Create a data folder, or say in one line why it cannot be (a file in the way, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"{key}: cannot make {folder} ({err.strerror}: {err.filename})") from err
+
+
+def _check_file(path: Path, dataset: str) -> None:
+    """A raw file that is there: a readable file with the official checksum, or a one-line error naming it."""
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "a broken link" if path.is_symlink() else "not a file"
+        raise DataError(f"{path}: is {what}, not the data file; move it away and run `make data`")
+    try:
+        verify(path, dataset)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from err
+
+
+def _fetch_missing(folder: Path, dataset: str, missing: list[str], download: bool) -> None:
+    """Fetch the dataset into a temporary folder beside `folder`, then move in only the missing files."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=folder.parent.parent))
+    except OSError as err:
+        raise DataError(f"data.data_dir: cannot write in {folder.parent.parent} to fetch {dataset} "
+                        f"({err.strerror}); {HOW_TO_GET[dataset]}") from err
+    try:
+        fetched = raw_dir(tmp, dataset)
+        fetched.mkdir(parents=True)
+        _fetch(fetched, dataset, download)
+        for name in missing:
+            if (fetched / name).is_file():
+                verify(fetched / name, dataset)
+                os.replace(fetched / name, folder / name)
+    except OSError as err:
+        raise DataError(f"could not put {dataset} into {folder} ({err.strerror}); {HOW_TO_GET[dataset]}") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fetch(folder: Path, dataset: str, download: bool) -> None:

@@ -15,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vae_lab.data.datamodule import ImageDataModule, ResidentImages
+from vae_lab.files import write_atomically
 from vae_lab.results import write_json
 
 # Per-dataset training recipe (any key can be overridden through `get_classifier`).
@@ -106,7 +107,7 @@ def train_classifier(train: ResidentImages, device: torch.device | str, epochs: 
     order = torch.cat([torch.randperm(len(train)) for _ in range(epochs)]).split(batch_size)[:max_steps]
     optimiser = torch.optim.Adam(classifier.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=len(order))
-    bar = tqdm(order, desc="classifier", unit="batch", mininterval=2.0)
+    bar = tqdm(order, desc="classifier", unit="batch", mininterval=2.0, disable=None)  # no bar in logs
     for step, index in enumerate(bar):
         x, y = train[index]
         loss = F.cross_entropy(classifier(AUGMENTATIONS[augment](x.to(device))), y.to(device))
@@ -142,9 +143,8 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
     print(f"classifier[{dataset}]: test accuracy {record['test_accuracy']:.4f} "
           f"after {record['train_seconds']:.0f} s of training")
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(f".{weights.name}.tmp")
-    torch.save({"state_dict": classifier.state_dict(), "config": classifier.config, **record}, tmp)
-    tmp.replace(weights)  # atomic: a killed run never leaves a truncated cache that later runs would trust
+    saved = {"state_dict": classifier.state_dict(), "config": classifier.config, **record}
+    write_atomically(weights, lambda file: torch.save(saved, file))  # never a truncated cache later runs would trust
     write_json(weights.with_suffix(".json"), {**record, "config": classifier.config})
 
 

@@ -107,13 +107,13 @@ def iwae_bound(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None, s
 def iwae_nll(model: BaseVAE, batches: Iterable[Batch], samples: int = 100, chunk: int = 100,
              precision: str = "fp32", seed: int | None = None) -> float:
     """Mean IWAE bound on −log p(x) in nats per image over batches of (x, y): `test/nll_iwae`; the decodes in
-    `precision` (fp32, or bf16: faster, within a few thousandths of a nat here, README Speed), the samples drawn
+    `precision` (fp32, or bf16: faster, within a few thousandths of a nat here, docs/speed.md), the samples drawn
     from `seed` (None: torch's global stream)."""
     decoder = decoder_in(model, precision)
     generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
     total, count = 0.0, 0
     for x, y in tqdm(batches, desc=f"IWAE bound ({samples} samples, {precision})", unit="batch", mininterval=5,
-                     leave=False):
+                     leave=False, disable=None):  # disable=None: a bar on a terminal, none in a log file
         total += iwae_bound(model, x, y, samples, chunk, decoder, generator).sum().item()
         count += len(x)
     return total / max(count, 1)

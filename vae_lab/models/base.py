@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.core.optimizer import LightningOptimizer
 
+from vae_lab.checkpoints import stamp
 from vae_lab.data.datamodule import step_batches
 from vae_lab.errors import ConfigError, user_error
 from vae_lab.models.graphed import StepGraph
@@ -24,6 +25,7 @@ LR_SCHEDULES = ("constant", "cosine")
 CHANNELS_LAST = (True, False, "auto")
 AUTOMATIC, MANUAL = "epoch_loop.automatic_optimization", "epoch_loop.manual_optimization"  # Lightning's loop keys
 Posterior = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # z ~ q(z|x), its mean and log-variance
+MAX_LATENT_DIM = 1024  # more than a 32² image's pixels; each dimension is logged (val/kl_dim/i) and traversed
 
 
 class BaseVAE(ReparametrizationMixin, pl.LightningModule):
@@ -37,6 +39,8 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
                  lr_schedule: str = "constant", cuda_graph: bool = False, flush_denormal: bool = True) -> None:
         super().__init__()
         _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
+        _check(latent_dim <= MAX_LATENT_DIM, f"model.latent_dim={latent_dim}: at most {MAX_LATENT_DIM} (each dimension "
+               "is a logged KL curve, val/kl_dim/i, and a traversal row; a code that wide is not a VAE's)")
         _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
         _check(lr > 0, f"model.lr={lr}: must be > 0")
         _check(weight_decay >= 0, f"model.weight_decay={weight_decay}: must be ≥ 0")
@@ -215,7 +219,7 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
     def trains_channels_last(self, device: torch.device) -> bool:
         """`model.channels_last`: true, false, or auto — on for a net that measured faster with it
         (`channels_last_pays`: the Burgess net) on a CPU with AMX tiles, whose bf16 convolutions oneDNN runs
-        channels-last; off elsewhere, where it measured no faster (README, Speed)."""
+        channels-last; off elsewhere, where it measured no faster (docs/speed.md)."""
         option = self.hparams.get("channels_last", False)
         if option != "auto":
             return bool(option)
@@ -299,8 +303,10 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
             loops[f"{MANUAL}.optim_step_progress"] = copy.deepcopy(automatic)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the class so `vae_lab.models.load_model` can rebuild any model from its checkpoint."""
+        """Record the class, so `vae_lab.models.load_model` can rebuild any model from its checkpoint, and the
+        weights' digest, so a damaged file is refused when read."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        stamp(checkpoint)
 
 
 def amx_cpu() -> bool:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
+
+from vae_lab.errors import ConfigError, check_number
 
 
 def with_label(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -25,3 +29,16 @@ def relu() -> nn.ReLU:
     allocations when evaluation decodes thousands of samples): each follows a conv or linear layer, whose
     backward does not read its output."""
     return nn.ReLU(inplace=True)
+
+
+def check_widths(**widths: int | Sequence[int]) -> None:
+    """One line for a layer width below 1 (`net.hidden=[0]`): a zero-width layer passes nothing, yet would train."""
+    for key, value in widths.items():
+        many = isinstance(value, Sequence) and not isinstance(value, str)
+        values = list(value) if many else [value]
+        shown = f"net.{key}={values if many else value}"
+        for width in values:
+            try:
+                check_number(shown, width, whole=True, minimum=1)
+            except ConfigError:
+                raise ConfigError(f"{shown}: every layer width must be a whole number ≥ 1") from None

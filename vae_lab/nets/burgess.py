@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.nets import like_weights, relu, with_label
+from vae_lab.nets import check_widths, like_weights, relu, with_label
 from vae_lab.nets.upconv import UpConv
 
 SIZES = {32: 3, 64: 4}  # image size → number of stride-2 layers down to 4×4
@@ -15,11 +15,12 @@ SIZES = {32: 3, 64: 4}  # image size → number of stride-2 layers down to 4×4
 class BurgessNet(nn.Module):
     """Conv 32×4×4/2 per halving to 4×4, FC 256, FC 256, → 2·latent; the decoder mirrors it."""
 
-    channels_last_pays = True  # model.channels_last=auto: measured faster channels-last on an AMX CPU (README, Speed)
+    channels_last_pays = True  # model.channels_last=auto: measured faster channels-last on an AMX CPU (docs/speed.md)
 
     def __init__(self, image_size: int = 32, latent_dim: int = 10, label_dim: int = 0, channels: int = 32,
                  hidden: int = 256) -> None:
         super().__init__()
+        check_widths(channels=channels, hidden=hidden)
         if image_size not in SIZES:
             raise ConfigError(f"net=burgess takes image sizes {sorted(SIZES)}, got {image_size}; "
                               "set net.image_size=32 or 64")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError
-from vae_lab.nets import like_weights, relu, with_label
+from vae_lab.nets import check_widths, like_weights, relu, with_label
 from vae_lab.nets.upconv import UpConv
 
 
@@ -23,6 +23,7 @@ class ConvNet(nn.Module):
     def __init__(self, image_size: int = 28, latent_dim: int = 10, label_dim: int = 0, channels: int = 32,
                  hidden: int = 256) -> None:
         super().__init__()
+        check_widths(channels=channels, hidden=hidden)
         if image_size not in (28, 32):
             raise ConfigError(f"net=conv takes image sizes 28 and 32, got {image_size}")
         c, self.side, self.channels = channels, image_size // 4, 2 * channels

@@ -7,7 +7,7 @@ import itertools
 import torch
 from torch import nn
 
-from vae_lab.nets import with_label
+from vae_lab.nets import check_widths, with_label
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -24,6 +24,7 @@ class MLPNet(nn.Module):
     def __init__(self, image_size: int = 28, latent_dim: int = 10, label_dim: int = 0,
                  hidden: tuple[int, ...] = (512, 512)) -> None:
         super().__init__()
+        check_widths(hidden=hidden)
         self.image_size, self.latent_dim = image_size, latent_dim
         pixels = image_size * image_size
         self.encoder = mlp([pixels + label_dim, *hidden, 2 * latent_dim])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vae_lab.nets import with_label
+from vae_lab.nets import check_widths, with_label
 
 
 class SeedConvNet(nn.Module):
@@ -14,6 +14,7 @@ class SeedConvNet(nn.Module):
     def __init__(self, image_size: int = 28, latent_dim: int = 10, label_dim: int = 0, channels: int = 16,
                  hidden: int = 784, decoder_hidden: int = 64) -> None:
         super().__init__()
+        check_widths(channels=channels, hidden=hidden, decoder_hidden=decoder_hidden)
         self.image_size, self.latent_dim = image_size, latent_dim
         half = (image_size + 1) // 2
         self.conv = nn.Sequential(nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.BatchNorm2d(channels), nn.ReLU())

@@ -37,7 +37,7 @@ class SplitBackward(torch.autograd.Function):
     weight's gradients in two calls and sums the bias's gradient itself.
 
     On the CPU, channels-last, oneDNN's one call for all three (what torch's own backward makes) takes longer than
-    these parts, most of the difference in its bias gradient (README, Speed). The input's and weight's gradients are
+    these parts, most of the difference in its bias gradient (docs/speed.md). The input's and weight's gradients are
     the same; the bias's is summed in another order, so it may differ in its last bit.
     """
 
@@ -76,7 +76,7 @@ class UpConv(nn.ConvTranspose2d):
     """ConvTranspose2d(cin, cout, 4, stride 2, padding 1): same parameters, state dict and training arithmetic.
 
     Without gradients on the CPU, a 1-channel output (the image layer) is computed by `image_layer`, one GEMM and
-    shifted sums (README, Speed: about twice as fast as the 3×3 sub-pixel convolution it replaced, four times
+    shifted sums (docs/speed.md: about twice as fast as the 3×3 sub-pixel convolution it replaced, four times
     oneDNN's 1-channel transposed convolution; evaluation's thousands of decodes per image gain most); wider
     outputs, and training, where oneDNN's backward is faster, keep the transposed convolution. Training on channels-
     last CPU maps takes its backward in parts (`SplitBackward`).

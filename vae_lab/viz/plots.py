@@ -101,7 +101,7 @@ def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
     return _save(fig, path)
 
 
-SUMMARY_FIELDS = ("n", "seeds", "runs", "mean", "std")  # a report row's statistics; its other fields say what it is
+SUMMARY_FIELDS = ("n", "seeds", "runs", "mean", "std", "count", "left_out")  # a report row's statistics; its other fields say what it is
 KEY_LABELS = {"model": "{}", "net": "{}", "beta": "β={:g}", "capacity_max": "C={:g}", "latent_dim": "z={}",
               "prior_components": "K={}", "learned_prior": "learned prior {}", "lr": "lr={:g}", "image_size": "{}²",
               "epochs": "{} epochs", "train_subset": "{} images"}

@@ -1,0 +1,270 @@
+"""Nothing lost, nothing run that should not be: safe checkpoint loading, atomic writes, one run per folder, and a
+resume that ends bit for bit where the uninterrupted run does."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import compose_cfg, run_cli_cases
+from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint, stamp
+from vae_lab.errors import CheckpointError, ConfigError, RunFolderError, StorageError
+from vae_lab.files import write_atomically
+from vae_lab.run_folder import claim
+
+# Two Lightning batches per epoch: enough for the resumed epoch to draw noise and take a shuffled order.
+TINY = ["net=mlp", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
+        "trainer.enable_progress_bar=false", "data.train_subset=600", "trainer.enable_model_summary=false",
+        "trainer.log_every_n_steps=1", "eval.enabled=false"]
+
+
+def train_tiny(folder: Path, *overrides: str) -> dict:
+    """One tiny run (or resume) through `vae_lab.train.train`, as the CLI runs it."""
+    from vae_lab.train import train
+
+    return train(compose_cfg(folder, *TINY, *overrides))
+
+
+@pytest.fixture(scope="module")
+def first_epoch(tmp_path_factory, data_dir, one_thread) -> Path:
+    """A run folder after one epoch of a two-epoch plan: as a run killed after its first checkpoint leaves it."""
+    folder = tmp_path_factory.mktemp("first_epoch")
+    train_tiny(folder, "trainer.max_epochs=1")
+    (folder / "metrics.json").unlink()  # a killed run writes none
+    return folder
+
+
+@pytest.fixture()
+def ckpt(first_epoch, tmp_path) -> Path:
+    """A copy of that run's last.ckpt."""
+    return Path(shutil.copy(first_epoch / "checkpoints" / "last.ckpt", tmp_path / "last.ckpt"))
+
+
+class Payload:
+    """Unpickling this runs a shell command: what a crafted checkpoint would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def crafted(folder: Path) -> tuple[Path, Path]:
+    """A .ckpt whose pickle would create a file when unpickled, and that file's path."""
+    marker = folder / "pwned"
+    path = folder / "crafted.ckpt"
+    torch.save({"vae_lab_model": "vae_lab.models.vae.VAE", "state_dict": {}, "hyper_parameters": Payload(marker)}, path)
+    return path, marker
+
+
+# --- loading runs no code ------------------------------------------------------------------------------------
+def test_a_crafted_checkpoint_runs_nothing_wherever_it_is_read(tmp_path, data_dir):
+    from vae_lab.evaluate import evaluate
+    from vae_lab.generate import generate
+    from vae_lab.train import check
+
+    path, marker = crafted(tmp_path)
+    readers = {
+        "read_checkpoint": lambda: read_checkpoint(path),
+        "Lightning's resume": lambda: SafeCheckpointIO().load_checkpoint(path),
+        "train": lambda: check(compose_cfg(tmp_path / "run", f"ckpt_path={path}")),
+        "generate": lambda: generate(compose_cfg(tmp_path, f"ckpt_path={path}", f"out={tmp_path}/x.png",
+                                                 config="generate")),
+        "evaluate": lambda: evaluate(compose_cfg(tmp_path, f"ckpt_path={path}", config="evaluate")),
+    }
+    for name, read in readers.items():
+        with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
+            read()
+        assert not marker.exists(), name
+
+
+def test_checkpoints_hold_only_plain_values(ckpt):
+    checkpoint = torch.load(ckpt, weights_only=True)  # raises on any class but tensors and plain containers
+    assert checkpoint["vae_lab_model"] == "vae_lab.models.vae.VAE" and len(checkpoint["vae_lab_digest"]) == 64
+
+
+def test_a_checkpoint_naming_code_instead_of_a_model_is_refused(ckpt):
+    from vae_lab.models import load_model
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    for key, value in (("vae_lab_model", "os.system"),
+                       ("hyper_parameters", {**checkpoint["hyper_parameters"],
+                                             "net": {"_target_": "os.system", "command": "true"}})):
+        torch.save({**checkpoint, key: value}, ckpt)
+        with pytest.raises(CheckpointError, match="not one of vae_lab"):
+            load_model(ckpt)
+
+
+def test_a_flipped_bit_is_refused(ckpt):
+    weights = torch.load(ckpt, weights_only=True)["state_dict"]
+    name = max(weights, key=lambda k: weights[k].numel())
+    raw = bytearray(ckpt.read_bytes())
+    at = raw.find(weights[name].numpy().tobytes()[:64]) + 1000  # inside the largest tensor's stored bytes
+    raw[at] ^= 0x10
+    ckpt.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="do not match the digest written with them"):
+        read_checkpoint(ckpt)
+
+
+def test_non_finite_weights_are_refused_by_generate_and_evaluate(ckpt, tmp_path):
+    from vae_lab.evaluate import evaluate
+    from vae_lab.generate import generate
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    name = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point())
+    checkpoint["state_dict"][name][0] = float("nan")
+    stamp(checkpoint)  # as a diverged run would have written it: the digest matches
+    torch.save(checkpoint, ckpt)
+    for run in (lambda: generate(compose_cfg(tmp_path, f"ckpt_path={ckpt}", f"out={tmp_path}/x.png",
+                                             config="generate")),
+                lambda: evaluate(compose_cfg(tmp_path, f"ckpt_path={ckpt}", config="evaluate"))):
+        with pytest.raises(CheckpointError, match=f"non-finite weights \\(NaN or inf\\) in {name}"):
+            run()
+    assert not (tmp_path / "x.png").exists()
+
+
+# --- atomic writes -------------------------------------------------------------------------------------------
+def enospc_after(nbytes: int):
+    """A torch.save that writes `nbytes` of the file, then finds the disk full."""
+    def save(obj, file):
+        file.write(b"\0" * nbytes)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return save
+
+
+def test_a_full_disk_mid_checkpoint_keeps_the_last_good_one(ckpt, monkeypatch):
+    before = ckpt.read_bytes()
+    checkpoint = torch.load(ckpt, weights_only=True)
+    monkeypatch.setattr("vae_lab.checkpoints.torch.save", enospc_after(len(before) // 2))
+    with pytest.raises(StorageError, match=r"last.ckpt: No space left on device; the previous last.ckpt is kept"):
+        SafeCheckpointIO().save_checkpoint(checkpoint, ckpt)
+    assert ckpt.read_bytes() == before and os.listdir(ckpt.parent) == ["last.ckpt"]  # no temporary file left
+    read_checkpoint(ckpt)
+
+
+def test_every_trainer_writes_checkpoints_through_the_safe_plugin(tmp_path):
+    from vae_lab.train import build
+
+    _, _, trainer = build(compose_cfg(tmp_path, *TINY), logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)
+
+
+def test_results_are_written_whole_or_not_at_all(tmp_path):
+    from vae_lab.results import write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"status": "ok"})
+    with pytest.raises(StorageError, match="metrics.json: No space left on device; the previous metrics.json is kept"):
+        write_atomically(path, lambda file: enospc_after(3)(None, file))
+    assert json.loads(path.read_text()) == {"status": "ok"} and os.listdir(tmp_path) == ["metrics.json"]
+
+
+@pytest.fixture()
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs (root only; skipped where mounting is not allowed)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                           capture_output=True, check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root): scripts/full_disk.sh shows the same on a real run")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_really_full_disk_keeps_the_last_good_checkpoint(small_tmpfs):
+    path = small_tmpfs / "last.ckpt"
+    io = SafeCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(100_000)}}, path)  # 400 kB: fits
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match="No space left on device; the previous last.ckpt is kept"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(200_000)}}, path)  # 800 kB more: does not
+    assert path.read_bytes() == before and os.listdir(small_tmpfs) == ["last.ckpt"]
+
+
+# --- one run per folder --------------------------------------------------------------------------------------
+def test_a_folder_holding_a_run_is_refused(first_epoch, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(first_epoch, run)
+    (run / "metrics.json").write_text('{"status": "ok"}')
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(RunFolderError, match=r"already holds a run \(checkpoints/best-epoch00.ckpt and 1 more\); "
+                                             "resume=true continues it, overwrite=true replaces it"):
+        train_tiny(run)
+    with pytest.raises(ConfigError, match="overwrite=true and resume/ckpt_path: choose one"):
+        train_tiny(run, "resume=true", "overwrite=true")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_the_cli_refuses_a_crafted_checkpoint_and_a_folder_in_use_in_one_line(first_epoch, tmp_path):
+    """Each exits with status 2 and one `error:` line, before Lightning reads anything or a file is written."""
+    path, marker = crafted(tmp_path)
+    planted = tmp_path / "planted"  # a crafted last.ckpt in a run folder: resume=true reads it
+    (planted / "checkpoints").mkdir(parents=True)
+    shutil.copy(path, planted / "checkpoints" / "last.ckpt")
+    busy, busy_job, finished = tmp_path / "busy", tmp_path / "busy_job", tmp_path / "finished"
+    for folder in (busy, busy_job, finished):
+        shutil.copytree(first_epoch, folder)
+    cases = [[f"ckpt_path={path}", f"hydra.run.dir={tmp_path}/fresh"], ["resume=true", f"hydra.run.dir={planted}"],
+             ["resume=true", f"hydra.run.dir={busy}"],
+             ["-m", "resume=true", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=busy_job"],  # a sweep job there
+             [f"hydra.run.dir={finished}"]]  # the same command again, without resume=true
+    with claim(busy, continuing=True, overwrite=False), claim(busy_job, continuing=True, overwrite=False):
+        with pytest.raises(RunFolderError, match=f"run folder {busy} is in use by another run \\(pid {os.getpid()}\\)"):
+            train_tiny(busy, "resume=true")
+        results = run_cli_cases("vae_lab.train", cases)
+    for result in results[:2]:
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr[-2000:]
+        assert result.stderr.startswith("error: ") and "refused: it holds objects other than tensors" in result.stderr
+    assert not marker.exists()
+    assert results[2].returncode == 2 and results[2].stderr == f"error: run folder {busy} is in use by another " \
+        f"run (pid {os.getpid()}); wait for it, or choose another hydra.run.dir\n"
+    assert results[4].returncode == 2 and results[4].stderr.startswith(f"error: run folder {finished} already holds")
+    for folder in (busy, finished):
+        assert not (folder / ".hydra").exists(), "refused before Hydra writes the command's config there"
+    assert results[3].returncode == 1 and "in use by another run" in results[3].stdout + results[3].stderr
+    assert not (busy_job / "metrics.json").exists(), "a refused sweep job writes no metrics.json in the other run's"
+
+
+def test_overwrite_clears_the_previous_run(first_epoch, tmp_path):
+    """And a run that takes a folder removes the temporary files a killed run left there."""
+    run = tmp_path / "run"
+    shutil.copytree(first_epoch, run)
+    stale = run / "checkpoints" / ".last.ckpt.123.abcd.tmp"
+    stale.write_bytes(b"half")  # a run killed mid-write left it
+    with claim(run, continuing=True, overwrite=False):
+        assert not stale.exists() and (run / "checkpoints" / "last.ckpt").is_file()
+    with claim(run, continuing=False, overwrite=True):
+        assert not (run / "checkpoints").exists() and not (run / "tensorboard").exists()
+    with claim(run, continuing=False, overwrite=False):  # now free, and the lock released
+        pass
+
+
+# --- exact resume --------------------------------------------------------------------------------------------
+def test_a_resumed_run_ends_bit_identical_to_the_uninterrupted_one(first_epoch, tmp_path, one_thread):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(first_epoch, resumed)
+    whole = train_tiny(tmp_path / "whole", "trainer.max_epochs=2")
+    again = train_tiny(resumed, "trainer.max_epochs=2", "resume=true")
+    tests = {k: v for k, v in whole.items() if k.startswith("test/")}
+    assert tests and tests == {k: again[k] for k in tests}
+    assert again["epochs"] == whole["epochs"] == 2 and again["resumed_from"].endswith("checkpoints/last.ckpt")
+    weights = [torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+               for folder in (tmp_path / "whole", resumed)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_resume_refuses_changed_settings_in_one_line(first_epoch, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(first_epoch, run)
+    with pytest.raises(ConfigError, match=r"^resume: model.lr=1000000.0 \(the checkpoint's: 0.001\), "
+                                          r"data.batch_size=64 \(the checkpoint's: 128\); a resumed run trains"):
+        train_tiny(run, "trainer.max_epochs=2", "resume=true", "model.lr=1e6", "data.batch_size=64")
+    assert not (run / "metrics.json").exists()

@@ -1,0 +1,59 @@
+"""Writing a file whole or not at all, on any local filesystem."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from vae_lab.errors import StorageError
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write` on a temporary file in `path`'s own folder, flush and fsync it, then rename it over `path`.
+
+    The rename never crosses a filesystem (so it is atomic, and never falls back to copying into `path`); a kill
+    leaves the previous file as it was, and a failed write (a full disk) removes the temporary file and raises a
+    one-line StorageError saying whether a previous file is kept.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as file:  # the folder's default permissions, unlike mkstemp's 0600
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        cause = os_error(err)
+        if cause is not None:
+            kept = f"the previous {path.name} is kept" if path.is_file() else f"no {path.name} was written"
+            raise StorageError(f"could not write {path}: {cause.strerror or cause}; {kept}") from err
+        raise
+    sync_folder(path.parent)
+
+
+def os_error(err: BaseException | None) -> OSError | None:
+    """The OSError behind an exception, if any (torch.save's zip writer raises a RuntimeError over a full disk's)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so a rename in it survives a power cut (a no-op where folders cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

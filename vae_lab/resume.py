@@ -1,0 +1,89 @@
+"""Resuming exactly: the random streams a checkpoint carries, and the settings a resumed run must share with it."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from vae_lab.errors import ConfigError
+
+# Settings a resumed run may change: where the data is read from, and speed options that train the same steps.
+FREE = {"model": {"compile", "channels_last", "fused_adam", "cuda_graph", "flush_denormal"},
+        "data": {"data_dir", "download"}}
+_ABSENT = "<absent>"
+
+
+def random_state() -> dict[str, Any]:
+    """torch's (CPU and each CUDA device's), numpy's and Python's random states, as plain values and tensors."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "numpy": numpy_state, "python": random.getstate()}
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    """Restore what `random_state` captured (CUDA states only onto as many devices as were saved)."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {**numpy_state["state"], "key": numpy_state["state"]["key"].numpy().astype(np.uint32)}
+    np.random.set_state(numpy_state)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class RandomState(pl.Callback):
+    """Saves the random states in every checkpoint and restores them when a run resumes from it, so the resumed run
+    draws the same noise (the reparametrisation's, the image logger's) as the uninterrupted one.
+
+    Restored at the start of training, after Lightning's sanity-check validation, which draws from them too.
+    """
+
+    def __init__(self) -> None:
+        self._restore: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return random_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restore = state_dict
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restore is not None:
+            set_random_state(self._restore)
+            self._restore = None
+
+
+def changed_settings(checkpoint: dict[str, Any], model: pl.LightningModule,
+                     datamodule: pl.LightningDataModule) -> list[str]:
+    """`key=value (the checkpoint's: value)` for every setting of this run that differs from the checkpoint's,
+    beside those in FREE."""
+    saved_class = checkpoint.get("vae_lab_model")
+    model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    changes = [f"model={model_class.rsplit('.', 1)[-1]} (the checkpoint's: {str(saved_class).rsplit('.', 1)[-1]})"
+               ] if saved_class != model_class else []
+    model_now = dict(model.hparams)
+    model_saved = dict(checkpoint.get("hyper_parameters") or {})
+    net_now, net_saved = model_now.pop("net", {}), model_saved.pop("net", {})
+    for prefix, saved, now in (("model", model_saved, model_now), ("net", net_saved, net_now),
+                               ("data", checkpoint.get("datamodule_hyper_parameters") or {}, dict(datamodule.hparams))):
+        for key in sorted((set(saved) | set(now)) - FREE.get(prefix, set())):
+            old, new = saved.get(key, _ABSENT), now.get(key, _ABSENT)
+            if old != new:
+                changes.append(f"{prefix}.{key}={new!r} (the checkpoint's: {old!r})")
+    return changes
+
+
+def check_same_settings(checkpoint: dict[str, Any], model: pl.LightningModule,
+                        datamodule: pl.LightningDataModule) -> None:
+    """Refuse, in one line listing them, settings a resumed run would not train with (Lightning restores the
+    checkpoint's optimiser, learning rate included, and its weights' shapes)."""
+    changes = changed_settings(checkpoint, model, datamodule)
+    if changes:
+        raise ConfigError(f"resume: {', '.join(changes)}; a resumed run trains with its checkpoint's settings: drop "
+                          "the change, or start a new run in another hydra.run.dir")

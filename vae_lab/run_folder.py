@@ -1,0 +1,107 @@
+"""One run per folder: a lock while a run uses it, and no silent overwrite of another run's results."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
+
+from vae_lab.cli import creatable, user_errors
+from vae_lab.errors import ConfigError, RunFolderError, StorageError
+
+LOCK = ".lock"  # holds the pid of the run using the folder; flock'ed while it does
+RESULTS = ("checkpoints", "metrics.json", "tensorboard")  # what overwrite=true clears
+
+
+@contextmanager
+def claim(folder: str | Path, continuing: bool, overwrite: bool, clear: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder while the body runs; refuse (one line) a folder another run holds,
+    or one holding a run's results unless this run continues it (`continuing`) or `overwrite` (which clears them,
+    unless `clear` is false: a check only)."""
+    folder = Path(folder)
+    if continuing and overwrite:
+        raise ConfigError("overwrite=true and resume/ckpt_path: choose one (overwrite starts afresh)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 — closed by the `with` below
+    except OSError as err:
+        raise StorageError(f"run folder {folder}: cannot write there ({err.strerror})") from err
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip()
+            raise RunFolderError(f"run folder {folder} is in use by another run"
+                                 f"{f' (pid {owner})' if owner else ''}; wait for it, or choose another "
+                                 "hydra.run.dir") from None
+        try:
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n")
+            lock.flush()
+            if clear:
+                for stale in [*folder.glob(".*.tmp"), *folder.glob("checkpoints/.*.tmp")]:  # a killed run's half-writes
+                    stale.unlink(missing_ok=True)
+            check_free(folder, continuing, overwrite, clear)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def finished_run(folder: Path) -> str | None:
+    """What shows that a folder holds a run's results (its checkpoints, or a finished metrics.json), or None."""
+    checkpoints = sorted(p.name for p in (folder / "checkpoints").glob("*.ckpt"))
+    if checkpoints:
+        return f"checkpoints/{checkpoints[0]}" + (f" and {len(checkpoints) - 1} more" if len(checkpoints) > 1 else "")
+    try:
+        status = json.loads((folder / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return "metrics.json" if status == "ok" else None
+
+
+def check_free(folder: Path, continuing: bool, overwrite: bool, clear: bool = True) -> None:
+    """Refuse a folder with another run's results unless continuing it or `overwrite`; with both `overwrite` and
+    `clear`, remove those results."""
+    found = finished_run(folder)
+    if found is None or continuing:
+        return
+    if not overwrite:
+        raise RunFolderError(f"run folder {folder} already holds a run ({found}); resume=true continues it, "
+                             "overwrite=true replaces it, or choose another hydra.run.dir")
+    for name in RESULTS if clear else ():
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+class RunFolderCheck(Callback):
+    """A Hydra callback, before Hydra makes or writes the run (or sweep) folder: one line if it cannot be made or
+    written (not Hydra's traceback from `mkdir`), and a single run refused its folder (`claim`'s checks) is refused
+    before Hydra writes the command's `.hydra/` files into it, so nothing of the other run changes. (A sweep's jobs
+    are refused by `claim` itself, once Hydra has written theirs.)"""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with user_errors():
+            creatable("hydra.sweep.dir", Path(config.hydra.sweep.dir))
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(config.hydra.run.dir)
+        with user_errors():
+            creatable("hydra.run.dir", folder)
+        if "resume" not in config or rank_zero_only.rank != 0 or not folder.is_dir():
+            return  # not a training run, a DDP process Lightning started, or a new folder
+        continuing = bool(config.get("ckpt_path") or config.get("resume"))
+        with user_errors(), claim(folder, continuing, bool(config.get("overwrite")), clear=False):
+            pass
