@@ -14,13 +14,14 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.utils import make_grid
 
+from vae_lab.api import decode as decode_images
+from vae_lab.api import encode as encode_images
 from vae_lab.data.datamodule import CLASS_NAMES, test_split
 from vae_lab.errors import ConfigError
 from vae_lab.explorer.runs import Candidate
 from vae_lab.metrics.latent import active_dims, encode_means
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
-from vae_lab.models.likelihood import mean_image
 from vae_lab.viz.grids import traverse
 
 SPAN = 3.0          # sliders and traversals run over −SPAN…SPAN
@@ -121,7 +122,7 @@ class Session:
         out = []
         for m in self.models:
             codes = torch.from_numpy(z[: m.latent_dim].copy())[None].to(m.model.device)
-            out.append(to_uint8(mean_image(m.model.decode(codes, self.labels(m, label))))[0])
+            out.append(to_uint8(decode_images(m.model, codes, self.labels(m, label)))[0])
         return out
 
     @torch.no_grad()
@@ -162,9 +163,7 @@ class Session:
         its label (class) or factor values."""
         m = self.first
         x, y = m.test[torch.tensor([self.check_index(index)])]
-        x = x.to(m.model.device)
-        y_in = y.to(m.model.device) if m.model.conditional else None
-        mu, _ = m.model.encode(x, y_in)
+        mu, _ = encode_images(m.model, x, y)
         z = self.code(mu[0].cpu().numpy())
         recon = self.decode(z, int(y[0]) if m.model.conditional else None)[0]
         return {"z": z, "image": to_uint8(x)[0], "reconstruction": recon, "about": self.describe(y[0]),
@@ -189,7 +188,7 @@ class Session:
         rows = []
         for m in self.models:
             codes = path[:, : m.latent_dim].to(m.model.device)
-            rows.append(mean_image(m.model.decode(codes, self.labels(m, label, STRIP_STEPS))).cpu())
+            rows.append(decode_images(m.model, codes, self.labels(m, label, STRIP_STEPS)).cpu())
         return self.code(a * (1 - t) + b * t), strip(torch.cat(rows), STRIP_STEPS)
 
 
