@@ -159,7 +159,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_json(out, record)
     for key in sorted(metrics):
         print(f"{key:32s} {metrics[key]:.4f}")
-    print(f"wrote {out}" + (f"; {projector} test images' means for TensorBoard's Projector" if projector else ""))
+    print(f"wrote {out}")
     return record
 
 

@@ -20,7 +20,7 @@ from vae_lab.explorer.session import SPAN, Catalogue, Session
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports (before gradio is imported)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import gradio as gr  # noqa: E402  (the optional `explore` extra)
+import gradio as gr  # the optional `explore` extra
 
 NONE = "(none)"
 CSS = (".pixelated img { image-rendering: pixelated; width: 100% !important; height: 100% !important;"
@@ -218,8 +218,8 @@ def build(catalogue: Catalogue) -> gr.Blocks:
                 sliders = [gr.Slider(-SPAN, SPAN, value=0.0, step=0.01, label=f"z{k}", elem_id=f"slider-{k}")
                            for k in range(page.slots)]
         models, pictures = [first, second], [image_a, image_b, code]
-        chosen = dict(fn=page.choose, inputs=models,
-                      outputs=[*sliders, label, note, column_b, *pictures, strip])
+        chosen = {"fn": page.choose, "inputs": models,
+                  "outputs": [*sliders, label, note, column_b, *pictures, strip]}
         demo.load(**chosen, api_name="choose")
         first.change(**chosen, api_visibility="private")
         second.change(**chosen, api_visibility="private")
@@ -231,8 +231,8 @@ def build(catalogue: Catalogue) -> gr.Blocks:
         label.input(page.move, state, pictures, api_name="set_class", show_progress="hidden")
         draw.click(page.draw, [*models, label, temperature], [*sliders, *pictures], api_name="draw")
         reset.click(page.reset, [*models, label], [*sliders, *pictures], api_name="reset")
-        encoded = dict(fn=page.encode, inputs=[*models, label, index],
-                       outputs=[*sliders, label, original, recon, about, *pictures])
+        encoded = {"fn": page.encode, "inputs": [*models, label, index],
+                   "outputs": [*sliders, label, original, recon, about, *pictures]}
         encode.click(**encoded, api_name="encode")
         pick.click(page.random_index, models, index, api_name="random_index").then(**encoded,
                                                                                   api_visibility="private")
