@@ -135,9 +135,9 @@ GENERATE = [
     (["out={ro}/s.png"], "out={ro}/s.png: cannot write in {ro}"),
     (["ckpt_path={ck}/no_hparams.ckpt"], "no_hparams.ckpt: records no hyper-parameters"),
     (["ckpt_path={ck}/extra_hparam.ckpt"], "extra_hparam.ckpt: its hyper-parameters do not fit VAE"),
-    (["ckpt_path={ck}/unknown_class.ckpt"], "'vae_lab.models.vae.NoSuchVAE', which is not a vae_lab model"),
-    (["ckpt_path={ck}/foreign_class.ckpt"], "'subprocess.Popen', which is not a vae_lab model"),
-    (["ckpt_path={ck}/foreign_net.ckpt"], "names the net 'os.system', which is not a vae_lab net"),
+    (["ckpt_path={ck}/unknown_class.ckpt"], "'vae_lab.models.vae.NoSuchVAE', which vae_lab.models does not have"),
+    (["ckpt_path={ck}/foreign_class.ckpt"], "'subprocess.Popen', which is not one of vae_lab.models"),
+    (["ckpt_path={ck}/foreign_net.ckpt"], "its net 'os.system' is not one of vae_lab.nets"),
     (["ckpt_path={ck}/run/checkpoints"], "checkpoints: is a folder, not a checkpoint"),
 ]
 EVALUATE = [
@@ -273,3 +273,16 @@ def test_report_says_what_it_left_out_of_a_mean(tmp_path):
     assert "`2_vae`: test/nan_everywhere = nan" in left_out
     header = (root / "report.csv").read_text().splitlines()[0].split(",")
     assert "test/loss_n" in header and "test/nan_everywhere_n" not in header
+
+
+def test_the_loss_guard_says_a_checkpoint_is_kept_only_when_there_is_one(tmp_path):
+    from types import SimpleNamespace
+
+    from vae_lab.guards import kept
+
+    last = tmp_path / "last.ckpt"
+    trainer = SimpleNamespace(checkpoint_callbacks=[SimpleNamespace(last_model_path=str(last), best_model_path="")],
+                              ckpt_path=None)
+    assert kept(trainer) == "no checkpoint was written before it"
+    last.write_bytes(b"weights")
+    assert kept(trainer) == f"the last good checkpoint is kept ({last})"

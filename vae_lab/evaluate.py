@@ -61,22 +61,42 @@ def _pick(options: dict[str, Any], keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in keys}
 
 
-def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, float]:
-    """Every vae_lab.metrics number for a trained model, with the evaluation's time and peak memory.
+CLASS_METRICS = ("test/fid", "test/class_entropy", "test/probe_accuracy", "test/cond_accuracy", "test/mig",
+                 "test/sap", "test/dci_completeness", "test/dci_informativeness", "test/explicitness")
+IMAGE_ONLY_METRICS = ("test/mse", "test/nll_iwae", "test/active_units")
 
-    Data with known factors (shapes2d) get the disentanglement metrics; MNIST / Fashion-MNIST the likelihood,
-    sample and classifier metrics. Each takes its own `eval.*` options and ignores the other's.
+
+def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, Any]:
+    """Every vae_lab.metrics number that the data allow, with the evaluation's time and peak memory, and `skipped`:
+    each metric left out and why.
+
+    Data with known factors (shapes2d, dsprites, shapes3d, mpi3d) get the disentanglement metrics; data with class
+    labels (MNIST, Fashion-MNIST, CIFAR-10, labelled images) the likelihood, sample and classifier metrics; data with
+    neither (unlabelled images) the likelihood and reconstruction metrics. Each takes its own `eval.*` options.
     """
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
     ground_truth = getattr(datamodule, "ground_truth", None)
+    if ground_truth is None:
+        datamodule.setup()
+        ground_truth = getattr(datamodule, "ground_truth", None)
+    name = datamodule.name
     if ground_truth is not None:
-        metrics = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
-    else:
-        classifier = get_classifier(datamodule.data_dir, datamodule.name, model.device, **classifier_opts)
+        metrics: dict[str, Any] = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
+        why = f"data={name} has ground-truth factors and no class labels: it is scored by the disentanglement metrics"
+        skipped = dict.fromkeys(CLASS_METRICS[:4] + IMAGE_ONLY_METRICS, why)
+    elif getattr(datamodule, "num_classes", None):
+        classifier = get_classifier(datamodule.data_dir, name, model.device, datamodule=datamodule, **classifier_opts)
         metrics = evaluate_model(model, datamodule, classifier, **_pick(opts, IMAGE_KEYS))
+        skipped = {"disentanglement metrics": f"data={name} has no ground-truth factors"}
+    else:
+        metrics = evaluate_model(model, datamodule, None, **_pick(opts, IMAGE_KEYS))
+        skipped = {**dict.fromkeys(CLASS_METRICS, f"data={name} has no class labels (no classifier to train, "
+                                                  "no class to probe or condition on)"),
+                   "disentanglement metrics": f"data={name} has no ground-truth factors"}
     metrics["time/eval_seconds"] = time.perf_counter() - start
     metrics["mem/peak_mb"] = peak_memory_mb(model.device)
+    metrics["skipped"] = skipped
     return metrics
 
 
@@ -118,10 +138,10 @@ def output_record(out: Path, key: str) -> dict[str, Any] | None:
 def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None = None,
                         data_dir: str | Path | None = None, accelerator: str = "auto",
                         precision: str = "32-true", projector_images: int = 0,
-                        projector_dir: str | Path | None = None) -> dict[str, float]:
-    """Test loss terms (Lightning's test loop) and every metric for a checkpoint, on its dataset's test set; with
-    `projector_images`, that many test images' encoder means for TensorBoard's Projector (default folder: the
-    run's tensorboard/)."""
+                        projector_dir: str | Path | None = None) -> dict[str, Any]:
+    """Test loss terms (Lightning's test loop) and every metric the checkpoint's data allow, on its test set, and
+    `skipped`: {metric: why} for the others; with `projector_images`, that many test images' encoder means for
+    TensorBoard's Projector (default folder: the run's tensorboard/)."""
     checkpoint = read_checkpoint(ckpt_path)
     eval_options(options)  # a bad option fails here, before anything loads
     trainer = test_trainer(accelerator, precision)
@@ -138,7 +158,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None
                              ground_truth.factor_names if ground_truth is not None else None)
     if logged:
         print(f"TensorBoard Projector: {logged} test images' encoder means in {folder}")
-    return metrics
+    return metrics  # with `skipped`: each metric the data do not allow, and why
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -153,12 +173,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     record = output_record(out, "out")  # writable, and a metrics.json already there whole, before any work
     metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision,
                                   cfg.projector.images, cfg.projector.dir)
+    skipped = metrics.pop("skipped")
     record = record or {"model": model_name, "status": "ok"}
     record.update(metrics)
     record.update({f"eval/{k}": v for k, v in options.items()})  # how it was measured (the rest: defaults)
+    record["skipped"] = skipped
     write_json(out, record)
     for key in sorted(metrics):
         print(f"{key:32s} {metrics[key]:.4f}")
+    for key, why in skipped.items():
+        print(f"{key:32s} skipped: {why}")
     print(f"wrote {out}")
     return record
 

@@ -62,7 +62,7 @@ def samples(model: BaseVAE, n: int, label: int | None, temperature: float) -> to
 
 
 def images(cfg: DictConfig) -> tuple[torch.Tensor, int]:
-    """The requested images (N×1×H×W in [0, 1]) and the grid's row length."""
+    """The requested images (N×C×H×W in [0, 1]) and the grid's row length."""
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
     checkpoint = read_checkpoint(cfg.ckpt_path)

@@ -67,6 +67,7 @@ class FiniteLossGuard(pl.Callback):
 
 def kept(trainer: pl.Trainer) -> str:
     """What the run leaves to go back to: its last checkpoint on disk (or the one it resumed from), if any."""
-    paths = [getattr(c, "last_model_path", "") or getattr(c, "best_model_path", "") for c in trainer.checkpoint_callbacks]
-    paths = [p for p in [*paths, trainer.ckpt_path or ""] if p and Path(p).is_file()]
+    callbacks = getattr(trainer, "checkpoint_callbacks", [])
+    paths = [getattr(c, "last_model_path", "") or getattr(c, "best_model_path", "") for c in callbacks]
+    paths = [p for p in [*paths, getattr(trainer, "ckpt_path", None) or ""] if p and Path(p).is_file()]
     return f"the last good checkpoint is kept ({paths[0]})" if paths else "no checkpoint was written before it"

@@ -12,12 +12,11 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
 from vae_lab.cli import run_summary, user_errors
-from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import (
     CheckpointError,
     ConfigError,
@@ -40,7 +39,7 @@ log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
 
 TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a wrong type would fail deep in torch
     "seed": (True, False), "data.batch_size": (True, False), "data.train_subset": (True, True),
-    "data.val_size": (True, False), "net.image_size": (True, False), "model.latent_dim": (True, False),
+    "data.val_size": (False, False), "net.image_size": (True, False), "model.latent_dim": (True, False),
     "model.beta": (False, False), "model.lr": (False, False), "model.weight_decay": (False, False),
     "model.obs_sigma": (False, False), "model.gamma": (False, False), "model.capacity_max": (False, False),
     "model.capacity_steps": (True, False), "model.prior_components": (True, False), "trainer.max_epochs": (True, False),
@@ -67,7 +66,6 @@ def check(cfg: DictConfig) -> None:
     if cfg.objective.direction not in ("minimize", "maximize"):
         raise ConfigError(f"objective.direction={cfg.objective.direction!r}: choose minimize or maximize")
     check_ranges(cfg)
-    check_labels(cfg)
     check_checkpoint(cfg)
     if cfg.eval.enabled:  # an evaluation option's typo would otherwise surface only after the whole training
         eval_options(cfg.eval)
@@ -86,14 +84,16 @@ def check_ranges(cfg: DictConfig) -> None:
                           "forever; give one of them, or max_epochs ≥ 1")
 
 
-def check_labels(cfg: DictConfig) -> None:
+def check_labels(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
     """A conditional model needs the dataset's class labels, as many as it has classes."""
     if not getattr(get_class(cfg.model._target_), "conditional", False):
         return
-    classes = len(CLASS_NAMES.get(cfg.data.name, ()))
+    classes = getattr(datamodule, "num_classes", None) or 0
     if not classes:
+        kind = "it has factors" if hasattr(datamodule, "ground_truth") else "its images are unlabelled"
         raise ConfigError(f"model {cfg.model._target_.rsplit('.', 1)[-1]} is conditional on a class label, and "
-                          f"data={cfg.data.name} has none (it has factors); choose data=mnist or data=fashion_mnist")
+                          f"data={cfg.data.name} has none ({kind}); choose data=mnist, fashion_mnist, cifar10 or "
+                          "labelled images")
     if cfg.model.num_classes != classes:
         raise ConfigError(f"model.num_classes={cfg.model.num_classes}, but data={cfg.data.name} has {classes} "
                           f"classes; set model.num_classes={classes}")
@@ -159,6 +159,10 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     check(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
+    check_labels(cfg, datamodule)
+    if cfg.net.get("image_channels", 1) is None:  # data.channels=null: the images' own, known once they are opened
+        with open_dict(cfg):
+            cfg.net.image_channels = datamodule.channels
     model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
     ckpt_path = resume_path(cfg)
     if ckpt_path is not None:
@@ -194,8 +198,10 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
         if not trainer.is_global_zero:
             return {}  # under DDP, rank 0 alone evaluates and writes
+        skipped = None
         if cfg.eval.enabled:  # where it trained: Lightning's teardown has just moved the model to the CPU
             test.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, cfg.eval))
+            skipped = test.pop("skipped")
     except Exception as err:  # the run folder says why it stopped (the report lists it); the error goes on up
         if trainer.is_global_zero:
             write_failure(cfg, err)
@@ -204,10 +210,12 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
     record["processes"] = trainer.world_size
     record["resumed_from"] = None if resume is None else str(resume)
+    hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
+    if skipped:
+        record["skipped"] = skipped  # each metric the data do not allow, and why
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
     log.info("wrote %s: %s", Path(cfg.paths.output_dir) / "metrics.json",
              ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k.startswith("test/") and v is not None))
-    hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
     logger.log_hyperparams(hparams, metrics={k: v for k, v in record.items()
                                              if k.startswith(("test/", "time/")) and v is not None})
     logger.finalize("success")  # flush: the HParams summary must reach disk before the process ends

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,17 @@ CLASS_NAMES = {
                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
 }
 IMAGE_SIZES = (28, 32, 64)
+CHANNELS = (1, 3)
+# data.name → the datamodule that serves it (the others: ImageDataModule), for rebuilding one from a checkpoint
+DATAMODULES = {
+    "shapes2d": "vae_lab.data.shapes2d.Shapes2DDataModule",
+    "dsprites": "vae_lab.data.dsprites.DSpritesDataModule",
+    "shapes3d": "vae_lab.data.shapes3d.Shapes3DDataModule",
+    "mpi3d": "vae_lab.data.mpi3d.MPI3DDataModule",
+    "cifar10": "vae_lab.data.cifar10.Cifar10DataModule",
+    "images": "vae_lab.data.images.FolderDataModule",
+}
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: colour → grey
 
 
 class ResidentImages(Dataset):
@@ -139,6 +151,23 @@ def check_split(held_out: dict[str, int], train_subset: int | None, images: int)
                           "training images; give fewer, or null for all")
 
 
+def check_channels(channels: int) -> None:
+    """One line unless `data.channels` is 1 (grey) or 3 (colour)."""
+    if channels not in CHANNELS:
+        raise ConfigError(f"data.channels={channels}: choose 1 (grey) or 3 (colour)")
+
+
+def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """N×C×H×W images (uint8 or float) with `channels` channels: grey repeated into RGB, or RGB weighted to grey."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1:
+        return images.expand(-1, channels, -1, -1).contiguous()
+    grey = (images.float() * images.new_tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return grey.round_().to(images.dtype) if images.dtype == torch.uint8 else grey.to(images.dtype)
+
+
 def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
     """Bring N×1×28×28 uint8 images to image_size: 32 by zero-padding, 64 by bilinear resizing."""
     if image_size == 28:
@@ -153,16 +182,18 @@ class ImageDataModule(pl.LightningDataModule):
 
     def __init__(self, name: str = "mnist", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
                  val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
-                 download: bool = True, steps_per_batch: int = 1) -> None:
+                 download: bool = True, steps_per_batch: int = 1, channels: int = 1) -> None:
         super().__init__()
         if name not in CLASS_NAMES:
             raise ConfigError(f"data.name={name!r}: choose one of {sorted(CLASS_NAMES)}")
         check_batching(batch_size, steps_per_batch)
+        check_channels(channels)
         check_split({"val_size": val_size}, train_subset, TRAIN_IMAGES)
         if image_size not in IMAGE_SIZES:
             raise ConfigError(f"data.image_size={image_size}: choose one of {IMAGE_SIZES}")
         self.save_hyperparameters()
         self.name, self.data_dir, self.batch_size, self.image_size = name, Path(data_dir), batch_size, image_size
+        self.channels = channels
         self.class_names = CLASS_NAMES[name]
         self.num_classes = len(self.class_names)
         self.splits: dict[str, ResidentImages] = {}
@@ -198,7 +229,7 @@ class ImageDataModule(pl.LightningDataModule):
         """Read one images/labels pair as resident tensors at the configured size."""
         images = torch.from_numpy(read_idx(folder / f"{prefix}-images-idx3-ubyte").copy()).unsqueeze(1)
         labels = torch.from_numpy(read_idx(folder / f"{prefix}-labels-idx1-ubyte").astype("int64"))
-        return resize(images, self.image_size).to(device), labels.to(device)
+        return to_channels(resize(images, self.image_size), self.channels).to(device), labels.to(device)
 
     def _device(self) -> torch.device:
         """The trainer's device when it is a GPU, else the CPU."""
@@ -240,17 +271,26 @@ def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path 
     if data_dir is not None:
         hparams["data_dir"] = str(data_dir)
     hparams.update(overrides)
-    if hparams.get("name") == "shapes2d":
-        from vae_lab.data.shapes2d import Shapes2DDataModule  # shapes2d builds on this module
+    return datamodule_class(hparams.get("name", "mnist"))(**hparams)
 
-        return Shapes2DDataModule(**hparams)
-    return ImageDataModule(**hparams)
+
+def datamodule_class(name: str) -> type[ImageDataModule]:
+    """The datamodule class of a dataset name (imported on demand: the others build on this module)."""
+    if name not in DATAMODULES:
+        return ImageDataModule
+    module, _, cls = DATAMODULES[name].rpartition(".")
+    return getattr(importlib.import_module(module), cls)
+
+
+def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> ImageDataModule:
+    """A checkpoint's datamodule, set up with its dataset's full test split (its class names or ground truth too)."""
+    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return datamodule
 
 
 def test_split(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
     """The full test split of a checkpoint's dataset; indexing it with an index tensor gives (images, labels or
     factors)."""
-    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    return datamodule.splits["test"]
+    return test_datamodule(checkpoint, data_dir).splits["test"]

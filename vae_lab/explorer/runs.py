@@ -43,7 +43,8 @@ def describe(path: Path) -> Candidate:
     seed = record.get("seed", data.get("seed", "?"))
     name = f"{model} · {dataset} · β={beta:g} · seed {seed} · {run.name}/{path.name}"
     conditional = getattr(get_class(checkpoint["vae_lab_model"]), "conditional", False)
-    classes = tuple(CLASS_NAMES.get(data.get("name"), ())) if conditional else ()
+    default = [str(k) for k in range(int(hparams.get("num_classes", 10)))]
+    classes = tuple(CLASS_NAMES.get(data.get("name"), default)) if conditional else ()
     return Candidate(name, path, int(hparams.get("latent_dim", 0)), (model, dataset, beta, str(seed), str(run)), classes)
 
 

@@ -16,7 +16,7 @@ from torchvision.utils import make_grid
 
 from vae_lab.api import decode as decode_images
 from vae_lab.api import encode as encode_images
-from vae_lab.data.datamodule import CLASS_NAMES, test_split
+from vae_lab.data.datamodule import test_datamodule
 from vae_lab.errors import ConfigError
 from vae_lab.explorer.runs import Candidate
 from vae_lab.metrics.latent import active_dims, encode_means
@@ -65,12 +65,12 @@ def load(candidate: Candidate, data_dir: str | Path | None = None, kl_images: in
     """Load a checkpoint (`vae_lab.models.load_model`) and measure its latents on `kl_images` test images."""
     checkpoint = read_checkpoint(candidate.path)
     model = load_model(candidate.path, device)
-    test = test_split(checkpoint, data_dir)
+    datamodule = test_datamodule(checkpoint, data_dir)
+    test = datamodule.splits["test"]
     mu, logvar, _ = encode_means(model, test, max(2, kl_images))
     kl = model.kl_per_dim(mu, logvar).mean(0).numpy()
-    ground_truth = getattr(test, "shapes", None)
-    name = (checkpoint.get("datamodule_hyper_parameters") or {}).get("name")
-    return Loaded(candidate, model, test, kl, active_dims(mu).numpy(), class_names=CLASS_NAMES.get(name),
+    ground_truth = getattr(datamodule, "ground_truth", None)
+    return Loaded(candidate, model, test, kl, active_dims(mu).numpy(), class_names=datamodule.class_names,
                   factor_names=list(ground_truth.factor_names) if ground_truth is not None else None)
 
 

@@ -86,27 +86,34 @@ def evaluation_layout(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.Module, iwae_samples: int = 100,
+def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.Module | None,
+                   iwae_samples: int = 100,
                    iwae_chunk: int = 100, iwae_batch: int = 100, iwae_precision: str = "fp32", iwae_seed: int = 0,
                    max_test_images: int | None = None,
                    probe_train_images: int = 10000, fid_samples: int = 10000, per_class: int = 1000,
                    batch_size: int = 500) -> dict[str, float]:
-    """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys."""
+    """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys; without
+    a classifier (data without labels), those that need none."""
     with evaluation_layout(model):
         model.eval()
         datamodule.setup()
         test, train = datamodule.splits["test"], datamodule.splits["train"]
         batches = partial(SplitBatches, device=model.device, batch_size=batch_size, limit=max_test_images)
         test_mu, test_y = posterior_means(model, batches(test))
-        train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
-        real = torch.cat([x for x, _ in batches(test)])
         start = time.perf_counter()
         nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk, iwae_precision,
                             iwae_seed)
-        return {"test/mse": reconstruction_mse(model, batches(test)),
-                "test/nll_iwae": nll_iwae,
-                "time/iwae_seconds": time.perf_counter() - start,
-                "test/active_units": float(active_units(test_mu)),
-                "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, model.num_classes),
+        out = {"test/mse": reconstruction_mse(model, batches(test)),
+               "test/nll_iwae": nll_iwae,
+               "time/iwae_seconds": time.perf_counter() - start,
+               "test/active_units": float(active_units(test_mu))}
+        if classifier is None:
+            _, per_second = timed_generation(model, min(fid_samples, 1000), batch_size)
+            return {**out, "time/sample_images_per_second": per_second}
+        train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
+        real = torch.cat([x for x, _ in batches(test)])
+        num_classes = int(getattr(classifier, "config", {}).get("num_classes", model.num_classes))
+        return {**out,
+                "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, num_classes),
                 **class_factor_metrics(train_mu, train_y, test_mu, test_y),
                 **sample_metrics(model, classifier, real, fid_samples, per_class, batch_size)}

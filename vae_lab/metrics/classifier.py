@@ -14,15 +14,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from vae_lab.data.datamodule import ImageDataModule, ResidentImages
+from vae_lab.data.datamodule import ImageDataModule, ResidentImages, to_channels
 from vae_lab.files import write_atomically
 from vae_lab.results import write_json
 
-# Per-dataset training recipe (any key can be overridden through `get_classifier`).
+# Per-dataset training recipe (any key can be overridden through `get_classifier`); other datasets: DEFAULT_RECIPE.
 RECIPES: dict[str, dict[str, Any]] = {
     "mnist": {"epochs": 3, "width": 16, "augment": "shift"},
     "fashion_mnist": {"epochs": 5, "width": 32, "augment": "flip"},
+    "cifar10": {"epochs": 10, "width": 32, "augment": "flip"},
 }
+DEFAULT_RECIPE: dict[str, Any] = {"epochs": 5, "width": 32, "augment": "none"}
+TWENTY_EIGHT = ("mnist", "fashion_mnist")  # their classifier sees 28×28 grey images, whatever size the model uses
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -42,26 +45,39 @@ def to_28(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
 
 
+def to_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """N×C×H×W images at the classifier's input size: `to_28`'s way for 28, bilinear resizing otherwise."""
+    if size == 28:
+        return to_28(x)
+    return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
 def device_of(module: nn.Module) -> torch.device:
     """The device a module's parameters live on."""
     return next(module.parameters()).device
 
 
 class Classifier(nn.Module):
-    """Three conv blocks (28→14→7→3), then `num_features` penultimate units; any input size, brought to 28×28."""
+    """Three conv blocks (28→14→7→3; 32→16→8→4), then `num_features` penultimate units; any input, brought to its
+    `image_size` and `channels`."""
 
-    def __init__(self, num_classes: int = 10, width: int = 32, num_features: int = 128) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 32, num_features: int = 128, channels: int = 1,
+                 image_size: int = 28) -> None:
         super().__init__()
         self.config = {"num_classes": num_classes, "width": width, "num_features": num_features}
-        self.num_features = num_features
-        self.body = nn.Sequential(conv_block(1, width), conv_block(width, 2 * width), conv_block(2 * width, 4 * width),
-                                  nn.Flatten(), nn.Linear(4 * width * 3 * 3, num_features), nn.ReLU())
+        if (channels, image_size) != (1, 28):  # recorded only where they differ: earlier caches load as they were
+            self.config.update(channels=channels, image_size=image_size)
+        self.num_features, self.channels, self.image_size = num_features, channels, image_size
+        side = image_size // 8
+        self.body = nn.Sequential(conv_block(channels, width), conv_block(width, 2 * width),
+                                  conv_block(2 * width, 4 * width), nn.Flatten(),
+                                  nn.Linear(4 * width * side * side, num_features), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(num_features, num_classes))
         self.test_accuracy = float("nan")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer activations (N×num_features) for images in [0, 1]."""
-        return self.body(to_28(x.float()) * 2 - 1)
+        return self.body(to_channels(to_size(x.float(), self.image_size), self.channels) * 2 - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (N×num_classes) for images in [0, 1]."""
@@ -75,7 +91,7 @@ def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1, 1), device=x.device)
     rows = torch.arange(h, device=x.device).view(1, h, 1) + dy
     cols = torch.arange(w, device=x.device).view(1, 1, w) + dx
-    return padded[torch.arange(n, device=x.device).view(n, 1, 1), 0, rows, cols].unsqueeze(1)
+    return padded[torch.arange(n, device=x.device).view(n, 1, 1), :, rows, cols].permute(0, 3, 1, 2)  # N×H×W×C
 
 
 def random_flip(x: torch.Tensor) -> torch.Tensor:
@@ -100,10 +116,11 @@ def accuracy(classifier: nn.Module, data: ResidentImages, batch_size: int = 1000
 
 def train_classifier(train: ResidentImages, device: torch.device | str, epochs: int = 3, width: int = 16,
                      augment: str = "shift", batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
-                     max_steps: int | None = None) -> Classifier:
+                     max_steps: int | None = None, num_classes: int = 10, image_size: int = 28) -> Classifier:
     """Adam with a one-cycle schedule and light augmentation, on resident images; prints progress."""
     torch.manual_seed(seed)
-    classifier = Classifier(width=width).to(device).train()
+    channels = int(train.images.shape[1])
+    classifier = Classifier(num_classes, width, channels=channels, image_size=image_size).to(device).train()
     order = torch.cat([torch.randperm(len(train)) for _ in range(epochs)]).split(batch_size)[:max_steps]
     optimiser = torch.optim.Adam(classifier.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=len(order))
@@ -129,15 +146,30 @@ def load_classifier(weights: Path, device: torch.device | str) -> Classifier:
     return classifier.requires_grad_(False).to(device).eval()
 
 
+def classifier_splits(data_dir: str | Path, dataset: str, train_subset: int | None,
+                      datamodule: ImageDataModule | None) -> tuple[ResidentImages, ResidentImages, int, int]:
+    """(train, test, classes, input size) a dataset's classifier learns from: MNIST's and Fashion-MNIST's 28×28 grey
+    images, any other labelled dataset's images as its datamodule serves them."""
+    if dataset in TWENTY_EIGHT or datamodule is None:
+        data = ImageDataModule(dataset, str(data_dir), image_size=28, train_subset=train_subset, download=False)
+        data.setup()
+        return data.splits["train"], data.splits["test"], data.num_classes, 28
+    datamodule.setup()
+    train, test = datamodule.splits["train"], datamodule.splits["test"]
+    if train_subset:
+        train = ResidentImages(train.images[:train_subset], train.labels[:train_subset])
+    return train, test, datamodule.num_classes, datamodule.image_size
+
+
 def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | str, weights: Path,
-                    train_subset: int | None = None, **recipe: Any) -> None:
+                    train_subset: int | None = None, datamodule: ImageDataModule | None = None,
+                    **recipe: Any) -> None:
     """Train on the dataset's training split, score on its test split, save weights and a JSON summary."""
-    data = ImageDataModule(dataset, str(data_dir), image_size=28, train_subset=train_subset, download=False)
-    data.setup()
+    train, test, num_classes, size = classifier_splits(data_dir, dataset, train_subset, datamodule)
     start = time.perf_counter()
-    classifier = train_classifier(data.splits["train"], device, **recipe)
-    record = {"dataset": dataset, "test_accuracy": accuracy(classifier, data.splits["test"]),
-              "train_seconds": time.perf_counter() - start, "train_images": len(data.splits["train"]),
+    classifier = train_classifier(train, device, num_classes=num_classes, image_size=size, **recipe)
+    record = {"dataset": dataset, "test_accuracy": accuracy(classifier, test),
+              "train_seconds": time.perf_counter() - start, "train_images": len(train),
               "train_subset": train_subset,
               "recipe": recipe, "device": str(device), "threads": torch.get_num_threads()}
     print(f"classifier[{dataset}]: test accuracy {record['test_accuracy']:.4f} "
@@ -150,22 +182,33 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
 
 def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | str = "cpu",
                    train_subset: int | None = None, cache_dir: str | Path | None = None,
-                   **overrides: Any) -> Classifier:
+                   datamodule: ImageDataModule | None = None, **overrides: Any) -> Classifier:
     """The dataset's classifier, trained once per recipe and cached: `data_dir/classifiers/{dataset}.pt` for the
-    default recipe, `{dataset}-{hash}.pt` for any other (overrides, a training subset), so a quick classifier asked
-    for once is never taken for the real one. A cache whose recorded recipe differs is trained again."""
-    recipe = {**RECIPES[dataset], **overrides}
-    weights = Path(cache_dir or Path(data_dir) / "classifiers") / cache_name(dataset, recipe, train_subset)
+    default recipe, `{dataset}-{hash}.pt` for any other (overrides, a training subset, another dataset's source,
+    size or channels), so a quick classifier asked for once is never taken for the real one. A cache whose recorded
+    recipe differs is trained again. Datasets other than MNIST and Fashion-MNIST come with their `datamodule`."""
+    recipe = {**RECIPES.get(dataset, DEFAULT_RECIPE), **overrides}
+    source = None if dataset in TWENTY_EIGHT or datamodule is None else data_identity(datamodule)
+    weights = Path(cache_dir or Path(data_dir) / "classifiers") / cache_name(dataset, recipe, train_subset, source)
     if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
-        train_and_cache(data_dir, dataset, device, weights, train_subset, **recipe)
+        train_and_cache(data_dir, dataset, device, weights, train_subset, datamodule, **recipe)
     return load_classifier(weights, device)
 
 
-def cache_name(dataset: str, recipe: dict[str, Any], train_subset: int | None) -> str:
+def data_identity(datamodule: ImageDataModule) -> dict[str, Any]:
+    """What a classifier's training images depend on beside the recipe: where they come from, their size, channels."""
+    hparams = dict(datamodule.hparams)
+    return {"path": hparams.get("path"), "image_size": datamodule.image_size, "channels": datamodule.channels,
+            "split_seed": hparams.get("split_seed")}
+
+
+def cache_name(dataset: str, recipe: dict[str, Any], train_subset: int | None,
+               source: dict[str, Any] | None = None) -> str:
     """The cache file of a classifier recipe: the dataset's name for its default recipe, with a hash otherwise."""
-    if recipe == RECIPES[dataset] and train_subset is None:
+    if recipe == RECIPES.get(dataset, DEFAULT_RECIPE) and train_subset is None and source is None:
         return f"{dataset}.pt"
-    key = json.dumps({"recipe": recipe, "train_subset": train_subset}, sort_keys=True)
+    key = json.dumps({"recipe": recipe, "train_subset": train_subset, **({"data": source} if source else {})},
+                     sort_keys=True)
     return f"{dataset}-{hashlib.sha256(key.encode()).hexdigest()[:8]}.pt"
 
 

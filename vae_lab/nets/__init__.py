@@ -42,3 +42,10 @@ def check_widths(**widths: int | Sequence[int]) -> None:
                 check_number(shown, width, whole=True, minimum=1)
             except ConfigError:
                 raise ConfigError(f"{shown}: every layer width must be a whole number ≥ 1") from None
+
+
+def check_image_channels(image_channels: int) -> None:
+    """One line unless the images are grey (1 channel) or colour (3): the data's `channels`."""
+    if image_channels not in (1, 3):
+        raise ConfigError(f"net.image_channels={image_channels}: images have 1 (grey) or 3 (colour) channels; "
+                          "the net takes it from data.channels")

@@ -7,7 +7,7 @@ import itertools
 import torch
 from torch import nn
 
-from vae_lab.nets import check_widths, with_label
+from vae_lab.nets import check_image_channels, check_widths, with_label
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -22,11 +22,12 @@ class MLPNet(nn.Module):
     """Flattened image (+ label) → hidden layers → (mu, logvar); the decoder mirrors it."""
 
     def __init__(self, image_size: int = 28, latent_dim: int = 10, label_dim: int = 0,
-                 hidden: tuple[int, ...] = (512, 512)) -> None:
+                 hidden: tuple[int, ...] = (512, 512), image_channels: int = 1) -> None:
         super().__init__()
         check_widths(hidden=hidden)
-        self.image_size, self.latent_dim = image_size, latent_dim
-        pixels = image_size * image_size
+        check_image_channels(image_channels)
+        self.image_size, self.latent_dim, self.image_channels = image_size, latent_dim, image_channels
+        pixels = image_channels * image_size * image_size
         self.encoder = mlp([pixels + label_dim, *hidden, 2 * latent_dim])
         self.decoder = mlp([latent_dim + label_dim, *reversed(hidden), pixels])
 
@@ -34,4 +35,4 @@ class MLPNet(nn.Module):
         return self.encoder(with_label(x.flatten(1), y)).chunk(2, dim=1)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(with_label(z, y)).view(-1, 1, self.image_size, self.image_size)
+        return self.decoder(with_label(z, y)).view(-1, self.image_channels, self.image_size, self.image_size)

@@ -1,0 +1,95 @@
+"""CIFAR-10 (50,000 / 10,000 RGB 32×32 images, 10 classes) in the python-pickled batches of its publisher.
+
+The files come from data_dir/cifar-10-batches-py (torchvision's layout), else from torchvision's download of the
+publisher's archive (which checks the archive's MD5 and extracts it), else a one-line error. Each batch file is then
+checked against the MD5 torchvision's `CIFAR10` records for it before it is unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae_lab.data.arrays import ArrayDataModule, Arrays
+from vae_lab.data.files import KnownFile, verify_file
+from vae_lab.errors import DataError
+
+log = logging.getLogger(__name__)
+PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+TEST = ["test_batch"]
+META = "batches.meta"
+
+
+def known_md5() -> dict[str, str]:
+    """Each file's MD5 as torchvision's CIFAR10 class records it (its train_list, test_list and meta)."""
+    from torchvision.datasets import CIFAR10
+
+    return {**dict(CIFAR10.train_list), **dict(CIFAR10.test_list), CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
+
+
+KNOWN_MD5 = known_md5()
+
+
+def folder_of(data_dir: Path) -> Path:
+    """Where torchvision extracts the batches."""
+    return Path(data_dir) / "cifar-10-batches-py"
+
+
+def ensure_cifar10(data_dir: Path, download: bool = True) -> Path:
+    """The folder of verified batch files: found, else downloaded by torchvision when none is there, else an error."""
+    folder = folder_of(data_dir)
+    names = [*TRAIN, *TEST, META]
+    if download and not any((folder / name).exists() for name in names):
+        from torchvision.datasets import CIFAR10
+
+        try:
+            CIFAR10(str(data_dir), train=True, download=True)
+        except Exception as err:  # noqa: BLE001 - offline or refused: the error below says what to do
+            log.warning("torchvision could not download CIFAR-10 (%s)", err)
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            raise DataError(f"{path} is missing: download cifar-10-python.tar.gz (about 170 MB, from {PAGE}) and "
+                            f"extract it in {data_dir} (or run with data.download=true on a machine online)")
+        verify_file(path, KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158,
+                                    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", PAGE,
+                                    "torchvision's CIFAR10.train_list / test_list / meta"))
+    return folder
+
+
+def read_batch(path: Path) -> dict:
+    """One verified pickled batch (CIFAR's own format: a dict with bytes keys)."""
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def read_split(folder: Path, names: list[str]) -> Arrays:
+    """The batches' images as N×3×32×32 uint8 and labels as int64."""
+    batches = [read_batch(folder / name) for name in names]
+    images = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches])
+    labels = np.concatenate([np.asarray(b[b"labels"], dtype=np.int64) for b in batches])
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+class Cifar10DataModule(ArrayDataModule):
+    """`data=cifar10`: a 45k/5k train/val split of the official training set, the official test set."""
+
+    dataset = "cifar10"
+    image_sizes = (32, 64)
+
+    def count_classes(self) -> int:
+        return 10
+
+    def prepare_data(self) -> None:
+        """Find, fetch and verify the batch files (once per machine)."""
+        ensure_cifar10(self.data_dir, self.hparams.download)
+
+    def load(self) -> tuple[Arrays, Arrays, list[str]]:
+        folder = ensure_cifar10(self.data_dir, download=False)
+        names = [n.decode() for n in read_batch(folder / META)[b"label_names"]]
+        return read_split(folder, TRAIN), read_split(folder, TEST), names
