@@ -184,3 +184,13 @@ def test_the_server_refuses_other_paths_and_bad_indices(server, shelf, checkpoin
     with pytest.raises(AppError, match="test image 10000: choose 0…9999"):
         client.predict(shelf.names[0], None, 0, 10_000, api_name="/encode")
     assert set(shelf.loaded) <= set(shelf.names)
+
+
+def test_a_ground_truth_image_shows_its_factor_values(tmp_path, data_dir):
+    path = tiny_checkpoint(tmp_path / "shapes", "model=beta_vae", "data=shapes2d", "net.image_size=32")
+    session = Catalogue(candidates([str(path)], None), kl_images=50).session(
+        candidates([str(path)], None)[0].name)
+    out = session.encode(3)
+    _, factors = session.first.test[torch.tensor([3])]
+    assert out["about"] == ", ".join(f"{n}={v}" for n, v in zip(session.first.factor_names, factors[0].tolist()))
+    assert out["image"].shape == (32, 32) and out["label"] is None and session.first.class_names is None
