@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test test-browser tb bench bench-gpu compare compare-gpu docs-images clean
+.PHONY: install data train test test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-images clean
 
 install: $(STAMP)
 
@@ -39,23 +39,30 @@ bench: install data
 bench-gpu: install data
 	$(BIN)/python -m vae_lab.bench --config-name bench_gpu json=outputs/bench_gpu.json $(ARGS)
 
+# The comparison (docs/results.md): one sweep into one folder, its jobs side by side through Hydra's joblib
+# launcher (compare.yaml: 2 jobs × 1 thread), its wall time in $(COMPARE)/sweep.json, then its report.
+COMPARE := outputs/multirun/compare
 compare: install data
-	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.sweep.dir=outputs/multirun/compare $(ARGS); \
-	status=$$?; $(BIN)/python -m vae_lab.report outputs/multirun/compare && exit $$status
+	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.sweep.dir=$(COMPARE) $(ARGS); \
+	status=$$?; $(BIN)/python -m vae_lab.report $(COMPARE) && exit $$status
 
-# The compare sweep on one GPU: 12 multiruns side by side (dataset × seed × two groups of arms), whole-step CUDA
-# graphs, 8 optimiser steps per Lightning batch, IWAE with 100 samples; each process's log in $(COMPARE_GPU)/logs.
+# The timing pass: every arm of $(COMPARE) timed in one process (interleaved windows) into timing.json; the
+# report's time columns then come from it. Run it on a machine with nothing else running.
+compare-time: install data
+	$(BIN)/python -m vae_lab.report $(COMPARE) timing=true $(ARGS)
+
+# n_jobs × threads for compare.yaml, by measurement: a few short runs of each layout, the layouts in turn.
+compare-probe: install data
+	$(BIN)/python -m vae_lab.probe $(ARGS)
+
+# The compare sweep on one GPU through the same launcher: 12 jobs side by side, whole-step CUDA graphs, 8 optimiser
+# steps per Lightning batch, IWAE with 100 samples.
 COMPARE_GPU := outputs/multirun/compare_gpu
 compare-gpu: install data
-	mkdir -p $(COMPARE_GPU)/logs
-	start=$$(date +%s); \
-	for d in mnist fashion_mnist; do for s in 0 1 2; do for arms in vae,cvae,cvae_seed_conv,beta_1 beta_4,beta_16,capacity; do \
-	  OMP_NUM_THREADS=1 $(BIN)/python -m vae_lab.train -m +experiment=compare "+arm=$$arms" data=$$d seed=$$s \
-	    trainer=gpu model.cuda_graph=true data.steps_per_batch=8 eval.iwae_samples=100 trainer.enable_progress_bar=false \
-	    hydra.sweep.dir=$(COMPARE_GPU) $(ARGS) > $(COMPARE_GPU)/logs/$${d}_s$${s}_$${arms%%,*}.log 2>&1 & \
-	done; done; done; wait; \
-	echo "sweep wall seconds: $$(( $$(date +%s) - start ))" | tee $(COMPARE_GPU)/wall.txt
-	$(BIN)/python -m vae_lab.report $(COMPARE_GPU)
+	$(BIN)/python -m vae_lab.train -m +experiment=compare hydra.launcher.n_jobs=12 threads=1 \
+	  trainer=gpu model.cuda_graph=true data.steps_per_batch=8 eval.iwae_samples=100 \
+	  hydra.sweep.dir=$(COMPARE_GPU) $(ARGS); \
+	status=$$?; $(BIN)/python -m vae_lab.report $(COMPARE_GPU) && exit $$status
 
 # TensorBoard on this machine only; `make tb TB_HOST=0.0.0.0` shows your runs to your network.
 TB_HOST ?= 127.0.0.1

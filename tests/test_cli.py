@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import CLASSIFIER_CACHE, EVAL_FAST, FAST, ROOT, compose_cfg, run_cli, run_cli_cases
 from tests.test_projector import check_projector
+from vae_lab.timing import EVAL_PARTS, PARTS
 
 EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
              "test/probe_accuracy", "test/cond_accuracy", "test/cond_accuracy_t0.5", "time/sample_images_per_second",
@@ -27,6 +29,12 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert metrics["time/train_images_per_second"] > 0 and metrics["params"] > 0
     for key in EVAL_KEYS:
         assert metrics.get(key) is not None, key
+    parts = {part: metrics[f"time/{part}_seconds"] for part in PARTS if part != "disentanglement"}  # every one
+    assert all(seconds >= 0 for seconds in parts.values()) and parts["startup"] > 0.5 and parts["train"] > 0
+    assert sum(parts.values()) <= metrics["time/total_seconds"] + 0.1  # no time counted twice
+    eval_parts = sum(parts[p] for p in EVAL_PARTS if p in parts)
+    assert 0.5 * metrics["time/eval_seconds"] < eval_parts <= metrics["time/eval_seconds"]
+    assert list((Path(CLASSIFIER_CACHE) / "fid").glob("real-*.pt"))  # the FID statistics beside their classifier
     assert 0 <= metrics["test/cond_accuracy"] <= 1 and 0 <= metrics["test/class_entropy"] <= 2.31
     assert (cvae_run / "checkpoints" / "last.ckpt").is_file()
     assert list((cvae_run / "checkpoints").glob("best-*.ckpt"))

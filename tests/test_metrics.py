@@ -13,7 +13,8 @@ from vae_lab.errors import ConfigError
 from vae_lab.metrics import classifier as classifier_module
 from vae_lab.metrics import evaluate_model, evaluation_layout
 from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
-from vae_lab.metrics.fid import fid
+from vae_lab.metrics import fid as fid_module
+from vae_lab.metrics.fid import fid, fid_against, real_statistics
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
 from vae_lab.metrics.likelihood import (
     CPU_DECODES,
@@ -294,6 +295,31 @@ def test_fid_is_zero_for_identical_sets_and_large_for_noise(tiny_classifier, mni
     assert noise > 20 * other_digits > 0
 
 
+def test_the_real_images_fid_statistics_are_cached_and_recomputed_for_other_images_or_classifier(
+        tiny_classifier, mnist, data_dir, tmp_path, monkeypatch):
+    """Computed once per (images, classifier): reused from the cache, recomputed when either changes."""
+    import copy
+
+    x, _ = mnist.splits["train"][torch.arange(400)]
+    fake, _ = mnist.splits["train"][torch.arange(400, 800)]
+    stats = real_statistics(x, tiny_classifier, 200, tmp_path)
+    assert len(list(tmp_path.glob("real-*.pt"))) == 1
+    assert fid_against(stats, fake, tiny_classifier, 200) == pytest.approx(fid(x, fake, tiny_classifier, 200), rel=1e-6)
+    computed = []
+    update = fid_module._update
+    monkeypatch.setattr(fid_module, "_update", lambda m, images, real, b: (computed.append(real), update(m, images, real, b)))
+    again = real_statistics(x.clone(), tiny_classifier, 200, tmp_path)
+    assert not computed and all(torch.equal(again[k], stats[k]) for k in stats)  # read back, not recomputed
+    other = copy.deepcopy(tiny_classifier)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    real_statistics(x, other, 200, tmp_path)  # another classifier
+    fashion = ImageDataModule("fashion_mnist", str(data_dir), image_size=28, download=False)
+    fashion.setup()
+    real_statistics(fashion.splits["test"][torch.arange(400)][0], tiny_classifier, 200, tmp_path)  # another dataset
+    assert computed == [True, True] and len(list(tmp_path.glob("real-*.pt"))) == 3
+
+
 # --- samples -------------------------------------------------------------------------------------
 class StubGenerator(nn.Module):
     """Generates 'images' whose first pixel stores a class: the requested one, or a fixed/random one."""
@@ -348,6 +374,9 @@ def test_evaluate_model_returns_every_metric(model_cls, vae, mnist, tiny_classif
             "test/explicitness", "test/explicitness_train", "test/dci_completeness", "test/dci_informativeness",
             "test/dci_informativeness_train"}
     keys |= {"test/cond_accuracy", "test/cond_accuracy_t0.5"} if model.conditional else set()
+    parts = ["eval_encode", "iwae", "mse", "probe", "class_metrics", "fid_samples", "fid_real", "fid_features",
+             "class_entropy"] + (["cond_accuracy"] if model.conditional else [])
+    keys |= {f"time/{part}_seconds" for part in parts}  # each part of the evaluation timed
     assert set(out) == keys and all(math.isfinite(v) for v in out.values())
     assert 0 <= out["test/class_entropy"] <= math.log(10) + 1e-6 and 0 <= out["test/active_units"] <= 10
     assert out["test/nll_iwae"] > 0 and out["time/sample_images_per_second"] > 0

@@ -320,12 +320,13 @@ def test_the_train_timer_counts_every_image_of_a_grouped_batch():
 
 
 def test_the_train_timer_resumes_after_a_validation_within_the_epoch(monkeypatch):
-    """trainer.val_check_interval < 1: the training after a mid-epoch validation counts, the validation does not."""
+    """trainer.val_check_interval < 1: the training after a mid-epoch validation counts, the validation does not
+    (it is counted as validation)."""
     from types import SimpleNamespace
 
     from vae_lab import timing
 
-    clock = iter([0.0, 10.0, 30.0, 32.0])  # epoch start, validation start, next batch, epoch end
+    clock = iter([0.0, 10.0, 25.0, 30.0, 32.0])  # epoch start, validation start and end, next batch, epoch end
     monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
     timer, trainer = timing.TrainTimer(), SimpleNamespace(world_size=1)
     timer.on_train_epoch_start(trainer, None)
@@ -334,6 +335,7 @@ def test_the_train_timer_resumes_after_a_validation_within_the_epoch(monkeypatch
     timer.on_train_batch_start(trainer, None, None, 5)
     timer.on_train_epoch_end(trainer, None)
     assert timer.train_seconds == 12.0  # 10 s before the validation, 2 s after it
+    assert timer.validation_seconds == 15.0
 
 
 @pytest.mark.parametrize("every", [50, 0])

@@ -22,7 +22,7 @@ def _run(root, name, **fields):
     record = {"model": "vae", "net": "burgess", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0,
               "latent_dim": 10, "image_size": 64, "seed": 0, "epochs": 2, "params": 1000, "status": "ok",
               "test/loss": 100.0, "test/recon": 80.0, "test/kl": 20.0, "time/train_seconds": 30.0,
-              "time/train_images_per_second": 5000.0}
+              "time/train_images_per_second": 5000.0, "time/epoch_seconds": 15.0}
     record.update(fields)
     (folder / "metrics.json").write_text(json.dumps(record))
     return folder
@@ -93,7 +93,8 @@ def test_markdown_table_failures_and_figures(runs):
     header = next(line for line in md.splitlines() if line.startswith("| model"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert columns[:7] == ["model", "net", "dataset", "β", "C", "z", "n"]
-    order = ["loss", "recon", "KL", "active units", "FID", "cond acc", "probe acc", "train s", "images/s"]
+    order = ["loss", "recon", "KL", "active units", "FID", "cond acc", "probe acc", "train s (wall clock)",
+             "images/s (wall clock)", "epoch s (wall clock)"]
     assert [c for c in columns if c in order] == order
     assert "| 101.3 ± 1.5 |" in md  # the VAE's loss over its three seeds
     assert md.count("\n| ") == 1 + 5  # header + one row per group
@@ -164,16 +165,55 @@ def test_bad_input_gives_one_error_line(report_bad_input_runs, case):
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["empty", "empty/sub"]
 
 
-def test_report_on_a_real_sweep_draws_samples(tmp_path, data_dir):
+TINY_TIMING = ["timing=true", "timing_options.warmup_steps=1", "timing_options.steps=2", "timing_options.repeats=2",
+               "timing_options.sample_images=40", "timing_options.batch_size=20", "timing_options.eval_images=40"]
+
+
+def test_the_compare_sweep_runs_through_the_launcher_and_its_report_times_every_arm(tmp_path, data_dir):
+    """`+experiment=compare`'s default launcher (2 jobs × 1 thread), sweep.json's wall time, a tiny timing pass
+    (timing.json, the table's timing columns, the time section) and the samples figure."""
     sweep = tmp_path / "sweep"
-    trained = run_cli("vae_lab.train", "-m", "model=cvae,beta_vae", *FAST, f"hydra.sweep.dir={sweep}")
+    trained = run_cli("vae_lab.train", "-m", "+experiment=compare", "+arm=cvae,beta_4", "data=mnist", "seed=0",
+                      *FAST, f"hydra.sweep.dir={sweep}")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = run_cli("vae_lab.report", str(sweep))
+    assert "Joblib.Parallel(n_jobs=2" in trained.stdout + trained.stderr
+    records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert [r["threads"] for r in records] == [1, 1]
+    wall = json.loads((sweep / "sweep.json").read_text())
+    assert (wall["n_jobs"], wall["threads"]) == (2, 1) and wall["wall_seconds"] > wall["launch_seconds"] > 0
+    result = run_cli("vae_lab.report", str(sweep), *TINY_TIMING)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (sweep / "figures" / "samples_mnist.png").read_bytes()[:4] == PNG
+    timing = json.loads((sweep / "timing.json").read_text())
+    assert sorted(arm["group"]["model"] for arm in timing["arms"]) == ["beta_vae", "cvae"]
+    for arm in timing["arms"]:
+        assert all(len(arm["windows"][w]) == 2 and min(arm["windows"][w]) > 0 for w in ("train", "sample", "eval"))
+        rate = arm["train_images_per_second"]
+        assert rate["min"] <= rate["median"] <= rate["max"]
+        assert arm["epoch_seconds"]["median"] == pytest.approx(arm["train_images"] / rate["median"])
     md = (sweep / "report.md").read_text()
+    assert "train img/s (timing pass)" in md and "images/s (wall clock)" in md
+    assert "## Where the time went" in md and "Sweep wall clock:" in md
+    assert "time/iwae_seconds" not in md.split("## Failed runs")[0]  # a part: in the time section only
     assert "](figures/samples_mnist.png)" in md and "## Failed runs (0)" in md
+    assert (sweep / "figures" / "quality_vs_time.png").read_bytes()[:4] == PNG
     assert {r[0] for r in _csv_rows(sweep / "report.csv")} == {"cvae", "beta_vae"}
+
+
+def test_the_time_section_adds_up_each_part_over_the_runs(tmp_path):
+    root = tmp_path / "sweep"
+    for seed in range(2):
+        _run(root, f"{seed}_vae", seed=seed, **{"time/startup_seconds": 2.0, "time/train_seconds": 30.0,
+                                                "time/iwae_seconds": 5.0 + seed, "time/total_seconds": 40.0})
+    (root / "sweep.json").write_text(json.dumps({"wall_seconds": 50.0, "launch_seconds": 1.0, "n_jobs": 2,
+                                                 "threads": 1, "launcher": "JoblibLauncher", "cpus": 2}))
+    report(_cfg(root, samples=False))
+    md = (root / "report.md").read_text()
+    section = md.split("## Where the time went")[1]
+    assert "Sweep wall clock: **50 s**" in section and "1.60 jobs busy on average" in section
+    assert "| process start-up (interpreter, imports, Hydra) | 4.0 | 5.0% | 2.0 |" in section
+    assert "| evaluation: IWAE bound | 11.0 | 13.8% | 5.5 |" in section
+    assert "| other (not in a part) | 5.0 | 6.2% | 2.5 |" in section and "| **all** | 80.0 | 100% | 40.0 |" in section
+    assert "startup" not in md.split("## Failed runs")[0]  # the parts stay out of the results table
 
 
 def test_columns_option_and_single_runs_show_no_spread(runs, tmp_path):
@@ -248,3 +288,16 @@ def test_figure_lines_never_join_groups_that_differ_in_another_setting():
     name = _line_namer(lines)
     assert sorted(name(line[0]) for line in lines.values()) == ["mnist learned prior False", "mnist learned prior True"]
     assert "lr=None" in _line_namer(_series(rows + [row(16, None, lr=None)], "latent_dim"))(row(4, None, lr=None))
+
+
+def test_a_timing_pass_is_compared_with_the_one_before_it():
+    from vae_lab.timing_pass import agreement, agreement_line
+
+    def arms(**rates):
+        return [{"name": name, "train_images_per_second": {"median": rate}} for name, rate in rates.items()]
+
+    close = agreement(arms(a=100.0, b=200.0, c=50.0), arms(a=105.0, b=190.0, c=50.0))
+    assert close["max_difference"] == pytest.approx(0.05) and close["same_ranking"] and close["arms"] == 3
+    assert "within 5.0%" in agreement_line(close) and "the same ranking" in agreement_line(close)
+    swapped = agreement(arms(a=100.0, b=200.0), arms(a=210.0, b=190.0))
+    assert swapped["max_difference"] == pytest.approx(1.1) and not swapped["same_ranking"]

@@ -17,15 +17,18 @@ from vae_lab.cli import output_folder, require, user_errors
 from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
-from vae_lab.metrics.classifier import get_classifier
+from vae_lab.metrics.classifier import fid_cache, get_classifier
+from vae_lab.metrics.disentanglement import BOOSTERS
 from vae_lab.metrics.ground_truth import disentanglement_metrics
 from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
+from vae_lab.timing import Stopwatch
 from vae_lab.viz.projector import write_projector
 
-IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier"}
+IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier", "watch",
+                                                                  "fid_cache"}
 GROUND_TRUTH_KEYS = set(inspect.signature(disentanglement_metrics).parameters) - {"model", "data"}
 EVAL_KEYS = IMAGE_KEYS | GROUND_TRUTH_KEYS
 ACCELERATORS = ("auto", "cpu", "gpu")
@@ -49,8 +52,10 @@ def eval_options(options: DictConfig | dict | None) -> tuple[dict[str, Any], dic
         raise ConfigError(f"unknown eval option(s) {sorted(unknown)}; allowed: {sorted(EVAL_KEYS)} and "
                           f"classifier.{{{', '.join(sorted(CLASSIFIER_KEYS))}}}")
     check_precision(opts.get("iwae_precision", "fp32"))
+    if opts.get("dci_booster", "exact") not in BOOSTERS:
+        raise ConfigError(f"eval.dci_booster={opts['dci_booster']!r}: choose one of {BOOSTERS}")
     for key, value in opts.items():  # every other option is a count (or a seed)
-        if key == "iwae_precision":
+        if key in ("iwae_precision", "dci_booster"):
             continue
         check_number(f"eval.{key}", value, whole=True, minimum=0 if key.endswith("seed") else 1,
                      nullable=key == "max_test_images")
@@ -76,21 +81,27 @@ def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictC
     """
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
+    watch = Stopwatch()
     ground_truth = getattr(datamodule, "ground_truth", None)
     if ground_truth is None:
         datamodule.setup()
         ground_truth = getattr(datamodule, "ground_truth", None)
     name = datamodule.name
     if ground_truth is not None:
-        metrics: dict[str, Any] = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
+        with watch("disentanglement"):
+            metrics: dict[str, Any] = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
+        metrics.update(watch.summary())
         why = f"data={name} has ground-truth factors and no class labels: it is scored by the disentanglement metrics"
         skipped = dict.fromkeys(CLASS_METRICS[:4] + IMAGE_ONLY_METRICS, why)
     elif getattr(datamodule, "num_classes", None):
-        classifier = get_classifier(datamodule.data_dir, name, model.device, datamodule=datamodule, **classifier_opts)
-        metrics = evaluate_model(model, datamodule, classifier, **_pick(opts, IMAGE_KEYS))
+        with watch("classifier"):  # loaded from its cache, or trained once for every later run
+            classifier = get_classifier(datamodule.data_dir, name, model.device, datamodule=datamodule,
+                                        **classifier_opts)
+        metrics = evaluate_model(model, datamodule, classifier, watch=watch, fid_cache=fid_cache(classifier),
+                                 **_pick(opts, IMAGE_KEYS))
         skipped = {"disentanglement metrics": f"data={name} has no ground-truth factors"}
     else:
-        metrics = evaluate_model(model, datamodule, None, **_pick(opts, IMAGE_KEYS))
+        metrics = evaluate_model(model, datamodule, None, watch=watch, **_pick(opts, IMAGE_KEYS))
         skipped = {**dict.fromkeys(CLASS_METRICS, f"data={name} has no class labels (no classifier to train, "
                                                   "no class to probe or condition on)"),
                    "disentanglement metrics": f"data={name} has no ground-truth factors"}

@@ -1,8 +1,9 @@
 """`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders.
 
 Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, groups the finished runs by
-(model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, prior components, learned
-prior, learning rate, image size, epochs and training subset (shown as columns only then), averages every test/,
+(model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, γ, the DIP-VAE variant and
+its λ_od and λ_d, prior components, learned prior, learning rate, image size, epochs and training subset (shown as
+columns only then), averages every test/,
 time/ and mem/ metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into
 the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures;
 a metric that is NaN, infinite or null in a run is left out of its group's mean, and report.md says which and how
@@ -29,26 +30,34 @@ from omegaconf import DictConfig
 from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError, VaeLabError
 from vae_lab.metrics.disentanglement import PROPERTY
+from vae_lab.timing import PARTS
+from vae_lab.timing_pass import TIMING_FILE, TIMING_HEADERS, agreement_line, read_timing, timing_pass
 from vae_lab.viz import plots
 
 GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
-EXTRA_KEYS = ("prior_components", "learned_prior", "lr", "image_size", "epochs", "train_subset")  # split groups;
+EXTRA_KEYS = ("gamma", "variant", "lambda_od", "lambda_d", "prior_components", "learned_prior", "lr", "image_size",
+              "epochs", "train_subset")  # split groups;
 # a column each where the runs differ in it
-METRIC_PREFIXES = ("test/", "time/", "mem/")
+METRIC_PREFIXES = ("test/", "timing/", "time/", "mem/")  # timing/: the timing pass's (timing.json), not the sweep's
 # Metric → short header, in table order; metrics not named here follow, sorted.
 HEADERS = {
     "test/loss": "loss", "test/nelbo": "−ELBO", "test/recon": "recon", "test/kl": "KL", "test/nll_iwae": "NLL (IWAE)", "test/mse": "MSE",
     "test/active_units": "active units", "test/fid": "FID", "test/cond_accuracy": "cond acc",
     "test/cond_accuracy_t0.5": "cond acc T=0.5", "test/class_entropy": "class entropy",
-    "test/probe_accuracy": "probe acc", "time/train_seconds": "train s", "time/train_images_per_second": "images/s",
-    "time/epoch_seconds": "epoch s", "time/sample_images_per_second": "samples/s", "time/eval_seconds": "eval s",
+    "test/probe_accuracy": "probe acc",
+    **{f"timing/{m}": f"{h} (timing pass)" for m, h in TIMING_HEADERS.items()},
+    "time/train_seconds": "train s (wall clock)", "time/train_images_per_second": "images/s (wall clock)",
+    "time/epoch_seconds": "epoch s (wall clock)", "time/sample_images_per_second": "samples/s (wall clock)",
+    "time/eval_seconds": "eval s (wall clock)",
     "mem/peak_mb": "peak MB", "time/dci_seconds": "DCI s", "test/gaussian_total_correlation": "TC (Gaussian)",
+    "test/udr": "UDR",
     **{f"test/{m}": f"{m} ({p})" for m, p in PROPERTY.items()},   # disentanglement, with the property it measures
 }
-KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C",
+KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C", "gamma": "γ",
+               "variant": "variant", "lambda_od": "λ_od", "lambda_d": "λ_d",
                "latent_dim": "z", "prior_components": "K", "learned_prior": "learned prior", "lr": "lr",
                "image_size": "image", "epochs": "epochs", "train_subset": "train subset"}
-FIGURES = {"quality_vs_time": "Quality against training time", "beta_tradeoff": "β-VAE trade-off",
+FIGURES = {"quality_vs_time": "Quality against training seconds per epoch", "beta_tradeoff": "β-VAE trade-off",
            "latent_size": "CVAE latent size", "disentanglement": "Disentanglement against β"}
 
 
@@ -199,6 +208,55 @@ def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any
     return rows
 
 
+# ----------------------------------------------------------------------------------------------- UDR
+
+def add_udr(runs: Sequence[Run], num_points: int, data_dir: str | None) -> list[str]:
+    """Each run of a group of ≥ 2 seeds with checkpoints gets `test/udr` (Duan et al.'s score against the group's
+    other seeds, on the first `num_points` test images); returns notes on groups it could not score."""
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[run.key].append(run)
+    notes = []
+    for members in groups.values():
+        if len({str(r.record.get("seed")) for r in members}) < 2:
+            continue
+        if not all((r.path / "checkpoints" / "last.ckpt").is_file() for r in members):
+            notes.append(f"UDR left out for {members[0].path.name} and its seeds: not every run has checkpoints/last.ckpt")
+            continue
+        try:
+            scores = udr_of_group([r.path / "checkpoints" / "last.ckpt" for r in members], num_points, data_dir)
+        except (VaeLabError, OSError, ValueError) as err:
+            notes.append(f"UDR left out for {members[0].path.name} and its seeds: {err}")
+            continue
+        for run, score in zip(members, scores):
+            run.record["test/udr"] = score
+    return notes
+
+
+def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | None) -> list[float]:
+    """UDR of each checkpoint's model against the others, on the same test images (the first checkpoint's data)."""
+    import torch
+
+    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.metrics.udr import udr
+    from vae_lab.models import load_model, read_checkpoint
+
+    datamodule = datamodule_from_checkpoint(read_checkpoint(checkpoints[0]), data_dir, download=False)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    test = datamodule.splits["test"]
+    x, y = test[torch.arange(min(num_points, len(test)))]
+    representations, kls = [], []
+    with torch.no_grad():
+        for ckpt in checkpoints:
+            model = load_model(ckpt)
+            labels = y if model.conditional else None
+            mu, logvar = model.encode(x.to(model.device), labels)
+            representations.append(mu.cpu().double().numpy())
+            kls.append(model.kl_per_dim(mu, logvar, *model.prior(labels)).mean(0).cpu().double().numpy())
+    return udr(representations, kls)["model_scores"]
+
+
 # ----------------------------------------------------------------------------------------------- writing
 
 def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> None:
@@ -238,6 +296,14 @@ def _fmt(mean: float | None, std: float | None) -> str:
     return f"{mean:.{decimals}f}" if std is None else f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
+def _timing_cell(row: dict[str, Any], metric: str) -> str:
+    """A timing-pass cell: the arm's median over its windows, and their min–max."""
+    span = row["runs"][0].record.get(f"{metric}_range")
+    if row["mean"][metric] is None or not span:
+        return "–"
+    return f"{_fmt(row['mean'][metric], None)} ({_fmt(span[0], None)}–{_fmt(span[1], None)})"
+
+
 def _key_cell(value: Any) -> str:
     if value is None:
         return "–"
@@ -258,7 +324,9 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
              + ", ".join(f"`{d}`" for d in dirs) + ".",
              ("Cells are mean ± std over the seeds of a group (std with ddof=1; 0 for a single run); "
               "n is the number of runs (a single run shows its value alone). Unrounded values: "
-              "[report.csv](report.csv)."), ""]
+              "[report.csv](report.csv). Columns marked (timing pass) come from timing.json: every arm timed in "
+              "one process in interleaved windows, median (min–max) over the windows; columns marked (wall clock) "
+              "are the sweep's own, on whatever shared the machine with its jobs."), ""]
     if rows:
         keys = key_columns(rows)
         headers = [KEY_HEADERS[k] for k in keys] + ["n"] + [HEADERS.get(m, m) for m in metrics]
@@ -266,7 +334,7 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
                   "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
         for row in rows:
             cells = [_key_cell(row[k]) for k in keys] + [str(row["n"])]
-            cells += [_cell(row, m) for m in metrics]
+            cells += [_timing_cell(row, m) if m.startswith("timing/") else _cell(row, m) for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No run finished, so there is nothing to tabulate.")
@@ -387,20 +455,27 @@ def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictC
 
 
 def report(cfg: DictConfig) -> dict[str, Any]:
-    """Write report.csv, report.md and the figures into the first folder; return a summary."""
+    """Write report.csv, report.md and the figures into the first folder (after timing every arm into its
+    timing.json with `timing=true`); return a summary."""
     dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
     runs, failures = collect(dirs)
     out = Path(dirs[0])
+    if cfg.get("timing"):
+        print(f"wrote {timing_pass(timed_arms(runs), cfg.timing_options, out)}")
+    attach_timing(runs, out)
+    udr_notes = add_udr(runs, int(cfg.udr_points), cfg.data_dir) if cfg.get("udr_points") else []
     metrics = metric_names(runs)
-    shown = list(cfg.columns) if cfg.get("columns") else metrics
+    shown = list(cfg.columns) if cfg.get("columns") else [m for m in metrics if m not in PART_KEYS]
     unknown = [m for m in shown if m not in metrics]
     if unknown:  # a typo would otherwise leave the table without the columns asked for
         raise ConfigError(f"columns: no run has {unknown}; the runs have {metrics}")
     rows = summarise(runs, metrics)
     figures, notes = draw_figures(rows, runs, cfg, out)
+    notes = udr_notes + notes
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
-    md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out))
+    md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)
+                       + time_section(runs, read_sweep(out), read_json_file(out / TIMING_FILE)))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))
     for failure in failures:
@@ -413,6 +488,98 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         print(f"wrote {path}")
     return {"groups": len(rows), "runs": len(runs), "failures": len(failures),
             "written": [csv_path, md_path, *figures]}
+
+
+# ----------------------------------------------------------------------------------------------- time
+
+PART_KEYS = {f"time/{part}_seconds" for part in PARTS if part != "train"} | {"time/total_seconds"}  # in the time
+PART_NAMES = {"startup": "process start-up (interpreter, imports, Hydra)", "setup": "setup and data loading",
+              "train": "training epochs", "validation": "validation", "fit_other": "fit: checkpoints, logging, other",
+              "test": "test-set loss", "classifier": "FID classifier (load, or train once)",
+              "eval_encode": "evaluation: posterior means", "mse": "evaluation: reconstruction",
+              "iwae": "evaluation: IWAE bound", "probe": "evaluation: linear probe",
+              "class_metrics": "evaluation: MIG, SAP, DCI, explicitness", "fid_samples": "FID: generating samples",
+              "fid_real": "FID: real images' statistics (cached)", "fid_features": "FID: samples' features",
+              "class_entropy": "class entropy", "cond_accuracy": "conditional accuracy",
+              "disentanglement": "disentanglement metrics"}  # section's table, not the results table
+
+
+def timed_arms(runs: Sequence[Run]) -> list[tuple[str, dict[str, Any], Path]]:
+    """One run per group (its lowest seed) for the timing pass: (name, group keys, run folder)."""
+    first: dict[tuple, Run] = {}
+    for run in sorted(runs, key=lambda r: (str(r.record.get("seed")), str(r.path))):
+        first.setdefault(run.key, run)
+    arms = []
+    for key, run in sorted(first.items(), key=lambda kv: _sort_key(kv[0])):
+        group = dict(zip(GROUP_KEYS + EXTRA_KEYS, key))
+        arms.append((f"{run.path.name}", group, run.path))
+    return arms
+
+
+def attach_timing(runs: Sequence[Run], folder: Path) -> None:
+    """Each run gets its arm's timing-pass medians as `timing/*` (the same for every seed: the table's cell is
+    the pass's median, its spread the pass's min–max, kept in `TIMING_SPREAD`)."""
+    timing = read_timing(folder, GROUP_KEYS + EXTRA_KEYS)
+    for run in runs:
+        arm = timing.get(run.key)
+        for metric in TIMING_HEADERS if arm else ():
+            run.record[f"timing/{metric}"] = arm[metric]["median"]
+            run.record[f"timing/{metric}_range"] = (arm[metric]["min"], arm[metric]["max"])
+
+
+def read_json_file(path: Path) -> dict[str, Any] | None:
+    """A JSON file the report adds to its time section (sweep.json, timing.json), if there and readable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_sweep(folder: Path) -> dict[str, Any] | None:
+    """The sweep's sweep.json (its wall time; vae_lab.sweep writes it), if readable."""
+    return read_json_file(folder / "sweep.json")
+
+
+def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict[str, Any] | None) -> str:
+    """Where the time went: the sweep's wall time and each part's total over its runs (metrics.json's time/*)."""
+    lines = ["", "## Where the time went", ""]
+    if sweep:
+        threads = sweep.get("threads")
+        lines.append(f"Sweep wall clock: **{sweep['wall_seconds']:,.0f} s** ({sweep['wall_seconds'] / 60:.1f} min), "
+                     f"from its process's start to its last job's end (sweep.json); {sweep.get('n_jobs')} job(s) at "
+                     f"once × {threads or 'the default number of'} thread(s) each ({sweep.get('launcher')}) on "
+                     f"{sweep.get('cpus')} CPUs.")
+    else:
+        lines.append("No sweep.json here (not a multirun folder), so no sweep wall time.")
+    if timing:
+        lines += ["", f"Timing pass (timing.json): {timing.get('device')}, {timing.get('threads')} thread(s), "
+                  f"{timing['options']['repeats']} windows per arm."
+                  + (f" Against the pass before it: {agreement_line(timing['agreement']).split(': ', 1)[1]}."
+                     if timing.get("agreement") else "")]
+    timed = timing is not None
+    totals = [r.record["time/total_seconds"] for r in runs if _number(r.record.get("time/total_seconds"))]
+    if not totals:
+        return "\n".join(lines + ["", "The runs record no time/total_seconds, so there is no breakdown."]) + "\n"
+    total = sum(totals)
+    lines += ["", f"Job time summed over the {len(totals)} runs that record it: {total:,.0f} s"
+              + (f", {total / sweep['wall_seconds']:.2f} jobs busy on average." if sweep else "."),
+              "Wall-clock seconds, on whatever else shared the machine"
+              + (": the comparison's time columns come from the timing pass (timing.json)." if timed else
+                 "; `timing=true` times every arm in one process for the comparison's time columns."), "",
+              "| part | total s | share | per run s |", "|:--|--:|--:|--:|"]
+    accounted = 0.0
+    for part in PARTS:
+        values = [r.record.get(f"time/{part}_seconds") for r in runs if _number(r.record.get("time/total_seconds"))]
+        values = [v for v in values if _number(v)]
+        if not values:
+            continue
+        accounted += sum(values)
+        lines.append(f"| {PART_NAMES.get(part, part)} | {sum(values):,.1f} | {sum(values) / total:.1%} "
+                     f"| {sum(values) / len(totals):,.1f} |")
+    other = total - accounted
+    lines += [f"| other (not in a part) | {other:,.1f} | {other / total:.1%} | {other / len(totals):,.1f} |",
+              f"| **all** | {total:,.1f} | 100% | {total / len(totals):,.1f} |"]
+    return "\n".join(lines) + "\n"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")

@@ -33,6 +33,7 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         "dataset": cfg.data.name,
         "beta": float(cfg.model.get("beta", 1.0)),
         "capacity_max": float(cfg.model.get("capacity_max", 0.0)),
+        **objective_settings(cfg.model),
         "latent_dim": int(cfg.model.latent_dim),
         "prior_components": int(cfg.model.get("prior_components", 1)),
         "learned_prior": cfg.model.get("learned_prior"),  # CVAEs: p(z|y) learned or N(0, I); null for the others
@@ -41,6 +42,21 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         "train_subset": cfg.data.get("train_subset"),  # set: trained on that many images, tested on a tenth as many
         "seed": int(cfg.seed),
     }
+
+
+def objective_settings(model: DictConfig) -> dict[str, Any]:
+    """The weights that tell an objective's sweep points apart beside β and C: FactorVAE's and the capacity
+    β-VAE's γ, DIP-VAE's variant, λ_od and λ_d (λ_d as the model resolves it); absent for the other models."""
+    target = str(model.get("_target_", ""))
+    settings: dict[str, Any] = {}
+    if target.endswith("FactorVAE") or float(model.get("capacity_max", 0.0) or 0.0) > 0:
+        settings["gamma"] = float(model.gamma)
+    if target.endswith("DIPVAE"):
+        from vae_lab.models.dip_vae import resolved_lambda_d
+
+        settings.update(variant=str(model.variant), lambda_od=float(model.lambda_od),
+                        lambda_d=resolved_lambda_d(str(model.variant), float(model.lambda_od), model.get("lambda_d")))
+    return settings
 
 
 def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module, test: dict[str, float],

@@ -1,16 +1,22 @@
-"""A Hydra callback for multiruns: one closing line on the jobs that failed, and a failing exit status."""
+"""A Hydra callback for multiruns: the sweep's wall time in its folder (sweep.json), one closing line on the jobs that
+failed, and a failing exit status."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.results import write_json
+from vae_lab.timing import process_start
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,10 @@ class SweepSummary(Callback):
     def __init__(self) -> None:
         self.jobs: list[Path] = []
         self.failed: list[str] = []
+        self.launched: float | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.launched = time.time()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         folder = Path(config.hydra.runtime.output_dir)
@@ -34,6 +44,7 @@ class SweepSummary(Callback):
             self.failed.append(f"{folder}: {reason}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_json(Path(config.hydra.sweep.dir) / "sweep.json", sweep_record(config, self.launched))
         if not self.failed:
             return
         log.error("%d of %d jobs failed:\n  %s", len(self.failed), len(self.jobs), "\n  ".join(self.failed))
@@ -47,3 +58,14 @@ def job_status(metrics: Path) -> tuple[str, str]:
     except (OSError, ValueError):
         return "missing", "no readable metrics.json"
     return record.get("status", "missing"), record.get("reason", "")
+
+
+def sweep_record(config: DictConfig, launched: float | None) -> dict[str, Any]:
+    """sweep.json: the sweep's wall time, from its process's start to its last job's end, and how it ran its jobs."""
+    started, ended = process_start(), time.time()
+    launcher = config.hydra.launcher
+    return {"wall_seconds": ended - started, "launch_seconds": (launched or started) - started,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1],
+            "n_jobs": launcher.get("n_jobs", 1), "threads": OmegaConf.select(config, "threads", default=None),
+            "cpus": os.cpu_count(), "overrides": list(config.hydra.overrides.task)}

@@ -1,8 +1,13 @@
-"""Training-time accounting: a Lightning callback that times training epochs, validation excluded."""
+"""Time accounting: where a run's time goes (`time/*` in metrics.json), and a Lightning callback that times training
+epochs, validation excluded."""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,21 +16,90 @@ import torch
 from vae_lab.data.datamodule import step_batches
 
 
+IMPORTED_AT = time.time()  # where /proc cannot say when this process started
+# The parts of a run, in order: each `time/<part>_seconds` in metrics.json, none counted in another; a run's
+# `time/total_seconds` is their sum plus what no part names (the report shows it as "other").
+FIT_PARTS = ("startup", "setup", "train", "validation", "fit_other", "test")
+EVAL_PARTS = ("classifier", "eval_encode", "mse", "iwae", "probe", "class_metrics", "fid_samples", "fid_real",
+              "fid_features", "class_entropy", "cond_accuracy", "disentanglement")
+PARTS = FIT_PARTS + EVAL_PARTS
+
+
+def process_start() -> float:
+    """When this process started (wall clock, s): from /proc on Linux (10 ms resolution), else when vae_lab.timing
+    was imported."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22
+    except (OSError, ValueError, IndexError, AttributeError):
+        return IMPORTED_AT
+    return time.time() - age
+
+
+class JobClock:
+    """A process's jobs one after another (a launcher's worker runs several): each job's start-up is the time from
+    the process's start, or from the end of its previous job, to the job's start."""
+
+    def __init__(self) -> None:
+        self.previous_end: float | None = None
+
+    def startup_seconds(self) -> float:
+        """Seconds from the process's start (or its previous job's end) until now."""
+        return max(0.0, time.time() - (self.previous_end or process_start()))
+
+    def job_ended(self) -> None:
+        self.previous_end = time.time()
+
+
+JOBS = JobClock()  # this process's: the one clock a launcher's worker shares between the jobs it runs
+
+
+class Stopwatch:
+    """Seconds per named part, added up over every `with watch("part"):` (GPU work waited for at each end)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize()
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+
+    def add(self, part: str, seconds: float) -> None:
+        self.seconds[part] = self.seconds.get(part, 0.0) + seconds
+
+    def summary(self) -> dict[str, float]:
+        """The `time/<part>_seconds` entries of metrics.json."""
+        return {f"time/{part}_seconds": seconds for part, seconds in self.seconds.items()}
+
+
 class TrainTimer(pl.Callback):
-    """Wall time spent in training epochs only (validation excluded) and the images processed in it."""
+    """Wall time spent in training epochs only (validation excluded), the images processed in it, and the time in
+    validation loops (the sanity check's included)."""
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
+        self.validation_seconds = 0.0
         self.images = 0
         self.epoch_seconds: list[float] = []
         self._start: float | None = None
         self._epoch = 0.0
+        self._validation_start: float | None = None
+        self.this_process = 0.0  # training and validation seconds in this process (a resumed run's earlier not)
 
-    def _pause(self) -> None:
+    def _pause(self) -> float:
+        """Stop the epoch's clock (if running); the time now."""
+        synchronize()
+        now = time.perf_counter()
         if self._start is not None:
-            synchronize()
-            self._epoch += time.perf_counter() - self._start
+            self._epoch += now - self._start
+            self.this_process += now - self._start
             self._start = None
+        return now
 
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._epoch, self._start = 0.0, time.perf_counter()
@@ -39,7 +113,15 @@ class TrainTimer(pl.Callback):
             self._start = time.perf_counter()
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self._pause()
+        self._validation_start = self._pause()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self._validation_start is not None:
+            synchronize()
+            seconds = time.perf_counter() - self._validation_start
+            self.validation_seconds += seconds
+            self.this_process += seconds
+            self._validation_start = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._pause()
@@ -48,16 +130,18 @@ class TrainTimer(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints, so a resumed run reports the training time of all its epochs."""
-        return {"train_seconds": self.train_seconds, "images": self.images, "epoch_seconds": self.epoch_seconds}
+        return {"train_seconds": self.train_seconds, "images": self.images, "epoch_seconds": self.epoch_seconds,
+                "validation_seconds": self.validation_seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.train_seconds, self.images = state["train_seconds"], state["images"]
         self.epoch_seconds = list(state["epoch_seconds"])
+        self.validation_seconds = state.get("validation_seconds", 0.0)  # absent from older checkpoints
 
     def summary(self) -> dict[str, float]:
         """The timing entries of metrics.json."""
         seconds = self.train_seconds
-        return {"time/train_seconds": seconds,
+        return {"time/train_seconds": seconds, "time/validation_seconds": self.validation_seconds,
                 "time/epoch_seconds": seconds / max(1, len(self.epoch_seconds)),
                 "time/train_images_per_second": self.images / seconds if seconds else 0.0}
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import hydra.errors
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
@@ -32,7 +34,7 @@ from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.resume import check_same_settings
 from vae_lab.run_folder import claim
-from vae_lab.timing import TrainTimer
+from vae_lab.timing import JOBS, Stopwatch, TrainTimer
 
 log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
 
@@ -43,6 +45,7 @@ TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a 
     "model.beta": (False, False), "model.lr": (False, False), "model.weight_decay": (False, False),
     "model.obs_sigma": (False, False), "model.gamma": (False, False), "model.capacity_max": (False, False),
     "model.capacity_steps": (True, False), "model.prior_components": (True, False), "trainer.max_epochs": (True, False),
+    "model.lambda_od": (False, False), "model.lambda_d": (False, True),
     "trainer.log_every_n_steps": (True, False), "data.steps_per_batch": (True, False),
 }
 
@@ -174,6 +177,15 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     return datamodule, model, instantiate_trainer(cfg, **trainer_kwargs)
 
 
+def apply_threads(threads: int | None) -> None:
+    """`threads`: torch's intra-op threads for this job (a sweep's jobs side by side each take a share of the
+    cores); null leaves torch's default (one per core)."""
+    if threads is None:
+        return
+    check_number("threads", threads, whole=True, minimum=1)
+    torch.set_num_threads(int(threads))
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit, test on the full test set, and write the run's metrics.json; return its record.
 
@@ -186,16 +198,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
-    """`train`'s work, in a run folder it holds."""
-    datamodule, model, trainer = build(cfg)
+    """`train`'s work, in a run folder it holds; each part's time in metrics.json's time/*."""
+    watch = Stopwatch()
+    watch.add("startup", JOBS.startup_seconds())  # interpreter, imports, Hydra's composition (or the previous job)
+    job_start = time.perf_counter()
+    apply_threads(cfg.get("threads"))
+    with watch("setup"):  # the objects, and the data read into memory (Lightning's own setup then finds it there)
+        datamodule, model, trainer = build(cfg)
+        if trainer.world_size == 1:
+            datamodule.prepare_data()
+            datamodule.setup("fit")
     callbacks, logger = trainer.callbacks, trainer.logger
+    timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     choices = dict(HydraConfig.get().runtime.choices)
     resume = resume_path(cfg)
     if resume is not None:  # Lightning would restore the checkpoint's optimiser (its rate) over changed settings
         check_same_settings(read_checkpoint(resume), model, datamodule)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
+        with watch("fit"):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        with watch("test"):
+            test = trainer.test(model, datamodule=datamodule, verbose=False)[0]  # sync_dist: every process's shard
         if not trainer.is_global_zero:
             return {}  # under DDP, rank 0 alone evaluates and writes
         skipped = None
@@ -206,9 +229,14 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             write_failure(cfg, err)
         raise
-    timer = next(c for c in callbacks if isinstance(c, TrainTimer))
-    record = run_record(cfg, choices, model, test, timer.summary(), trainer.current_epoch)
+    timing = timer.summary()
+    fit = watch.seconds.pop("fit")  # what of the fit was neither training nor validation (checkpoints, logging, …)
+    watch.add("fit_other", max(0.0, fit - timer.this_process))
+    timing.update(watch.summary())
+    timing["time/total_seconds"] = watch.seconds["startup"] + time.perf_counter() - job_start
+    record = run_record(cfg, choices, model, test, timing, trainer.current_epoch)
     record["processes"] = trainer.world_size
+    record["threads"] = torch.get_num_threads()
     record["resumed_from"] = None if resume is None else str(resume)
     hparams = {k: v for k, v in record.items() if not k.startswith(("test/", "time/"))}
     if skipped:
@@ -252,6 +280,8 @@ def main(cfg: DictConfig) -> float | None:
             if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
                 write_failure(cfg, err)
             record = {"status": "failed"}
+        finally:
+            JOBS.job_ended()
         if record.get("status") == "ok":
             print(run_summary(record, cfg.paths.output_dir))
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from vae_lab.data.datamodule import ImageDataModule, ResidentImages
-from vae_lab.metrics.fid import fid
+from vae_lab.metrics.fid import fid_against, real_statistics
 from vae_lab.metrics.ground_truth import class_factor_metrics
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
 from vae_lab.metrics.likelihood import iwae_nll
 from vae_lab.metrics.samples import class_entropy, conditional_accuracy, timed_generation
 from vae_lab.models.base import BaseVAE
+from vae_lab.timing import Stopwatch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -57,16 +58,25 @@ def reconstruction_mse(model: BaseVAE, batches: Iterator[Batch]) -> float:
     return total / max(count, 1)
 
 
-def sample_metrics(model: BaseVAE, classifier: nn.Module, real: torch.Tensor, n: int,
-                   per_class: int, batch_size: int) -> dict[str, float]:
-    """FID, class entropy and sampling throughput from n prior samples; conditional accuracies for a CVAE."""
-    images, per_second = timed_generation(model, n, batch_size)
-    out = {"test/fid": fid(real, images, classifier, batch_size),
-           "test/class_entropy": class_entropy(model, classifier, images=images, batch_size=batch_size),
-           "time/sample_images_per_second": per_second}
+def sample_metrics(model: BaseVAE, classifier: nn.Module, real: torch.Tensor, n: int, per_class: int,
+                   batch_size: int, watch: Stopwatch | None = None,
+                   fid_cache: str | Path | None = None) -> dict[str, float]:
+    """FID, class entropy and sampling throughput from n prior samples; conditional accuracies for a CVAE. The real
+    images' FID statistics come from `fid_cache` when it holds them for these images and this classifier."""
+    watch = watch or Stopwatch()
+    with watch("fid_samples"):
+        images, per_second = timed_generation(model, n, batch_size)
+    with watch("fid_real"):
+        stats = real_statistics(real, classifier, batch_size, fid_cache)
+    with watch("fid_features"):
+        out = {"test/fid": fid_against(stats, images, classifier, batch_size)}
+    with watch("class_entropy"):
+        out["test/class_entropy"] = class_entropy(model, classifier, images=images, batch_size=batch_size)
+    out["time/sample_images_per_second"] = per_second
     if model.conditional:
-        out["test/cond_accuracy"] = conditional_accuracy(model, classifier, per_class, 1.0, batch_size)
-        out["test/cond_accuracy_t0.5"] = conditional_accuracy(model, classifier, per_class, 0.5, batch_size)
+        with watch("cond_accuracy"):
+            out["test/cond_accuracy"] = conditional_accuracy(model, classifier, per_class, 1.0, batch_size)
+            out["test/cond_accuracy_t0.5"] = conditional_accuracy(model, classifier, per_class, 0.5, batch_size)
     return out
 
 
@@ -91,29 +101,36 @@ def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.M
                    iwae_chunk: int = 100, iwae_batch: int = 100, iwae_precision: str = "fp32", iwae_seed: int = 0,
                    max_test_images: int | None = None,
                    probe_train_images: int = 10000, fid_samples: int = 10000, per_class: int = 1000,
-                   batch_size: int = 500) -> dict[str, float]:
-    """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys; without
-    a classifier (data without labels), those that need none."""
+                   batch_size: int = 500, watch: Stopwatch | None = None,
+                   fid_cache: str | Path | None = None) -> dict[str, float]:
+    """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys
+    (`time/<part>_seconds` for each part of the evaluation, also added to `watch` when given); without a
+    classifier (data without labels), those that need none."""
+    watch = watch or Stopwatch()
     with evaluation_layout(model):
         model.eval()
         datamodule.setup()
         test, train = datamodule.splits["test"], datamodule.splits["train"]
         batches = partial(SplitBatches, device=model.device, batch_size=batch_size, limit=max_test_images)
-        test_mu, test_y = posterior_means(model, batches(test))
-        start = time.perf_counter()
-        nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk, iwae_precision,
-                            iwae_seed)
-        out = {"test/mse": reconstruction_mse(model, batches(test)),
-               "test/nll_iwae": nll_iwae,
-               "time/iwae_seconds": time.perf_counter() - start,
-               "test/active_units": float(active_units(test_mu))}
+        with watch("eval_encode"):
+            test_mu, test_y = posterior_means(model, batches(test))
+        with watch("iwae"):
+            nll_iwae = iwae_nll(model, batches(test, batch_size=iwae_batch), iwae_samples, iwae_chunk,
+                                iwae_precision, iwae_seed)
+        with watch("mse"):
+            out = {"test/mse": reconstruction_mse(model, batches(test)), "test/nll_iwae": nll_iwae,
+                   "test/active_units": float(active_units(test_mu))}
         if classifier is None:
-            _, per_second = timed_generation(model, min(fid_samples, 1000), batch_size)
-            return {**out, "time/sample_images_per_second": per_second}
-        train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
-        real = torch.cat([x for x, _ in batches(test)])
+            with watch("fid_samples"):
+                _, per_second = timed_generation(model, min(fid_samples, 1000), batch_size)
+            return {**out, "time/sample_images_per_second": per_second, **watch.summary()}
+        with watch("eval_encode"):
+            train_mu, train_y = posterior_means(model, batches(train, limit=probe_train_images))
+            real = torch.cat([x for x, _ in batches(test)])
         num_classes = int(getattr(classifier, "config", {}).get("num_classes", model.num_classes))
-        return {**out,
-                "test/probe_accuracy": linear_probe_accuracy(train_mu, train_y, test_mu, test_y, num_classes),
-                **class_factor_metrics(train_mu, train_y, test_mu, test_y),
-                **sample_metrics(model, classifier, real, fid_samples, per_class, batch_size)}
+        with watch("probe"):
+            out["test/probe_accuracy"] = linear_probe_accuracy(train_mu, train_y, test_mu, test_y, num_classes)
+        with watch("class_metrics"):
+            out.update(class_factor_metrics(train_mu, train_y, test_mu, test_y))
+        out.update(sample_metrics(model, classifier, real, fid_samples, per_class, batch_size, watch, fid_cache))
+        return {**out, **watch.summary()}

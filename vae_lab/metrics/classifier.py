@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,7 @@ def load_classifier(weights: Path, device: torch.device | str) -> Classifier:
     classifier = Classifier(**saved["config"])
     classifier.load_state_dict(saved["state_dict"])
     classifier.test_accuracy = float(saved["test_accuracy"])
+    classifier.cache_file = weights  # its real-image FID statistics are cached beside it (`fid_cache`)
     return classifier.requires_grad_(False).to(device).eval()
 
 
@@ -189,10 +191,41 @@ def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | st
     recipe differs is trained again. Datasets other than MNIST and Fashion-MNIST come with their `datamodule`."""
     recipe = {**RECIPES.get(dataset, DEFAULT_RECIPE), **overrides}
     source = None if dataset in TWENTY_EIGHT or datamodule is None else data_identity(datamodule)
-    weights = Path(cache_dir or Path(data_dir) / "classifiers") / cache_name(dataset, recipe, train_subset, source)
-    if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
-        train_and_cache(data_dir, dataset, device, weights, train_subset, datamodule, **recipe)
+    weights = classifier_folder(data_dir, cache_dir) / cache_name(dataset, recipe, train_subset, source)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(weights.with_suffix(".lock")):  # a sweep's jobs side by side: one trains, the others wait for it
+        if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
+            train_and_cache(data_dir, dataset, device, weights, train_subset, datamodule, **recipe)
     return load_classifier(weights, device)
+
+
+def fid_cache(classifier: nn.Module) -> Path | None:
+    """Where the real images' FID statistics in a cached classifier's feature space are kept: `fid/` beside its
+    weights (None for a classifier not loaded from a cache)."""
+    weights = getattr(classifier, "cache_file", None)
+    return None if weights is None else Path(weights).parent / "fid"
+
+
+def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where the classifiers (and the real images' FID statistics, in `fid/`) are cached: `eval.classifier.cache_dir`,
+    by default `data_dir/classifiers`."""
+    return Path(cache_dir or Path(data_dir) / "classifiers")
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a file (other processes asking for it wait) where the OS has fcntl."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; jobs side by side may then train the same classifier twice
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def data_identity(datamodule: ImageDataModule) -> dict[str, Any]:

@@ -70,34 +70,50 @@ def _save(fig: plt.Figure, path: Path) -> bool:
     return True
 
 
+QUALITY = (("test/nelbo", "−ELBO (nats)"), ("test/fid", "FID"), ("accuracy", "accuracy: conditional (CVAE) or probe"))
+EPOCH_TIME = (("timing/epoch_seconds", "training s per epoch (timing pass)"),
+              ("time/epoch_seconds", "training s per epoch (sweep wall clock)"))
+
+
+def _quality(row: Row, metric: str) -> tuple[float | None, float | None, str]:
+    """A row's value and seed spread of one quality axis; for `accuracy`, the CVAEs' conditional accuracy and
+    the others' linear-probe accuracy, with a marker telling them apart."""
+    if metric == "accuracy":
+        metric = "test/cond_accuracy" if _has(row, "test/cond_accuracy") else "test/probe_accuracy"
+    if metric == "test/nelbo" and not _has(row, metric):
+        metric = "test/loss"
+    marker = "s" if metric == "test/cond_accuracy" else "o"
+    return row["mean"].get(metric), row["std"].get(metric), marker
+
+
 def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
-    """Test loss (and FID, when measured) against training time: one labelled marker per group."""
-    rows = [r for r in rows if _has(r, "test/loss") and _has(r, "time/train_seconds")]
+    """Quality (−ELBO, FID, conditional or probe accuracy) against training seconds per epoch, one point per group
+    with its seed spread (and the timing pass's min–max, when it ran), a row of panels per dataset."""
+    x_key, x_label = next(((k, label) for k, label in EPOCH_TIME if any(_has(r, k) for r in rows)), (None, None))
+    rows = [r for r in rows if x_key and _has(r, x_key)]
     if not rows:
         return False
-    metrics = ["test/loss"] + (["test/fid"] if any(_has(r, "test/fid") for r in rows) else [])
-    colours = _colours(rows)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.5), squeeze=False)
-    times = [r["mean"]["time/train_seconds"] for r in rows]
-    log_x = min(times) > 0 and max(times) / min(times) > 20
-    for ax, metric in zip(axes[0], metrics):
-        seen = set()
-        for row in rows:
-            if not _has(row, metric):
-                continue
-            x, y = row["mean"]["time/train_seconds"], row["mean"][metric]
-            dataset = row["dataset"]
-            _errorbar(ax, [x], [y], [row["std"]["time/train_seconds"]], [row["std"][metric]], fmt="o",
-                      color=colours[dataset], label=None if dataset in seen else dataset)
-            seen.add(dataset)
-            ax.annotate(group_label(row, rows), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        if log_x:
-            ax.set_xscale("log")
-        ax.set_xlabel(LABELS["time/train_seconds"])
-        ax.set_ylabel(LABELS.get(metric, metric))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Quality against training time (mean ± std over seeds)")
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(len(datasets), len(QUALITY), figsize=(5.5 * len(QUALITY), 4.2 * len(datasets)),
+                             squeeze=False)
+    for axes_row, dataset in zip(axes, datasets):
+        group = [r for r in rows if r["dataset"] == dataset]
+        for ax, (metric, label) in zip(axes_row, QUALITY):
+            for row in group:
+                y, yerr, marker = _quality(row, metric)
+                if y is None:
+                    continue
+                x = row["mean"][x_key]
+                span = row["runs"][0].record.get(f"{x_key}_range") if row.get("runs") else None
+                xerr = [[x - span[0]], [span[1] - x]] if span else [row["std"].get(x_key) or 0.0]
+                ax.errorbar([x], [y], xerr=xerr, yerr=[yerr or 0.0], fmt=marker, capsize=3)
+                ax.annotate(group_label(row, rows), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.set_xlabel(x_label)
+            ax.set_ylabel(label)
+            ax.set_title(dataset, fontsize=9)
+            ax.grid(alpha=0.3)
+    fig.suptitle("Quality against training time per epoch (mean ± std over seeds; ■ conditional accuracy, "
+                 "● probe accuracy)")
     return _save(fig, path)
 
 

@@ -1,0 +1,192 @@
+"""The timing pass (`python -m vae_lab.report DIR timing=true`): every arm of a sweep timed in one process with the
+bench's method — short interleaved windows (each arm's in turn, so a change in the machine's load hits every arm
+alike), warm-up excluded, median and spread — into the sweep folder's timing.json, which the report's time columns
+come from."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.bench import StepClock, device_name, throughput
+from vae_lab.errors import ConfigError, check_number
+from vae_lab.evaluate import eval_options
+from vae_lab.metrics import evaluate_model
+from vae_lab.metrics.classifier import fid_cache, get_classifier
+from vae_lab.metrics.samples import timed_generation
+from vae_lab.models import load_model
+from vae_lab.results import write_json
+from vae_lab.train import build
+
+TIMING_FILE = "timing.json"
+PREVIOUS_FILE = "timing_previous.json"  # the pass before, when timing=true runs again on the same sweep
+# What the timing pass measures per arm, with its header in the report (each shown as median (min–max)).
+TIMING_HEADERS = {"train_images_per_second": "train img/s", "epoch_seconds": "epoch s",
+                  "sample_images_per_second": "samples/s", "eval_seconds_per_10k": "eval s / 10k test images"}
+
+
+def check_options(options: DictConfig) -> None:
+    """One line for a bad `timing_options.*`, before anything is timed."""
+    for key in ("warmup_steps", "steps", "repeats", "sample_images", "batch_size", "eval_images"):
+        check_number(f"timing_options.{key}", options[key], whole=True, minimum=1)
+    check_number("timing_options.threads", options.threads, whole=True, minimum=1, nullable=True)
+
+
+def run_overrides(run: Path) -> list[str]:
+    """The train.yaml overrides a run was made with (its `.hydra/overrides.yaml`), less the thread count, which
+    the timing pass sets for all arms alike."""
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        raise ConfigError(f"timing=true: {path} is missing, so the arm's config cannot be rebuilt")
+    return [o for o in OmegaConf.to_container(OmegaConf.load(path)) if not o.lstrip("+~").startswith("threads=")]
+
+
+class Arm:
+    """One report group: its run's config, data, a model to train and the run's trained model to sample and
+    evaluate, and the rates measured in each of its windows."""
+
+    def __init__(self, name: str, group: dict[str, Any], run: Path, cfg: DictConfig,
+                 datamodules: dict[str, Any]) -> None:
+        self.name, self.group, self.run, self.cfg = name, group, run, cfg
+        key = OmegaConf.to_yaml(cfg.data, resolve=True)  # arms on the same data share its resident images
+        self.datamodule, self.model, _ = build(cfg, callbacks=[], logger=False)
+        self.datamodule = datamodules.setdefault(key, self.datamodule)
+        self.datamodule.prepare_data()
+        self.datamodule.setup("fit")
+        self.device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
+        ckpt = run / "checkpoints" / "last.ckpt"
+        self.trained = load_model(ckpt, self.device) if ckpt.is_file() else None
+        self.windows: dict[str, list[float]] = {"train": [], "sample": [], "eval": []}
+        self.classifier = None
+
+    def train_window(self, warmup: int, steps: int) -> None:
+        """One fit of warm-up + timed steps with the run's own Trainer settings (no logger, checkpoints or
+        validation), continuing from the previous window's weights; the timed steps' images/s."""
+        clock = StepClock()
+        trainer = instantiate(self.cfg.trainer, callbacks=[clock], logger=False, max_steps=warmup + steps,
+                              max_epochs=-1, enable_checkpointing=False, limit_val_batches=0,
+                              enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(self.model, datamodule=self.datamodule)
+        self.windows["train"].append(throughput(clock.marks, warmup, 1, steps)["median"])
+
+    def evaluated(self) -> torch.nn.Module:
+        """The model sampling and evaluation are timed on: the run's trained one, else the one trained here."""
+        return (self.trained or self.model).to(self.device)
+
+    def sample_window(self, images: int, batch_size: int) -> None:
+        """Prior samples as the evaluation draws them (a warm-up batch first): images/s."""
+        self.windows["sample"].append(timed_generation(self.evaluated(), images, batch_size)[1])
+
+    def eval_options(self, images: int) -> dict[str, Any]:
+        """The run's evaluation options, every count scaled to `images` test images (the FID samples, the probe's
+        training images and the conditional samples alike), so its time scales to 10,000 test images."""
+        options, classifier = eval_options(self.cfg.eval)
+        options = {k: v for k, v in options.items() if k not in ("max_test_images", "fid_samples", "per_class",
+                                                                 "probe_train_images")}
+        if self.classifier is None:
+            data = self.datamodule
+            self.classifier = get_classifier(data.data_dir, data.name, self.device, datamodule=data, **classifier)
+            self.fid_cache = fid_cache(self.classifier)
+        return {**options, "max_test_images": images, "fid_samples": images,
+                "per_class": max(1, images // self.trained_classes()), "probe_train_images": images}
+
+    def trained_classes(self) -> int:
+        return int(getattr(self.evaluated(), "num_classes", 10))
+
+    def eval_window(self, images: int) -> None:
+        """The whole evaluation on the first `images` test images: seconds per 10,000."""
+        options = self.eval_options(images)
+        start = time.perf_counter()
+        evaluate_model(self.evaluated(), self.datamodule, self.classifier, fid_cache=self.fid_cache, **options)
+        self.windows["eval"].append((time.perf_counter() - start) * 10_000 / images)
+
+    def warm_up(self, options: DictConfig) -> None:
+        """Untimed: one of each window at a small size (kernels, the classifier, the cached FID statistics)."""
+        self.train_window(options.warmup_steps, 1)
+        self.sample_window(min(options.sample_images, 200), 100)
+        self.eval_window(min(options.eval_images, 100))
+        self.windows = {name: [] for name in self.windows}
+
+    def result(self) -> dict[str, Any]:
+        """This arm's timing.json entry: median, min and max over its windows."""
+        train = spread(self.windows["train"])
+        images = len(self.datamodule.splits["train"])
+        epoch = {k: images / v for k, v in zip(("median", "max", "min"), (train["median"], train["min"],
+                                                                           train["max"]))}
+        return {"name": self.name, "group": self.group, "run": str(self.run), "train_images": images,
+                "train_images_per_second": train, "epoch_seconds": epoch,
+                "sample_images_per_second": spread(self.windows["sample"]),
+                "eval_seconds_per_10k": spread(self.windows["eval"]), "windows": self.windows}
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of the windows' values."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictConfig, out: Path) -> Path:
+    """Time every (name, group, run folder) arm in interleaved windows and write `out/timing.json`."""
+    check_options(options)
+    if options.threads:
+        torch.set_num_threads(int(options.threads))
+    datamodules: dict[str, Any] = {}
+    built = []
+    for name, group, run in arms:  # every arm composed and built before any is timed
+        cfg = compose("train", overrides=run_overrides(run), return_hydra_config=False)
+        built.append(Arm(name, group, run, cfg, datamodules))
+    for arm in built:
+        print(f"timing pass: warming up {arm.name}", flush=True)
+        arm.warm_up(options)
+    for repeat in range(options.repeats):
+        for arm in built:  # each arm's windows in turn, then the next arm's: the load's changes hit all alike
+            arm.train_window(options.warmup_steps, options.steps)
+            arm.sample_window(options.sample_images, options.batch_size)
+            arm.eval_window(options.eval_images)
+        print(f"timing pass: round {repeat + 1} of {options.repeats} done", flush=True)
+    path = out / TIMING_FILE
+    record = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "options": OmegaConf.to_container(options), "arms": [arm.result() for arm in built]}
+    if path.is_file():  # the pass before this one: kept as timing_previous.json, and the two compared
+        previous = path.with_name(PREVIOUS_FILE)
+        path.replace(previous)
+        record["agreement"] = agreement(json.loads(previous.read_text())["arms"], record["arms"])
+        print(agreement_line(record["agreement"]), flush=True)
+    write_json(path, record)
+    return path
+
+
+def agreement(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How two passes agree: each arm's training images/s in the second over the first, the largest relative
+    difference, and whether they rank the arms alike by training speed."""
+    first = {arm["name"]: arm["train_images_per_second"]["median"] for arm in before}
+    second = {arm["name"]: arm["train_images_per_second"]["median"] for arm in after}
+    common = [name for name in second if name in first]
+    ratios = {name: second[name] / first[name] for name in common}
+    ranking = [sorted(common, key=rates.get) for rates in (first, second)]
+    return {"ratios": ratios, "max_difference": max((abs(r - 1) for r in ratios.values()), default=0.0),
+            "same_ranking": ranking[0] == ranking[1], "arms": len(common)}
+
+
+def agreement_line(agreed: dict[str, Any]) -> str:
+    """One sentence on how this pass agrees with the previous one."""
+    return (f"timing pass against the previous one ({PREVIOUS_FILE}): training images/s of the {agreed['arms']} "
+            f"arms within {agreed['max_difference']:.1%} of each other, "
+            + ("the same ranking of arms by speed" if agreed["same_ranking"] else "a different ranking of arms"))
+
+
+def read_timing(folder: Path, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
+    """timing.json's arms keyed by their group (the values of `keys`); empty when there is none."""
+    path = folder / TIMING_FILE
+    if not path.is_file():
+        return {}
+    arms = json.loads(path.read_text())["arms"]
+    return {tuple(arm["group"].get(k) for k in keys): arm for arm in arms}
