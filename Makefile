@@ -6,14 +6,14 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-images docs-screenshots clean
+.PHONY: install data train test test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-images docs-screenshots clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,cluster,datasets]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster,datasets,explore,browser]'
 	touch $(STAMP)
 
 data: install
@@ -24,6 +24,14 @@ train: install data
 
 test: install data
 	$(BIN)/python -m pytest -q tests
+
+# The explorer in headless Chromium from the OS packages (Debian's chromium + chromium-driver), driven by Selenium.
+# VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png keeps its screenshot (VAE_LAB_EXPLORE_CKPT: of that checkpoint).
+test-browser: install data
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+	$(BIN)/pip install --quiet -e '.[dev,cluster,explore,browser]'
+	$(BIN)/python -m pytest -q -s tests/test_explore_browser.py
 
 bench: install data
 	$(BIN)/python -m vae_lab.bench json=outputs/bench.json $(ARGS)

@@ -12,6 +12,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import CLASSIFIER_CACHE, EVAL_FAST, FAST, ROOT, compose_cfg, run_cli, run_cli_cases
+from tests.test_projector import check_projector
 from vae_lab.timing import EVAL_PARTS, PARTS
 
 EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test/class_entropy",
@@ -53,6 +54,8 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert events.PluginTagToContent("hparams"), "the HParams tab needs the hparams summary"
     images = set(events.Tags()["images"])
     assert {"images/reconstructions", "images/samples", "images/traversals", "images/class_grid"} <= images
+    names = check_projector(cvae_run / "tensorboard", 200, 8, 28)  # FAST: a test set of train_subset // 10
+    assert set(names) <= {str(i) for i in range(10)} and len(set(names)) > 1  # MNIST's class names
 
 
 def test_final_metrics_are_logged_once_at_the_last_step(cvae_run):
@@ -257,13 +260,15 @@ def test_label_given_to_unconditional_model(tmp_path, data_dir):
 def test_evaluate_rewrites_metrics_of_a_checkpoint(cvae_run, tmp_path):
     out = tmp_path / "metrics.json"
     result = run_cli("vae_lab.evaluate", f"ckpt_path={cvae_run}/checkpoints/last.ckpt", f"out={out}", *EVAL_FAST,
-                     "+eval.iwae_precision=bf16")
+                     "+eval.iwae_precision=bf16", "projector.images=50", f"projector.dir={tmp_path}/tb")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(out.read_text())
     for key in EVAL_KEYS + ("test/loss", "test/recon", "test/kl"):
         assert metrics.get(key) is not None, key
     assert metrics["test/nll_iwae"] <= metrics["test/loss"] + 1.0
     assert metrics["eval/iwae_precision"] == "bf16" and metrics["eval/iwae_samples"] == 4  # how it was measured
+    assert "Projector" in result.stdout
+    assert len(check_projector(tmp_path / "tb", 50, 8, 28)) == 50  # the full test set's first 50
 
 
 def test_evaluate_rejects_unknown_options(cvae_run):

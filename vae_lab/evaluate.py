@@ -25,6 +25,7 @@ from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
 from vae_lab.timing import Stopwatch
+from vae_lab.viz.projector import write_projector
 
 IMAGE_KEYS = set(inspect.signature(evaluate_model).parameters) - {"model", "datamodule", "classifier", "watch",
                                                                   "fid_cache"}
@@ -147,9 +148,11 @@ def output_record(out: Path, key: str) -> dict[str, Any] | None:
 
 def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None = None,
                         data_dir: str | Path | None = None, accelerator: str = "auto",
-                        precision: str = "32-true") -> dict[str, Any]:
+                        precision: str = "32-true", projector_images: int = 0,
+                        projector_dir: str | Path | None = None) -> dict[str, Any]:
     """Test loss terms (Lightning's test loop) and every metric the checkpoint's data allow, on its test set, and
-    `skipped`: {metric: why} for the others."""
+    `skipped`: {metric: why} for the others; with `projector_images`, that many test images' encoder means for
+    TensorBoard's Projector (default folder: the run's tensorboard/)."""
     checkpoint = read_checkpoint(ckpt_path)
     eval_options(options)  # a bad option fails here, before anything loads
     trainer = test_trainer(accelerator, precision)
@@ -159,6 +162,13 @@ def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None
     test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics = {k: float(v) for k, v in test.items() if not k.startswith("kl_dim/")}
     metrics.update(test_set_metrics(model.to(trainer.strategy.root_device), datamodule, options))
+    folder = Path(projector_dir or run_dir_of(Path(ckpt_path)) / "tensorboard")
+    ground_truth = getattr(datamodule, "ground_truth", None)
+    logged = write_projector(folder, model, datamodule.splits["test"], projector_images,
+                             int(checkpoint.get("global_step", 0)), datamodule.class_names,
+                             ground_truth.factor_names if ground_truth is not None else None)
+    if logged:
+        print(f"TensorBoard Projector: {logged} test images' encoder means in {folder}")
     return metrics  # with `skipped`: each metric the data do not allow, and why
 
 
@@ -168,10 +178,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = Path(cfg.ckpt_path)
     model_name = read_checkpoint(ckpt_path)["vae_lab_model"].rsplit(".", 1)[-1].lower()
     options, _ = eval_options(cfg.eval)
+    check_number("projector.images", cfg.projector.images, whole=True, minimum=0)
     test_trainer(cfg.accelerator, cfg.precision)  # a bad accelerator or precision fails before any work
     out = Path(cfg.out) if cfg.out else run_dir_of(ckpt_path) / "metrics.json"
     record = output_record(out, "out")  # writable, and a metrics.json already there whole, before any work
-    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision)
+    metrics = evaluate_checkpoint(ckpt_path, cfg.eval, cfg.data_dir, cfg.accelerator, cfg.precision,
+                                  cfg.projector.images, cfg.projector.dir)
     skipped = metrics.pop("skipped")
     record = record or {"model": model_name, "status": "ok"}
     record.update(metrics)

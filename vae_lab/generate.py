@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
 from vae_lab.cli import output_folder, require, user_errors
-from vae_lab.data.datamodule import datamodule_from_checkpoint
+from vae_lab.data.datamodule import test_split
 from vae_lab.errors import ConfigError, check_number, check_seed
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.models.base import BaseVAE
@@ -47,10 +47,7 @@ def check(cfg: DictConfig) -> None:
 
 def test_images(checkpoint: dict, cfg: DictConfig, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first n test images (of class `label` if given) of the checkpoint's dataset."""
-    datamodule = datamodule_from_checkpoint(checkpoint, cfg.data_dir, train_subset=None)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    data = datamodule.splits["test"]
+    data = test_split(checkpoint, cfg.data_dir)
     keep = torch.arange(len(data)) if cfg.label is None else (data.labels == int(cfg.label)).nonzero()[:, 0]
     return data[keep[:n]]
 

@@ -280,3 +280,17 @@ def datamodule_class(name: str) -> type[ImageDataModule]:
         return ImageDataModule
     module, _, cls = DATAMODULES[name].rpartition(".")
     return getattr(importlib.import_module(module), cls)
+
+
+def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> ImageDataModule:
+    """A checkpoint's datamodule, set up with its dataset's full test split (its class names or ground truth too)."""
+    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return datamodule
+
+
+def test_split(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
+    """The full test split of a checkpoint's dataset; indexing it with an index tensor gives (images, labels or
+    factors)."""
+    return test_datamodule(checkpoint, data_dir).splits["test"]

@@ -1,14 +1,36 @@
-"""Latent-space metrics: active units (Burda et al., 2016) and a linear probe from posterior means to labels."""
+"""Latent-space metrics: posterior means of test images, active units (Burda et al., 2016) and a linear probe from
+posterior means to labels."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+
+@torch.no_grad()
+def encode_means(model: torch.nn.Module, test: Dataset, count: int,
+                 batch: int = 500) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances (on the CPU) of a model's first `count` images of a split indexed by
+    index tensors, and their labels (or factors)."""
+    mus, logvars, ys = [], [], []
+    for start in range(0, min(count, len(test)), batch):
+        x, y = test[torch.arange(start, min(start + batch, count, len(test)))]
+        mu, logvar = model.encode(x.to(model.device), y.to(model.device) if model.conditional else None)
+        mus.append(mu.cpu())
+        logvars.append(logvar.cpu())
+        ys.append(y.cpu())
+    return torch.cat(mus), torch.cat(logvars), torch.cat(ys)
+
+
+def active_dims(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Which latent dimensions are active: Cov_x(E_q[z_i|x]) above `threshold` (mu is N×D; a D-long bool tensor)."""
+    return mu.float().var(dim=0) > threshold
 
 
 def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     """How many latent dimensions have Cov_x(E_q[z_i|x]) above `threshold` (mu is N×D)."""
-    return int((mu.float().var(dim=0) > threshold).sum().item())
+    return int(active_dims(mu, threshold).sum().item())
 
 
 def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Lightning callbacks that log pictures, latent histograms and the learning rate to TensorBoard."""
+"""Lightning callbacks that log to TensorBoard: pictures every few epochs, latent histograms, the learning rate,
+and the projector at the end."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from vae_lab.errors import check_number
 from vae_lab.viz import grids
+from vae_lab.viz.projector import log_projector
 
 
 def writers(trainer: pl.Trainer) -> list[Any]:
@@ -104,3 +106,24 @@ class LearningRateMonitor(pl.callbacks.LearningRateMonitor):
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
         if trainer.loggers:
             super().on_train_epoch_start(trainer, *args, **kwargs)
+
+
+class Projector(pl.Callback):
+    """At the end of training, the first `images` test images' encoder means for TensorBoard's Projector tab (0: off)."""
+
+    def __init__(self, images: int = 3000) -> None:
+        check_number("callbacks.projector.images", images, whole=True, minimum=0)
+        self.images = images
+
+    def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not self.images or not trainer.is_global_zero:
+            return
+        datamodule = trainer.datamodule
+        if "test" not in datamodule.splits:
+            datamodule.setup("test")
+        ground_truth = getattr(datamodule, "ground_truth", None)
+        for logger in trainer.loggers:
+            writer = getattr(logger, "experiment", None)
+            if hasattr(writer, "add_embedding"):
+                log_projector(writer, module, datamodule.splits["test"], self.images, trainer.global_step,
+                              datamodule.class_names, ground_truth.factor_names if ground_truth is not None else None)

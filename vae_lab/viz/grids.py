@@ -94,14 +94,21 @@ def traversal(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, steps: in
     kl = model.kl_per_dimension(mu, logvar, y).mean(0)
     active = active_units(mu) if len(x) > 1 else model.latent_dim
     order = kl.argsort(descending=True).tolist()[: collapsed_rows if active == 0 else rows]
-    offsets = torch.linspace(-span, span, steps, device=model.device)
-    z = mu[:1].repeat(len(order) * steps, 1).view(len(order), steps, -1)
-    for row, dim in enumerate(order):
-        z[row, :, dim] += offsets
-    labels = None if y is None else y[:1].repeat(len(order) * steps)
-    images = mean_image(model.decode(z.view(-1, model.latent_dim), labels))
+    images = traverse(model, mu[0], order, y, torch.linspace(-span, span, steps, device=model.device))
     ranges = [(float(mu[0, d]) - span, float(mu[0, d]) + span) for d in order]
     return Traversal(images, steps, order, [float(kl[d]) for d in order], ranges, active)
+
+
+@torch.no_grad()
+def traverse(model: BaseVAE, z: torch.Tensor, dims: Sequence[int], y: torch.Tensor | None,
+             offsets: torch.Tensor) -> torch.Tensor:
+    """Images of the code z (length D) with each of `dims` in turn moved by each of `offsets`, row-major (one row per
+    dim), decoded as one batch."""
+    codes = z.to(model.device).repeat(len(dims) * len(offsets), 1).view(len(dims), len(offsets), -1)
+    for row, dim in enumerate(dims):
+        codes[row, :, dim] += offsets.to(model.device)
+    labels = None if y is None else y[:1].to(model.device).repeat(len(dims) * len(offsets))
+    return mean_image(model.decode(codes.view(-1, model.latent_dim), labels))
 
 
 def traversal_figure(t: Traversal, title: str = "") -> plt.Figure:

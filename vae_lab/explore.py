@@ -1,0 +1,74 @@
+"""`python -m vae_lab.explore ckpt_path=…`: a local web page to move a model's latents and watch its images change."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from vae_lab.cli import user_errors
+from vae_lab.errors import ConfigError, check_number
+from vae_lab.explorer.runs import candidates
+from vae_lab.explorer.session import Catalogue
+
+
+def check(cfg: DictConfig) -> None:
+    """Reject bad arguments before anything loads."""
+    check_number("kl_images", cfg.kl_images, whole=True, minimum=2)
+    check_number("threads", cfg.threads, whole=True, minimum=1)
+    check_number("bench", cfg.bench, whole=True, minimum=0)
+    check_number("port", cfg.port, whole=True, minimum=1, nullable=True)
+    paths = cfg.ckpt_path
+    if isinstance(paths, ListConfig) and len(paths) > 2:
+        raise ConfigError(f"ckpt_path: {len(paths)} checkpoints; the page shows one, or two side by side "
+                          "(give a folder with run= to choose among more)")
+
+
+def catalogue(cfg: DictConfig) -> Catalogue:
+    """The checkpoints named by ckpt_path= and found under run=, ready to load on first use."""
+    check(cfg)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    paths = OmegaConf.to_container(cfg.ckpt_path) if isinstance(cfg.ckpt_path, ListConfig) else cfg.ckpt_path
+    return Catalogue(candidates(paths, cfg.run), cfg.data_dir, cfg.kl_images, cfg.device)
+
+
+def explore(cfg: DictConfig) -> None:
+    """Serve the page until interrupted (or, with bench=N, time N slider moves and exit)."""
+    shelf = catalogue(cfg)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the page
+    try:
+        from vae_lab.explorer import page
+    except ImportError as err:
+        raise ConfigError(f"the explorer needs the `explore` extra: pip install -e '.[explore]' ({err})") from err
+    demo = page.build(shelf)
+    first = shelf.names[0]
+    second = shelf.names[1] if len(shelf.names) == 2 else None
+    shelf.session(first, second)  # load (and measure) before serving, so the first page opens at once
+    url = page.launch(demo, cfg.host, cfg.port)
+    if cfg.bench:
+        from vae_lab.explorer.bench import bench
+
+        try:
+            bench(shelf, url, first, second, cfg.bench)
+        finally:
+            demo.close()
+        return
+    print(f"vae_lab explorer: {url}  (Ctrl+C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="explore")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    with user_errors():
+        explore(cfg)
+
+
+if __name__ == "__main__":
+    main()
