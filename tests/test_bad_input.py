@@ -267,7 +267,7 @@ def test_report_says_what_it_left_out_of_a_mean(tmp_path):
     report(cfg)
     md = (root / "report.md").read_text()
     assert "| 101.0 ± 1.4 (n=2) |" in md  # the loss over the two finite seeds, saying so
-    assert "nan_everywhere" in md.split("## Left out")[0]  # its column is shown (empty), not dropped
+    assert "nan everywhere" in md.split("## Left out")[0]  # its column is shown (empty), not dropped
     left_out = md.split("## Left out of the means (5)")[1]
     assert "`2_vae`: test/loss = nan" in left_out and "`2_vae`: test/fid = null" in left_out
     assert "`2_vae`: test/nan_everywhere = nan" in left_out

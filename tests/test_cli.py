@@ -54,7 +54,7 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert events.PluginTagToContent("hparams"), "the HParams tab needs the hparams summary"
     images = set(events.Tags()["images"])
     assert {"images/reconstructions", "images/samples", "images/traversals", "images/class_grid"} <= images
-    names = check_projector(cvae_run / "tensorboard", 200, 8, 28)  # FAST: a test set of train_subset // 10
+    names = check_projector(cvae_run / "tensorboard" / "cvae_mnist", 200, 8, 28)  # FAST: a test set of train_subset // 10
     assert set(names) <= {str(i) for i in range(10)} and len(set(names)) > 1  # MNIST's class names
 
 

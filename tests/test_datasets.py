@@ -160,7 +160,8 @@ def test_a_colour_cvae_trains_on_cifar10_evaluates_logs_and_generates_in_colour(
     samples = np.load(tmp_path / "s.npy")
     assert samples.shape == (4, 3, 32, 32) and 0 <= samples.min() and samples.max() <= 1
     assert not np.allclose(samples[:, 0], samples[:, 1])  # the channels are decoded separately
-    assert Image.open(tmp_path / "t.png").mode == "RGB"
+    picture = np.asarray(Image.open(tmp_path / "t.png").convert("RGB")).astype(int)  # a labelled figure: RGBA
+    assert (picture[..., 0] != picture[..., 1]).any()  # in colour, not grey
 
 
 def write_folder(root: Path, classes: list[str] | None, per_class: int = 6) -> Path:

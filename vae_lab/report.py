@@ -439,7 +439,8 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
             datamodule = datamodule_from_checkpoint(read_checkpoint(ckpt), data_dir, download=False)
             datamodule.prepare_data()
             datamodule.setup("test")
-            x, y = datamodule.splits["test"][torch.arange(256)]
+            test = datamodule.splits["test"]
+            x, y = test[torch.arange(min(256, len(test)))]  # a run on a training subset is tested on fewer
             t = grids.traversal(model, x, y if model.conditional else None, steps=9, rows=10)
             grid = make_grid(t.images, nrow=t.steps, pad_value=0.5)
             title = f"β-VAE (β={beta_vae.key[3]:g}) {t.title()}\n({_show(beta_vae.path, out)})"

@@ -146,8 +146,9 @@ def custom_scalars_layout() -> dict[str, dict[str, list]]:
 
 
 def config_text(cfg: DictConfig) -> str:
-    """The composed config as Markdown (an indented code block) for the Text tab."""
-    return "\n".join("    " + line for line in OmegaConf.to_yaml(cfg, resolve=True).splitlines())
+    """The composed config as Markdown (an indented code block) for the Text tab; Hydra's own settings left out."""
+    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    return "\n".join("    " + line for line in OmegaConf.to_yaml(job, resolve=True).splitlines())
 
 
 def log_run_start(logger: Any, cfg: DictConfig) -> None:
