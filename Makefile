@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-images docs-screenshots clean
+.PHONY: install data train test test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-screenshots clean
 
 install: $(STAMP)
 
@@ -68,14 +68,6 @@ compare-gpu: install data
 TB_HOST ?= 127.0.0.1
 tb: install
 	$(BIN)/tensorboard --logdir outputs --host $(TB_HOST)
-
-# The README's picture: the recommended CVAE trained on MNIST (10 epochs, full evaluation), then 8 samples per class.
-DOCS_RUN := outputs/runs/docs_cvae_mnist
-docs-images: install data
-	rm -rf $(DOCS_RUN)
-	$(BIN)/python -m vae_lab.train model=cvae trainer.enable_progress_bar=false hydra.run.dir=$(DOCS_RUN)
-	$(BIN)/python -m vae_lab.generate ckpt_path=$(DOCS_RUN)/checkpoints/last.ckpt num_samples=80 \
-	  out=docs/img/cvae_mnist_samples.png
 
 # docs/img/tensorboard_*.png: TensorBoard's tabs on a tiny sweep, shot by headless Chromium (docs/tensorboard.md)
 docs-screenshots: install data
