@@ -317,3 +317,15 @@ def test_beta_vae_classifier_matches_the_library(fixed):
     expected = REFERENCE["beta_vae_fixed_points"]
     assert scores["beta_vae_score"] == pytest.approx(expected["eval_accuracy"], abs=AGREEMENT)
     assert scores["beta_vae_train_accuracy"] == pytest.approx(expected["train_accuracy"], abs=AGREEMENT)
+
+
+def test_the_library_logistic_regression_stops_at_100_iterations_without_a_notice():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(300, 20)) * np.logspace(0, 4, 20)  # badly scaled: lbfgs does not converge in 100
+    labels = (points[:, 0] + rng.normal(size=300) > 0).astype(int)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        classifier = dis.logistic_regression(points, labels)
+    assert classifier.n_iter_[0] == 100
+    assert classifier.score(points, labels) > 0.5

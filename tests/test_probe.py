@@ -30,3 +30,12 @@ def test_bad_probe_settings_are_one_line(field, value, needle):
     with pytest.raises(ConfigError) as err:
         check(cfg)
     assert needle in str(err.value)
+
+
+def test_the_warm_up_is_the_sweep_cut_to_its_first_arm():
+    from vae_lab.probe import warmup_overrides
+    probe = OmegaConf.load(CONF / "probe.yaml")
+    assert probe.warmup is True
+    cut = warmup_overrides(list(probe.overrides))
+    assert "+arm=vae" in cut and not any("," in o for o in cut)
+    assert [o for o in cut if not o.startswith("+arm=")] == [o for o in probe.overrides if not o.startswith("+arm=")]

@@ -58,12 +58,16 @@ def test_ddp_two_cpu_processes_write_once_and_match_a_single_process(tmp_path, d
 
 
 def test_local_launcher_runs_jobs_in_parallel_processes(tmp_path, data_dir):
-    result = run_cli("vae_lab.train", "-m", "hydra/launcher=local", "+arm=vae,cvae", *TINY,
+    """Two workers, four jobs: a worker's second job counts its start-up from its first job's end, not from the
+    process's start (the entry point reaches the worker's one clock, though the launcher pickles it by value)."""
+    result = run_cli("vae_lab.train", "-m", "hydra/launcher=local", "+arm=vae,cvae", "seed=0,1", *TINY,
                      f"hydra.sweep.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
-    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/metrics.json"))]
-    assert [r["model"] for r in records] == ["vae", "cvae"] and all(r["status"] == "ok" for r in records)
+    records = [json.loads(next(tmp_path.glob(f"{job}_*/metrics.json")).read_text()) for job in range(4)]
+    assert [r["model"] for r in records] == ["vae", "vae", "cvae", "cvae"] and all(r["status"] == "ok" for r in records)
+    first = min(r["time/total_seconds"] for r in records[:2])
+    assert all(r["time/startup_seconds"] < 0.5 * first for r in records[2:]), [r["time/startup_seconds"] for r in records]
 
 
 def test_slurm_launcher_sends_the_configured_resources(tmp_path, monkeypatch):

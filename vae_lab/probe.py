@@ -36,19 +36,32 @@ def sweep_command(jobs: int, threads: int, overrides: list[str], folder: Path) -
             f"hydra.launcher.n_jobs={jobs}", f"threads={threads}", f"hydra.sweep.dir={folder}"]
 
 
+def warmup_overrides(overrides: list[str]) -> list[str]:
+    """The sweep's overrides cut to its first arm: one run that leaves the caches every layout then finds."""
+    return [o.split(",")[0] if o.startswith("+arm=") else o for o in overrides]
+
+
+def run_sweep(jobs: int, threads: int, overrides: list[str], folder: Path) -> float:
+    """Run one layout's sweep into `folder`; its wall seconds from sweep.json."""
+    done = subprocess.run(sweep_command(jobs, threads, overrides, folder), check=False)
+    if done.returncode != 0:
+        raise ConfigError(f"the {jobs}×{threads} sweep failed (exit {done.returncode}); see {folder}")
+    return json.loads((folder / "sweep.json").read_text())["wall_seconds"]
+
+
 def probe(cfg: DictConfig) -> dict[str, Any]:
     """Run every layout `repeats` times in turn; print and save each one's sweep wall times and their median."""
     check(cfg)
     out = Path(cfg.out)
     walls: dict[str, list[float]] = {f"{j}x{t}": [] for j, t in cfg.layouts}
+    if cfg.warmup:
+        print(f"probe: warm-up (the FID classifier and statistics cached, untimed) → {out / 'warmup'}", flush=True)
+        run_sweep(1, 1, warmup_overrides(list(cfg.overrides)), out / "warmup")
     for repeat in range(cfg.repeats):
         for jobs, threads in cfg.layouts:
             folder = out / f"{jobs}x{threads}_r{repeat}"
             print(f"probe: {jobs} jobs × {threads} threads, repeat {repeat + 1} → {folder}", flush=True)
-            done = subprocess.run(sweep_command(jobs, threads, list(cfg.overrides), folder), check=False)
-            if done.returncode != 0:
-                raise ConfigError(f"the {jobs}×{threads} sweep failed (exit {done.returncode}); see {folder}")
-            walls[f"{jobs}x{threads}"].append(json.loads((folder / "sweep.json").read_text())["wall_seconds"])
+            walls[f"{jobs}x{threads}"].append(run_sweep(jobs, threads, list(cfg.overrides), folder))
     summary = {"overrides": list(cfg.overrides), "wall_seconds": walls,
                "median": {k: statistics.median(v) for k, v in walls.items()}}
     print("| n_jobs × threads | sweep wall s (each repeat) | median |\n|---|---|---|")

@@ -54,6 +54,19 @@ class JobClock:
 JOBS = JobClock()  # this process's: the one clock a launcher's worker shares between the jobs it runs
 
 
+# Call these, not JOBS's methods, from an entry point: a launcher pickles a `python -m` entry point's function by value
+# with the globals it names, so a JOBS named there would arrive as a fresh copy with each job; a function of this
+# module is pickled by reference and reaches the worker's one clock.
+def job_startup_seconds() -> float:
+    """This job's start-up: from the process's start, or from its previous job's end, until now."""
+    return JOBS.startup_seconds()
+
+
+def job_ended() -> None:
+    """Mark the end of a job, from which the process's next job counts its start-up."""
+    JOBS.job_ended()
+
+
 class Stopwatch:
     """Seconds per named part, added up over every `with watch("part"):` (GPU work waited for at each end)."""
 

@@ -34,7 +34,7 @@ from vae_lab.models.base import BaseVAE
 from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.resume import check_same_settings
 from vae_lab.run_folder import claim
-from vae_lab.timing import JOBS, Stopwatch, TrainTimer
+from vae_lab.timing import Stopwatch, TrainTimer, job_ended, job_startup_seconds
 from vae_lab.viz import tensorboard
 
 log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
@@ -201,7 +201,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     """`train`'s work, in a run folder it holds; each part's time in metrics.json's time/*."""
     watch = Stopwatch()
-    watch.add("startup", JOBS.startup_seconds())  # interpreter, imports, Hydra's composition (or the previous job)
+    watch.add("startup", job_startup_seconds())  # interpreter, imports, Hydra's composition (or the previous job)
     job_start = time.perf_counter()
     apply_threads(cfg.get("threads"))
     with watch("setup"):  # the objects, and the data read into memory (Lightning's own setup then finds it there)
@@ -283,7 +283,7 @@ def main(cfg: DictConfig) -> float | None:
                 write_failure(cfg, err)
             record = {"status": "failed"}
         finally:
-            JOBS.job_ended()
+            job_ended()
         if record.get("status") == "ok":
             print(run_summary(record, cfg.paths.output_dir))
         return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0

@@ -16,6 +16,7 @@ set in the ROC AUC, a single factor in modularity).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Protocol
 
@@ -23,6 +24,7 @@ import numpy as np
 import scipy.stats
 import torch
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score, roc_auc_score
 from sklearn.svm import LinearSVC
@@ -157,12 +159,20 @@ def explicitness(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray 
     for j in range(factors.shape[1]):
         if not varies(train_factors[:, j]):
             continue
-        classifier = LogisticRegression().fit(train, train_factors[:, j])
+        classifier = logistic_regression(train, train_factors[:, j])
         train_scores.append(mean_one_vs_rest_auc(classifier.predict_proba(train), classifier.classes_,
                                                  train_factors[:, j]))
         test_scores.append(mean_one_vs_rest_auc(classifier.predict_proba(test), classifier.classes_,
                                                 test_factors[:, j]))
     return {"explicitness": nanmean(test_scores), "explicitness_train": nanmean(train_scores)}
+
+
+def logistic_regression(points: np.ndarray, labels: np.ndarray) -> LogisticRegression:
+    """The library's `LogisticRegression()`, fit; its 100-iteration limit is part of the metric, so scikit-learn's
+    notice that lbfgs stopped there is one the user cannot act on and is not printed."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="lbfgs failed to converge", category=ConvergenceWarning)
+        return LogisticRegression().fit(points, labels)
 
 
 def mean_one_vs_rest_auc(probabilities: np.ndarray, classes: np.ndarray, labels: np.ndarray) -> float:
@@ -333,7 +343,7 @@ def beta_vae_accuracy(train_points: np.ndarray, train_labels: np.ndarray, eval_p
     """
     if not varies(train_labels):
         return {"beta_vae_score": float("nan"), "beta_vae_train_accuracy": float("nan")}
-    classifier = LogisticRegression().fit(train_points, train_labels)
+    classifier = logistic_regression(train_points, train_labels)
     return {"beta_vae_score": float(classifier.score(eval_points, eval_labels)),
             "beta_vae_train_accuracy": float(classifier.score(train_points, train_labels))}
 
