@@ -70,22 +70,23 @@ def test_uninformative_latents_are_left_out(sources):
         udr([sources], [ACTIVE])
 
 
-def test_the_report_shows_udr_for_a_group_of_seeds(tmp_path):
+@pytest.mark.parametrize("name", ["vae", "cvae"])  # the recommended CVAE: a mixture prior per class
+def test_the_report_shows_udr_for_a_group_of_seeds(tmp_path, name):
     """Two run folders of one configuration, seeds 0 and 1, holding the same trained model: UDR ≈ 1 for both."""
-    cfg = compose_cfg(tmp_path / "train", "model=vae", "data=mnist", "data.train_subset=256", "data.batch_size=64",
+    cfg = compose_cfg(tmp_path / "train", f"model={name}", "data=mnist", "data.train_subset=256", "data.batch_size=64",
                       "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false")
     datamodule, model, trainer = build(cfg, logger=False, enable_checkpointing=False, callbacks=[],
                                        limit_train_batches=2, limit_val_batches=1)
     trainer.fit(model, datamodule=datamodule)
     root = tmp_path / "sweep"
     for seed in (0, 1):
-        folder = root / f"{seed}_vae"
+        folder = root / f"{seed}_{name}"
         (folder / "checkpoints").mkdir(parents=True)
         if seed == 0:
             trainer.save_checkpoint(folder / "checkpoints" / "last.ckpt")
         else:
-            shutil.copy(root / "0_vae" / "checkpoints" / "last.ckpt", folder / "checkpoints" / "last.ckpt")
-        record = {"model": "vae", "net": "mlp", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0,
+            shutil.copy(root / f"0_{name}" / "checkpoints" / "last.ckpt", folder / "checkpoints" / "last.ckpt")
+        record = {"model": name, "net": "mlp", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0,
                   "latent_dim": 10, "seed": seed, "status": "ok", "test/loss": 200.0 + seed}
         (folder / "metrics.json").write_text(json.dumps(record))
     options = OmegaConf.load(CONF / "report.yaml")

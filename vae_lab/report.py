@@ -256,7 +256,7 @@ def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | N
             labels = y if model.conditional else None
             mu, logvar = model.encode(x.to(model.device), labels)
             representations.append(mu.cpu().double().numpy())
-            kls.append(model.kl_per_dim(mu, logvar, *model.prior(labels)).mean(0).cpu().double().numpy())
+            kls.append(model.kl_per_dimension(mu, logvar, labels).mean(0).cpu().double().numpy())
     return udr(representations, kls)["model_scores"]
 
 
