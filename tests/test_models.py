@@ -692,16 +692,3 @@ def test_the_mixture_priors_per_dimension_kl_is_per_dimension_and_bounds_the_kl(
     single = CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, learned_prior=True, latent_dim=4)
     assert torch.allclose(single.kl_per_dimension(q_mu, q_logvar, y), single.kl_per_dim(q_mu, q_logvar))
 
-
-@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, "bf16-mixed"), (False, True, "bf16-mixed"),
-                                                        (False, False, "32-true")])
-def test_the_cpu_trainer_takes_bf16_only_where_the_cpu_has_it_in_hardware(tmp_path, monkeypatch, amx, avx512_bf16,
-                                                                          expected):
-    from tests.conftest import compose_cfg
-
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-    assert compose_cfg(tmp_path).trainer.precision == expected
-    assert compose_cfg(tmp_path, "trainer=ddp").trainer.precision == expected
-    assert compose_cfg(tmp_path, "trainer.precision=32-true").trainer.precision == "32-true"
-    assert compose_cfg(tmp_path, "trainer=gpu").trainer.precision == "bf16-mixed"

@@ -23,3 +23,20 @@ def native_bf16_cpu() -> bool:
 def cpu_precision() -> str:
     """The CPU trainer's precision: bf16 autocast where the CPU has it in hardware, fp32 where it would be emulated."""
     return "bf16-mixed" if native_bf16_cpu() else "32-true"
+
+
+def cpu_description() -> str:
+    """This CPU in a few words, for a measurement's record: its model name (Linux), cores, and whether bf16 is native."""
+    import os
+    from pathlib import Path
+
+    name = "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    bf16 = "AMX" if amx_cpu() else "AVX512-BF16" if native_bf16_cpu() else "no native bf16"
+    return f"{name}, {os.cpu_count()} cores, {bf16}"
