@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-screenshots clean
+.PHONY: install data train test test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-results docs-study docs-screenshots clean
 
 install: $(STAMP)
 
@@ -70,6 +70,14 @@ tb: install
 	$(BIN)/tensorboard --logdir outputs --host $(TB_HOST)
 
 # docs/img/tensorboard_*.png: TensorBoard's tabs on a tiny sweep, shot by headless Chromium (docs/tensorboard.md)
+# A sweep's report.md into its docs page, verbatim, between the page's report markers; its figures into docs/img/.
+STUDY := outputs/multirun/unsupervised_study_cpu
+docs-results:
+	$(BIN)/python scripts/report_into_page.py $(COMPARE) docs/results.md docs/img/results
+
+docs-study:
+	$(BIN)/python scripts/report_into_page.py $(STUDY) docs/disentanglement.md docs/img/study
+
 docs-screenshots: install data
 	bash scripts/docs_screenshots.sh $(BIN)/python
 

@@ -82,3 +82,27 @@ def test_make_tb_serves_on_this_machine_unless_asked(args, host):
                          text=True, check=True).stdout
     line = next(line for line in dry.splitlines() if "tensorboard" in line)
     assert f"--host {host}" in line and "--bind_all" not in line
+
+
+def test_a_sweeps_report_goes_into_its_page_verbatim_with_its_figures(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report_into_page", ROOT / "scripts" / "report_into_page.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sweep, docs = tmp_path / "sweep", tmp_path / "docs"
+    (sweep / "figures").mkdir(parents=True)
+    docs.mkdir()
+    (sweep / "figures" / "beta_tradeoff.png").write_bytes(b"\x89PNG fake")
+    (sweep / "report.md").write_text("# vae_lab report\n\nUnrounded: [report.csv](report.csv).\n\n## Headline\n\n"
+                                     "| a |\n|--|\n| 1 |\n\n### Fig\n\n![Fig](figures/beta_tradeoff.png)\n")
+    page = docs / "results.md"
+    page.write_text("# Results\n\nintro\n\n<!-- report:begin -->\nold table\n<!-- report:end -->\n\nafter\n")
+    module.main(sweep, page, docs / "img" / "results")
+    text = page.read_text()
+    assert text.startswith("# Results\n\nintro\n\n<!-- report:begin -->\n## vae_lab report\n") and text.endswith("after\n")
+    assert "old table" not in text and "### Headline" in text and "#### Fig" in text and "| 1 |" in text
+    assert "![Fig](img/results/beta_tradeoff.png)" in text and f"`{sweep / 'report.csv'}`" in text
+    assert (docs / "img" / "results" / "beta_tradeoff.png").read_bytes() == b"\x89PNG fake"
+    module.main(sweep, page, docs / "img" / "results")  # again: the same page
+    assert page.read_text() == text

@@ -691,3 +691,4 @@ def test_the_mixture_priors_per_dimension_kl_is_per_dimension_and_bounds_the_kl(
     assert len(set(kl_dim.tolist())) == 4 and bound >= sampled.mean() - 0.02
     single = CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, learned_prior=True, latent_dim=4)
     assert torch.allclose(single.kl_per_dimension(q_mu, q_logvar, y), single.kl_per_dim(q_mu, q_logvar))
+

@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from vae_lab.hardware import cpu_precision
+
 __version__ = "0.1.0"
 __all__ = ["decode", "encode", "evaluate_checkpoint", "load_data", "load_model", "reconstruct", "sample", "traverse"]
+
+if not OmegaConf.has_resolver("vae_lab.cpu_precision"):  # conf/trainer/cpu.yaml: precision by what the CPU can do
+    OmegaConf.register_new_resolver("vae_lab.cpu_precision", cpu_precision)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from torchvision import datasets, transforms
 from vae_lab.cli import output_folder, quote_override_lists, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
 from vae_lab.errors import ConfigError, check_number
+from vae_lab.hardware import cpu_description
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
 from vae_lab.train import build
@@ -439,7 +440,7 @@ def device_name() -> str:
     """What the numbers were measured on."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"CPU ({torch.get_num_threads()} threads)"
+    return f"{cpu_description()} ({torch.get_num_threads()} torch threads)"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")

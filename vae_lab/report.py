@@ -566,7 +566,7 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict
         lines.append(f"Sweep wall clock: **{sweep['wall_seconds']:,.0f} s** ({sweep['wall_seconds'] / 60:.1f} min), "
                      f"from its process's start to its last job's end (sweep.json); {sweep.get('n_jobs')} job(s) at "
                      f"once × {threads or 'the default number of'} thread(s) each ({sweep.get('launcher')}) on "
-                     f"{sweep.get('cpus')} CPUs.")
+                     f"{sweep.get('machine') or str(sweep.get('cpus')) + ' CPUs'}.")
     else:
         lines.append("No sweep.json here (not a multirun folder), so no sweep wall time.")
     if timing:

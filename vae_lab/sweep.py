@@ -15,6 +15,7 @@ from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.hardware import cpu_description
 from vae_lab.results import write_json
 from vae_lab.timing import process_start
 
@@ -86,4 +87,4 @@ def sweep_record(config: DictConfig, launched: float | None) -> dict[str, Any]:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "launcher": str(launcher.get("_target_", "")).rsplit(".", 1)[-1],
             "n_jobs": launcher.get("n_jobs", 1), "threads": OmegaConf.select(config, "threads", default=None),
-            "cpus": os.cpu_count(), "overrides": list(config.hydra.overrides.task)}
+            "cpus": os.cpu_count(), "machine": cpu_description(), "overrides": list(config.hydra.overrides.task)}

@@ -16,6 +16,7 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from vae_lab.checkpoints import stamp
 from vae_lab.data.datamodule import step_batches
 from vae_lab.errors import ConfigError, user_error
+from vae_lab.hardware import amx_cpu
 from vae_lab.models.graphed import StepGraph
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
@@ -325,12 +326,6 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
         weights' digest, so a damaged file is refused when read."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
         stamp(checkpoint)
-
-
-def amx_cpu() -> bool:
-    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later): oneDNN's fastest bf16 kernels."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
 
 
 def capturing(batch: Batch) -> bool:
