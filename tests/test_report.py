@@ -308,6 +308,17 @@ def test_a_timing_pass_is_compared_with_the_one_before_it():
     assert "within 5.0%" in agreement_line(close) and "the same ranking" in agreement_line(close)
     swapped = agreement(arms(a=100.0, b=200.0), arms(a=210.0, b=190.0))
     assert swapped["max_difference"] == pytest.approx(1.1) and not swapped["same_ranking"]
+    assert swapped["reversals"] == [["a", "b"]] and "a against b" in agreement_line(swapped)
+
+    def spread(**rates):  # median, min, max
+        return [{"name": name, "train_images_per_second": dict(zip(("median", "min", "max"), r, strict=True))}
+                for name, r in rates.items()]
+
+    tied = agreement(spread(a=(100, 95, 104), b=(102, 97, 106), c=(50, 48, 52)),
+                     spread(a=(103, 99, 105), b=(101, 96, 104), c=(51, 49, 53)))  # a, b: one speed
+    assert tied["same_ranking"] and tied["reversals"] == [] and "count as tied" in agreement_line(tied)
+    told_apart = agreement(spread(a=(100, 99, 101), b=(110, 108, 112)), spread(a=(105, 95, 115), b=(104, 96, 114)))
+    assert not told_apart["same_ranking"]  # the first pass tells them apart, the second orders them the other way
 
 
 def test_every_report_figure_axis_names_what_it_plots(tmp_path, monkeypatch):

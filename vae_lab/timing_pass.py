@@ -166,21 +166,39 @@ def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictC
 
 def agreement(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """How two passes agree: each arm's training images/s in the second over the first, the largest relative
-    difference, and whether they rank the arms alike by training speed."""
-    first = {arm["name"]: arm["train_images_per_second"]["median"] for arm in before}
-    second = {arm["name"]: arm["train_images_per_second"]["median"] for arm in after}
+    difference, and whether they rank the arms alike by training speed. Two arms whose windows' min–max overlap in
+    both passes are tied (arms of one net and batch, such as β = 1 and β = 16, train at one speed), so only a pair
+    that one pass tells apart and the other orders the other way is a reversal."""
+    first = {arm["name"]: arm["train_images_per_second"] for arm in before}
+    second = {arm["name"]: arm["train_images_per_second"] for arm in after}
     common = [name for name in second if name in first]
-    ratios = {name: second[name] / first[name] for name in common}
-    ranking = [sorted(common, key=rates.get) for rates in (first, second)]
+    ratios = {name: second[name]["median"] / first[name]["median"] for name in common}
+    reversals = [[a, b] for i, a in enumerate(common) for b in common[i + 1:]
+                 if _order(first[a], first[b]) * _order(second[a], second[b]) < 0
+                 and (_apart(first[a], first[b]) or _apart(second[a], second[b]))]
     return {"ratios": ratios, "max_difference": max((abs(r - 1) for r in ratios.values()), default=0.0),
-            "same_ranking": ranking[0] == ranking[1], "arms": len(common)}
+            "same_ranking": not reversals, "reversals": reversals, "arms": len(common)}
+
+
+def _order(a: dict[str, float], b: dict[str, float]) -> int:
+    """+1 if a's median rate is above b's, −1 if below, 0 if equal."""
+    return (a["median"] > b["median"]) - (a["median"] < b["median"])
+
+
+def _apart(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two arms' windows do not overlap (one's slowest above the other's fastest); medians alone, if no spread."""
+    low_a, high_a = a.get("min", a["median"]), a.get("max", a["median"])
+    low_b, high_b = b.get("min", b["median"]), b.get("max", b["median"])
+    return low_a > high_b or low_b > high_a
 
 
 def agreement_line(agreed: dict[str, Any]) -> str:
     """One sentence on how this pass agrees with the previous one."""
+    ranking = ("the same ranking of arms by speed (arms whose windows overlap in both passes count as tied)"
+               if agreed["same_ranking"] else
+               "a different ranking of arms: " + "; ".join(" against ".join(pair) for pair in agreed["reversals"]))
     return (f"timing pass against the previous one ({PREVIOUS_FILE}): training images/s of the {agreed['arms']} "
-            f"arms within {agreed['max_difference']:.1%} of each other, "
-            + ("the same ranking of arms by speed" if agreed["same_ranking"] else "a different ranking of arms"))
+            f"arms within {agreed['max_difference']:.1%} of each other, {ranking}")
 
 
 def read_timing(folder: Path, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
