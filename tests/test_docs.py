@@ -93,7 +93,9 @@ def test_a_sweeps_report_goes_into_its_page_verbatim_with_its_figures(tmp_path):
     sweep, docs = tmp_path / "sweep", tmp_path / "docs"
     (sweep / "figures").mkdir(parents=True)
     docs.mkdir()
-    (sweep / "figures" / "beta_tradeoff.png").write_bytes(b"\x89PNG fake")
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(sweep / "figures" / "beta_tradeoff.png")
     (sweep / "report.md").write_text("# vae_lab report\n\nUnrounded: [report.csv](report.csv).\n\n## Headline\n\n"
                                      "| a |\n|--|\n| 1 |\n\n### Fig\n\n![Fig](figures/beta_tradeoff.png)\n")
     page = docs / "results.md"
@@ -103,6 +105,7 @@ def test_a_sweeps_report_goes_into_its_page_verbatim_with_its_figures(tmp_path):
     assert text.startswith("# Results\n\nintro\n\n<!-- report:begin -->\n## vae_lab report\n") and text.endswith("after\n")
     assert "old table" not in text and "### Headline" in text and "#### Fig" in text and "| 1 |" in text
     assert "![Fig](img/results/beta_tradeoff.png)" in text and f"`{sweep / 'report.csv'}`" in text
-    assert (docs / "img" / "results" / "beta_tradeoff.png").read_bytes() == b"\x89PNG fake"
+    with Image.open(docs / "img" / "results" / "beta_tradeoff.png") as copied:  # palette, same picture
+        assert copied.mode == "P" and copied.size == (40, 30) and copied.convert("RGB").getpixel((5, 5)) == (200, 10, 10)
     module.main(sweep, page, docs / "img" / "results")  # again: the same page
     assert page.read_text() == text

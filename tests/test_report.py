@@ -198,6 +198,9 @@ def test_the_compare_sweep_runs_through_the_launcher_and_its_report_times_every_
         assert arm["epoch_seconds"]["median"] == pytest.approx(arm["train_images"] / rate["median"])
     md = (sweep / "report.md").read_text()
     assert "train img/s (timing pass)" in md and "images/s (wall clock)" in md
+    headline = md.split("## Headline")[1].split("## All metrics")[0]  # its time columns: the timing pass's
+    assert "epoch s (timing pass)" in headline and "train img/s (timing pass)" in headline
+    assert "(wall clock)" not in headline
     assert "## Where the time went" in md and "Sweep wall clock:" in md
     assert "time/iwae_seconds" not in md.split("## Failed runs")[0]  # a part: in the time section only
     assert "](figures/samples_mnist.png)" in md and "## Failed runs (0)" in md

@@ -354,7 +354,10 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
     if rows:
         measured = {m for row in rows for m, v in row["mean"].items() if v is not None}
         quality = ["test/loss"] if "test/nelbo" not in measured else []  # runs from before −ELBO was recorded
-        headline = [m for m in [*quality, *HEADLINE] if m in measured]
+        timed = {"timing/train_images_per_second", "timing/epoch_seconds"} <= measured  # the pass's, not the sweep's
+        time_columns = ["timing/train_images_per_second", "timing/epoch_seconds"] if timed else []
+        headline = [m for m in [*quality, *HEADLINE, *time_columns] if m in measured
+                    and not (timed and m == "time/train_seconds")]
         lines += ["## Headline", "", *_table(rows, headline), "", "## All metrics", "", *_table(rows, metrics)]
     else:
         lines.append("No run finished, so there is nothing to tabulate.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -26,12 +25,12 @@ def timed(call: Callable[[int], object], n: int, warmup: int = 3) -> np.ndarray:
 
 
 def machine() -> str:
-    """This machine in one line, with its load: a timing on busy cores is not a clean number."""
-    load = os.getloadavg()[0]
-    cores = os.cpu_count() or 1
-    state = "loaded" if load > 0.5 * cores else "idle"
-    return (f"{platform.processor() or platform.machine()}, {cores} cores, torch threads {torch.get_num_threads()}, "
-            f"load average {load:.1f} ({state})")
+    """This machine in one line, with its load (this process's own work included): a timing on busy cores is not a
+    clean number."""
+    from vae_lab.hardware import cpu_description
+
+    return (f"{cpu_description()}, torch threads {torch.get_num_threads()}, "
+            f"load average {os.getloadavg()[0]:.1f} (this bench included)")
 
 
 def bench(shelf: Catalogue, url: str, first: str, second: str | None, n: int) -> dict[str, np.ndarray]:
