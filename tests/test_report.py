@@ -189,6 +189,7 @@ def test_the_compare_sweep_runs_through_the_launcher_and_its_report_times_every_
     assert (wall["n_jobs"], wall["threads"]) == (2, 1) and wall["wall_seconds"] > wall["launch_seconds"] > 0
     result = run_cli("vae_lab.report", str(sweep), *TINY_TIMING)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "GPU available" not in result.stdout + result.stderr  # no Lightning notices for each window
     timing = json.loads((sweep / "timing.json").read_text())
     assert sorted(arm["group"]["model"] for arm in timing["arms"]) == ["beta_vae", "cvae"]
     for arm in timing["arms"]:
@@ -352,3 +353,27 @@ def test_every_report_figure_axis_names_what_it_plots(tmp_path, monkeypatch):
             drawn = {float(y) for line in ax.lines for y in line.get_ydata()}
             assert drawn and drawn <= {r["mean"][metric] for r in rows}, (name, ax.get_ylabel())
     assert figures["quality_vs_time"].axes[0].get_ylabel() == "test −ELBO (nats)"
+
+
+def test_the_study_figure_has_a_bar_per_objective_for_each_metric(tmp_path, monkeypatch):
+    from vae_lab.viz import plots
+
+    def row(model, mig, **keys):
+        mean = {"test/mig": mig, "test/dci_disentanglement": mig + 0.1, "test/udr": mig / 2}
+        return {"model": model, "net": "burgess", "dataset": "shapes2d", "beta": keys.pop("beta", 1.0),
+                "capacity_max": keys.pop("capacity_max", 0.0), "latent_dim": 10, "n": 2, "mean": mean,
+                "std": dict.fromkeys(mean, 0.01), **keys}
+
+    rows = [row("beta_vae", 0.2, beta=4.0), row("beta_vae", 0.1, capacity_max=25.0, gamma=1000.0),
+            row("factor_vae", 0.3, gamma=30.0), row("dip_vae", 0.25, variant="ii", lambda_od=5.0)]
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.stem, fig) is not None)
+    assert plots.disentanglement_by_objective(rows, tmp_path / "objectives.png")
+    axes = [ax for ax in figures["objectives"].axes if ax.axison]
+    assert [ax.get_xlabel() for ax in axes] == [plots.LABELS[m] for m in ("test/mig", "test/dci_disentanglement",
+                                                                          "test/udr")]
+    names = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert names == ["beta_vae C=25 γ=1000", "beta_vae β=4", "dip_vae II λ_od=5", "factor_vae γ=30"]
+    widths = [bar.get_width() for bar in axes[0].patches]
+    assert widths == [pytest.approx(v) for v in (0.1, 0.2, 0.25, 0.3)]  # each bar its group's mean MIG
+    assert not plots.disentanglement_by_objective(rows[:2], tmp_path / "one_model.png")  # one objective: no figure

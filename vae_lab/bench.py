@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from vae_lab.cli import output_folder, quote_override_lists, user_errors
+from vae_lab.cli import lightning_quiet, output_folder, quote_override_lists, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.hardware import cpu_description
@@ -424,7 +424,8 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
     rows = []
     for name, case_cfg in cases.items():
         print(f"benchmarking {name} …", flush=True)
-        rows.append(run_case(name, case_cfg, cfg))
+        with lightning_quiet():
+            rows.append(run_case(name, case_cfg, cfg))
         print(table(rows[-1:]).splitlines()[-1], flush=True)  # each row as soon as it is measured
     print(table(rows))
     for row in rows:

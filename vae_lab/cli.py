@@ -41,6 +41,21 @@ def quiet_console() -> None:
 
 
 @contextmanager
+def lightning_quiet() -> Iterator[None]:
+    """Lightning's notices at each `fit` (precision, accelerators, why it stopped) off for a while: a pass of many
+    short fits (the bench, the timing pass) would print them for every window."""
+    loggers = [logging.getLogger(name) for name in LIGHTNING_LOGS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextmanager
 def user_errors() -> Iterator[None]:
     """The console every entry point runs in: library noise silenced (`quiet_console`), a VaeLabError printed as
     `error: …` on stderr with exit status 2; real bugs raise."""

@@ -61,7 +61,8 @@ KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β
                "latent_dim": "z", "prior_components": "K", "learned_prior": "learned prior", "lr": "lr",
                "image_size": "image", "epochs": "epochs", "train_subset": "train subset"}
 FIGURES = {"quality_vs_time": "Quality against training seconds per epoch", "beta_tradeoff": "β-VAE trade-off",
-           "latent_size": "CVAE latent size", "disentanglement": "Disentanglement against β"}
+           "latent_size": "CVAE latent size", "disentanglement": "Disentanglement against β",
+           "disentanglement_objectives": "Disentanglement per objective"}
 
 
 @dataclass
@@ -461,7 +462,8 @@ def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictC
     fig_dir = out / "figures"
     written, notes = [], []
     for name, draw in (("quality_vs_time", plots.quality_vs_time), ("beta_tradeoff", plots.beta_tradeoff),
-                       ("latent_size", plots.latent_size), ("disentanglement", plots.disentanglement_vs_beta)):
+                       ("latent_size", plots.latent_size), ("disentanglement", plots.disentanglement_vs_beta),
+                       ("disentanglement_objectives", plots.disentanglement_by_objective)):
         path = fig_dir / f"{name}.png"
         if draw(rows, path):
             written.append(path)

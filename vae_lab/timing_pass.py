@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.bench import StepClock, device_name, throughput
+from vae_lab.cli import lightning_quiet
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import eval_options
 from vae_lab.metrics import evaluate_model
@@ -143,15 +144,16 @@ def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictC
     for name, group, run in arms:  # every arm composed and built before any is timed
         cfg = compose("train", overrides=run_overrides(run), return_hydra_config=False)
         built.append(Arm(name, group, run, cfg, datamodules))
-    for arm in built:
-        print(f"timing pass: warming up {arm.name}", flush=True)
-        arm.warm_up(options)
-    for repeat in range(options.repeats):
-        for arm in built:  # each arm's windows in turn, then the next arm's: the load's changes hit all alike
-            arm.train_window(options.warmup_steps, options.steps)
-            arm.sample_window(options.sample_images, options.batch_size)
-            arm.eval_window(options.eval_images)
-        print(f"timing pass: round {repeat + 1} of {options.repeats} done", flush=True)
+    with lightning_quiet():
+        for arm in built:
+            print(f"timing pass: warming up {arm.name}", flush=True)
+            arm.warm_up(options)
+        for repeat in range(options.repeats):
+            for arm in built:  # each arm's windows in turn, then the next arm's: the load's changes hit all alike
+                arm.train_window(options.warmup_steps, options.steps)
+                arm.sample_window(options.sample_images, options.batch_size)
+                arm.eval_window(options.eval_images)
+            print(f"timing pass: round {repeat + 1} of {options.repeats} done", flush=True)
     path = out / TIMING_FILE
     record = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "options": OmegaConf.to_container(options), "arms": [arm.result() for arm in built]}

@@ -32,6 +32,7 @@ TRADEOFF = ("test/recon", "test/kl", "test/active_units", "test/probe_accuracy",
 DISENTANGLEMENT = ("test/mig", "test/dci_disentanglement", "test/dci_completeness", "test/dci_informativeness",
                    "test/sap", "test/modularity", "test/explicitness", "test/factor_vae_score", "test/beta_vae_score")
 LABELS.update({m: f"{m[5:]} ({PROPERTY[m[5:]]})" for m in DISENTANGLEMENT})
+LABELS["test/udr"] = "UDR (no ground truth)"
 
 
 def _has(row: Row, metric: str) -> bool:
@@ -203,6 +204,45 @@ def disentanglement_vs_beta(rows: Sequence[Row], path: Path) -> bool:
     lines = _series(rows, "beta")
     return _line_panels(lines, "beta", DISENTANGLEMENT, path, "Disentanglement against β (mean ± std over seeds)",
                         "β", 2, _line_namer(lines))
+
+
+def objective_label(row: Row) -> str:
+    """A study group's name: the model, its variant, and the hyper-parameters its objective sets."""
+    parts = [str(row["model"])] + ([str(row["variant"]).upper()] if row.get("variant") else [])
+    if row["model"] in ("beta_vae", "beta_tcvae") and not row.get("capacity_max"):
+        parts.append(f"β={row['beta']:g}")
+    for key, symbol in (("capacity_max", "C"), ("gamma", "γ"), ("lambda_od", "λ_od")):
+        if row.get(key):
+            parts.append(f"{symbol}={row[key]:g}")
+    return " ".join(parts)
+
+
+def disentanglement_by_objective(rows: Sequence[Row], path: Path) -> bool:
+    """Several objectives on data with known factors (the unsupervised study): each metric, a bar per group
+    (mean ± std over seeds), UDR too where the report has it."""
+    rows = sorted((r for r in rows if _has(r, "test/mig")), key=lambda r: (r["dataset"], objective_label(r)))
+    metrics = [m for m in (*DISENTANGLEMENT, "test/udr") if any(_has(r, m) for r in rows)]
+    if len({r["model"] for r in rows}) < 2 or not metrics:
+        return False
+    colours = _colours(rows)
+    several = len({r["dataset"] for r in rows}) > 1
+    names = [objective_label(r) + (f" · {r['dataset']}" if several else "") for r in rows]
+    columns, panel_rows = 3, -(-len(metrics) // 3)
+    fig, axes = plt.subplots(panel_rows, columns, figsize=(5.2 * columns, (0.3 * len(rows) + 1.2) * panel_rows),
+                             squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        means = [r["mean"].get(metric) for r in rows]
+        ax.barh(range(len(rows)), [np.nan if m is None else m for m in means],
+                xerr=[r["std"].get(metric) or 0.0 for r in rows], color=[colours[r["dataset"]] for r in rows],
+                capsize=2)
+        ax.set_yticks(range(len(rows)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(LABELS.get(metric, metric))
+        ax.grid(axis="x", alpha=0.3)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle("Disentanglement per objective (mean ± std over seeds)")
+    return _save(fig, path)
 
 
 def latent_size(rows: Sequence[Row], path: Path) -> bool:
