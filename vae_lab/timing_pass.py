@@ -141,10 +141,10 @@ def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictC
         torch.set_num_threads(int(options.threads))
     datamodules: dict[str, Any] = {}
     built = []
-    for name, group, run in arms:  # every arm composed and built before any is timed
-        cfg = compose("train", overrides=run_overrides(run), return_hydra_config=False)
-        built.append(Arm(name, group, run, cfg, datamodules))
     with lightning_quiet():
+        for name, group, run in arms:  # every arm composed and built before any is timed
+            cfg = compose("train", overrides=run_overrides(run), return_hydra_config=False)
+            built.append(Arm(name, group, run, cfg, datamodules))
         for arm in built:
             print(f"timing pass: warming up {arm.name}", flush=True)
             arm.warm_up(options)
