@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 def amx_cpu() -> bool:
     """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later): oneDNN's fastest bf16 kernels."""
@@ -27,9 +30,6 @@ def cpu_precision() -> str:
 
 def cpu_description() -> str:
     """This CPU in a few words, for a measurement's record: its model name (Linux), cores, and whether bf16 is native."""
-    import os
-    from pathlib import Path
-
     name = "CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
