@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,cluster,datasets,explore,browser]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster,datasets,explore,panel,browser]'
 	touch $(STAMP)
 
 data: install
@@ -30,7 +30,7 @@ test: install data
 test-browser: install data
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
-	$(BIN)/pip install --quiet -e '.[dev,cluster,explore,browser]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster,explore,panel,browser]'
 	$(BIN)/python -m pytest -q -s tests/test_explore_browser.py
 
 bench: install data

@@ -32,7 +32,7 @@ def page_text(report: str, sweep: Path, page: Path, images: Path) -> str:
         small_png(source, target)
         return f"![{match.group(1)}]({os.path.relpath(target, page.parent)})"
 
-    text = re.sub(r"^(#+) ", r"#\1 ", report, flags=re.M)
+    text = re.sub(r"^(#+) ", r"#\1 ", report, flags=re.MULTILINE)
     text = re.sub(r"(?<!!)\[([^\]]+)\]\((?!https?:)([^)]+)\)", lambda m: f"`{sweep / m.group(2)}`", text)  # not in git
     return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", figure, text)
 

@@ -106,11 +106,9 @@ def test_a_single_run_has_its_hparams_session_and_experiment(cvae_run):
 
 def test_traversals_follow_the_cvae_per_dimension_kl(cvae_run, data_dir):
     """The default CVAE (mixture prior): its traversal rows are its latents by decreasing per-dimension KL."""
-    from vae_lab.models import load_model
-    from vae_lab.viz import grids
-
     from vae_lab.data.datamodule import datamodule_from_checkpoint
-    from vae_lab.models import read_checkpoint
+    from vae_lab.models import load_model, read_checkpoint
+    from vae_lab.viz import grids
 
     ckpt = cvae_run / "checkpoints" / "last.ckpt"
     model = load_model(ckpt)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from PIL import Image
 
 from tests.explorer_helpers import tiny_checkpoint
 from vae_lab.errors import ConfigError
+from vae_lab.explorer.libraries import free_port
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue, Session, to_uint8
 from vae_lab.metrics.latent import active_dims
@@ -107,12 +107,6 @@ def test_only_the_checkpoints_given_are_listed_and_loaded(shelf, checkpoints, tm
 
 
 # ------------------------------------------------------------------------------------------------- the server
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(shelf):

@@ -12,8 +12,8 @@ from vae_lab.data.datamodule import ImageDataModule
 from vae_lab.errors import ConfigError
 from vae_lab.metrics import classifier as classifier_module
 from vae_lab.metrics import evaluate_model, evaluation_layout
-from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
 from vae_lab.metrics import fid as fid_module
+from vae_lab.metrics.classifier import accuracy, get_classifier, to_28
 from vae_lab.metrics.fid import fid, fid_against, real_statistics
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
 from vae_lab.metrics.likelihood import (

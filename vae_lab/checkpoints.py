@@ -54,7 +54,7 @@ def load_plain(path: str | Path) -> Any:
             raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain values, and "
                                   "loading them could run code") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (UnpicklingError); it may be truncated") from None
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001  (whatever a damaged file raises: one line, not a traceback)
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}); it may be truncated") from None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 
 import hydra
 import torch
@@ -19,6 +20,7 @@ def check(cfg: DictConfig) -> None:
     check_number("kl_images", cfg.kl_images, whole=True, minimum=2)
     check_number("threads", cfg.threads, whole=True, minimum=1)
     check_number("bench", cfg.bench, whole=True, minimum=0)
+    check_number("libraries", cfg.libraries, whole=True, minimum=0)
     check_number("port", cfg.port, whole=True, minimum=1, nullable=True)
     paths = cfg.ckpt_path
     if isinstance(paths, ListConfig) and len(paths) > 2:
@@ -35,14 +37,35 @@ def catalogue(cfg: DictConfig) -> Catalogue:
     return Catalogue(candidates(paths, cfg.run), cfg.data_dir, cfg.kl_images, cfg.device)
 
 
+def libraries(shelf: Catalogue, moves: int, threads: int) -> None:
+    """The explorer's core in Gradio and in Panel (and the whole page), timed in headless Chromium: print a table."""
+    from vae_lab.explorer.bench import machine
+    from vae_lab.explorer.libraries import chromium_missing, compare, table
+
+    if reason := chromium_missing():
+        raise ConfigError(f"libraries={moves} times the pages in a browser, and {reason}")
+    with tempfile.TemporaryDirectory(prefix="vae_lab_chromium_") as profile:
+        results = compare(shelf, shelf.names[0], moves, profile, threads)
+    print(f"key press to new image in headless Chromium, {moves} moves each; {shelf.names[0]}")
+    print(f"machine: {machine()}")
+    print(table(results))
+
+
 def explore(cfg: DictConfig) -> None:
-    """Serve the page until interrupted (or, with bench=N, time N slider moves and exit)."""
+    """Serve the page until interrupted (with bench=N, time N slider moves; with libraries=N, time N key presses
+    in each library's page; and exit)."""
     shelf = catalogue(cfg)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the page
     try:
         from vae_lab.explorer import page
     except ImportError as err:
         raise ConfigError(f"the explorer needs the `explore` extra: pip install -e '.[explore]' ({err})") from err
+    if cfg.libraries:
+        try:
+            import panel  # noqa: F401
+        except ImportError as err:
+            raise ConfigError(f"libraries= needs the `panel` extra: pip install -e '.[panel]' ({err})") from err
+        return libraries(shelf, cfg.libraries, cfg.threads)
     demo = page.build(shelf)
     first = shelf.names[0]
     second = shelf.names[1] if len(shelf.names) == 2 else None

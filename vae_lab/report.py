@@ -365,8 +365,8 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
     left_out = sorted((p, m, why) for row in rows for p, m, why in row["left_out"] if m in metrics)
     if left_out:
         lines += ["", f"## Left out of the means ({len(left_out)})", "",
-                  "Values that are not finite numbers: each is left out of its group's mean and std, which are then "
-                  "over fewer runs than n (the cell says how many, as `(n=…)`; report.csv has a `_n` column).", ""]
+                  ("Values that are not finite numbers: each is left out of its group's mean and std, which are then "
+                   "over fewer runs than n (the cell says how many, as `(n=…)`; report.csv has a `_n` column)."), ""]
         lines += [f"- `{_show(p, out)}`: {m} = {why}" for p, m, why in left_out]
     lines += ["", f"## Failed runs ({len(failures)})", ""]
     if failures:

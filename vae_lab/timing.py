@@ -15,7 +15,6 @@ import torch
 
 from vae_lab.data.datamodule import step_batches
 
-
 IMPORTED_AT = time.time()  # where /proc cannot say when this process started
 # The parts of a run, in order: each `time/<part>_seconds` in metrics.json, none counted in another; a run's
 # `time/total_seconds` is their sum plus what no part names (the report shows it as "other").
