@@ -81,6 +81,7 @@ def test_moving_a_slider_redraws_the_image(page_url, browser, tmp_path):
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(tmp_path / "full.png"))
     shrink(tmp_path / "full.png", shot)
+    assert browser.execute_script("return localStorage.length") == 0  # no run history kept (it slows each move)
     assert hosts(browser) == {"127.0.0.1"}, f"the page reached beyond this machine: {hosts(browser)}"
 
 

@@ -244,8 +244,8 @@ const check = () => {
   const done = () => { w.shown = performance.now(); };
   if (img.complete && img.naturalWidth) done(); else img.addEventListener('load', done, {once: true});
 };
-const observer = new MutationObserver(() => { check(); for (const r of roots(document, [])) if (!r.__watched) { r.__watched = true; observer.observe(r, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']}); } });
-for (const r of roots(document, [])) { r.__watched = true; observer.observe(r, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']}); }
+const observer = new MutationObserver(check);
+for (const r of roots(document, [])) observer.observe(r, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
 """
 
 

@@ -243,8 +243,10 @@ def build(catalogue: Catalogue) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:
-    """Start serving the page in the background (nothing shared, no analytics, no server-side rendering); its URL."""
+    """Start serving the page in the background (nothing shared, no analytics, no server-side rendering, no run
+    history: Gradio would keep every call in the browser's localStorage, rewritten on each event, so that each slider
+    move takes longer than the last); its URL."""
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
                             inbrowser=False, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
-                            enable_monitoring=False, css=CSS, footer_links=["api"])
+                            enable_monitoring=False, run_history=False, css=CSS, footer_links=["api"])
     return url
