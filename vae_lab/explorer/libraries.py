@@ -156,27 +156,26 @@ def lines_of_code(code: Callable | ModuleType) -> int:
 
 
 @contextmanager
-def serve_gradio(core: Core, port: int) -> Iterator[str]:
-    """The Gradio core page served on 127.0.0.1:port; its URL."""
+def serve_blocks(demo: Any, port: int) -> Iterator[str]:
+    """A Gradio app served on 127.0.0.1:port as the explorer serves its page (`page.launch`); its URL."""
     from vae_lab.explorer.page import launch
 
-    demo = gradio_page(core)
     try:
         yield launch(demo, "127.0.0.1", port)
     finally:
         demo.close()
 
 
-@contextmanager
-def serve_explorer(core: Core, port: int) -> Iterator[str]:
-    """The whole explorer page (`page.build`) served on 127.0.0.1:port; its URL."""
-    from vae_lab.explorer.page import build, launch
+def serve_gradio(core: Core, port: int) -> Any:
+    """The Gradio core page, served."""
+    return serve_blocks(gradio_page(core), port)
 
-    demo = build(core.catalogue)
-    try:
-        yield launch(demo, "127.0.0.1", port)
-    finally:
-        demo.close()
+
+def serve_explorer(core: Core, port: int) -> Any:
+    """The whole explorer page (`page.build`), served."""
+    from vae_lab.explorer.page import build
+
+    return serve_blocks(build(core.catalogue), port)
 
 
 @contextmanager
