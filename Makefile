@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-results docs-study docs-screenshots docs-explore clean
+.PHONY: install data train test chromium test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-results docs-study docs-screenshots docs-explore clean
 
 install: $(STAMP)
 
@@ -25,21 +25,21 @@ train: install data
 test: install data
 	$(BIN)/python -m pytest -q tests
 
-# The explorer in headless Chromium from the OS packages (Debian's chromium + chromium-driver), driven by Selenium.
-# VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png keeps its screenshot (VAE_LAB_EXPLORE_CKPT: of that checkpoint).
-test-browser: install data
+# Headless Chromium from the OS packages (Debian's chromium + chromium-driver), for the explorer's browser tests.
+chromium:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
-	$(BIN)/pip install --quiet -e '.[dev,cluster,explore,panel,browser]'
+
+# The explorer in headless Chromium, driven by Selenium. VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png keeps its
+# screenshot (VAE_LAB_EXPLORE_CKPT: of that checkpoint).
+test-browser: install data chromium
 	$(BIN)/python -m pytest -q -s tests/test_explore_browser.py
 
 # docs/img/explore.png: the browser test's screenshot of a VAE trained for two epochs on 30,000 Fashion-MNIST images.
 EXPLORE_RUN := outputs/runs/docs_explore
-docs-explore: install data
+docs-explore: install data chromium
 	$(BIN)/python -m vae_lab.train model=vae data=fashion_mnist data.train_subset=30000 trainer.max_epochs=2 \
 	  eval.enabled=false hydra.run.dir=$(EXPLORE_RUN)
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
 	VAE_LAB_EXPLORE_CKPT=$(EXPLORE_RUN)/checkpoints/last.ckpt VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png \
 	  $(BIN)/python -m pytest -q -s tests/test_explore_browser.py -k moving
 

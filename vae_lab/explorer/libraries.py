@@ -219,25 +219,26 @@ def wait_until_serving(url: str, seconds: float = 60.0) -> str:
     raise TimeoutError(f"nothing served at {url} after {seconds:.0f} s")
 
 
-# In the page: the time of each key press, and when the image matched by SELECTOR (looked up through shadow roots,
-# where Panel's widgets live) next has a new src, loaded.
-WATCH = """
-const selector = arguments[0];
-function deep(root) {
+# In the page: the time of each key press, and when the image matched by the selector next has a new src, loaded.
+DEEP = """
+function deep(root, selector) {
   const found = root.querySelector(selector);
   if (found) return found;
-  for (const el of root.querySelectorAll('*')) { if (el.shadowRoot) { const f = deep(el.shadowRoot); if (f) return f; } }
+  for (const el of root.querySelectorAll('*')) if (el.shadowRoot) { const f = deep(el.shadowRoot, selector); if (f) return f; }
   return null;
 }
+"""  # the first element matching selector, looked up through shadow roots (where Panel's widgets live)
+WATCH = DEEP + """
+const selector = arguments[0];
 function roots(root, out) {
   out.push(root);
   for (const el of root.querySelectorAll('*')) { if (el.shadowRoot) roots(el.shadowRoot, out); }
   return out;
 }
-const w = window.__vae_lab = {pressed: null, shown: null, src: deep(document).src};
+const w = window.__vae_lab = {pressed: null, shown: null, src: deep(document, selector).src};
 window.addEventListener('keydown', e => { w.pressed = e.timeStamp; w.shown = null; }, true);
 const check = () => {
-  const img = deep(document);
+  const img = deep(document, selector);
   if (!img || img.src === w.src || w.pressed === null || w.shown !== null) return;
   w.src = img.src;
   const done = () => { w.shown = performance.now(); };
@@ -250,11 +251,7 @@ for (const r of roots(document, [])) observer.observe(r, {subtree: true, childLi
 
 def deep_element(driver: Any, selector: str, seconds: float = 120.0) -> Any:
     """The first element matching selector, through shadow roots, once the page has drawn it."""
-    script = """
-    function deep(root, s) { const f = root.querySelector(s); if (f) return f;
-      for (const el of root.querySelectorAll('*')) if (el.shadowRoot) { const g = deep(el.shadowRoot, s); if (g) return g; }
-      return null; }
-    return deep(document, arguments[0]);"""
+    script = DEEP + "return deep(document, arguments[0]);"
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         found = driver.execute_script(script, selector)
