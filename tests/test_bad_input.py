@@ -105,7 +105,7 @@ TINY = ["net=mlp", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+t
         "eval.enabled=false"]
 # (arguments, the error line's words); {ck}: the checkpoints folder, {ro}: the read-only one, {tmp}: a scratch one
 TRAIN = [
-    (["trainer.precision=banana"], "trainer: Lightning refuses these settings: Precision 'banana' is invalid"),
+    (["trainer.precision=banana"], "trainer.precision='banana': must be one of 64, 32, 16, 'transformer-engine'"),
     (["trainer.devices=0"], "trainer: Lightning refuses these settings: `Trainer(devices=0)`"),
     (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 without +trainer.max_steps"),
     (["model.beta=inf"], "model.beta=inf: must be a finite number"),
@@ -136,10 +136,10 @@ GENERATE = [
     (["mode=traverse", "num_samples=1000"], "num_samples=1000: at most 100 steps per latent"),
     (["out={ro}/s.png"], "out={ro}/s.png: cannot write in {ro}"),
     (["ckpt_path={ck}/no_hparams.ckpt"], "no_hparams.ckpt: records no hyper-parameters"),
-    (["ckpt_path={ck}/extra_hparam.ckpt"], "extra_hparam.ckpt: its hyper-parameters do not fit VAE"),
-    (["ckpt_path={ck}/unknown_class.ckpt"], "'vae_lab.models.vae.NoSuchVAE', which vae_lab.models does not have"),
-    (["ckpt_path={ck}/foreign_class.ckpt"], "'subprocess.Popen', which is not one of vae_lab.models"),
-    (["ckpt_path={ck}/foreign_net.ckpt"], "its net 'os.system' is not one of vae_lab.nets"),
+    (["ckpt_path={ck}/extra_hparam.ckpt"], "extra_hparam.ckpt: model.bogus: VAE has no such setting"),
+    (["ckpt_path={ck}/unknown_class.ckpt"], "its model='vae_lab.models.vae.NoSuchVAE': not one of vae_lab's models"),
+    (["ckpt_path={ck}/foreign_class.ckpt"], "its model='subprocess.Popen': not one of vae_lab's models"),
+    (["ckpt_path={ck}/foreign_net.ckpt"], "net._target_='os.system': not one of vae_lab's nets"),
     (["ckpt_path={ck}/run/checkpoints"], "checkpoints: is a folder, not a checkpoint"),
 ]
 EVALUATE = [

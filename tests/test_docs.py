@@ -109,3 +109,12 @@ def test_a_sweeps_report_goes_into_its_page_verbatim_with_its_figures(tmp_path):
         assert copied.mode == "P" and copied.size == (40, 30) and copied.convert("RGB").getpixel((5, 5)) == (200, 10, 10)
     module.main(sweep, page, docs / "img" / "results")  # again: the same page
     assert page.read_text() == text
+
+
+def test_configuration_page_is_generated_from_the_schema():
+    """docs/configuration.md's option tables are what scripts/configuration_page.py writes from the configs and the
+    constructors' signatures today: a new option, setting or type makes this fail until the page is re-made."""
+    from scripts.configuration_page import PAGE, page_text
+
+    current = PAGE.read_text()
+    assert page_text(current) == current, "docs/configuration.md is stale: run python scripts/configuration_page.py"

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from vae_lab.data import DATAMODULES
 from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.errors import ConfigError
 from vae_lab.evaluate import evaluate_checkpoint
@@ -33,7 +34,7 @@ def datamodule(source: str | Path, data_dir: str | Path | None = None, **overrid
         with initialize_config_dir(str(CONF), version_base="1.3"):
             cfg = compose("train", overrides=options)
         cfg.data.update(overrides)
-        module = instantiate(cfg.data)
+        module = DATAMODULES.build(OmegaConf.to_container(cfg.data, resolve=True), "data")
     module.prepare_data()
     module.setup("fit")
     return module

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+E = TypeVar("E", bound=BaseException)
 MAX_SEED = 2**32 - 1  # numpy's seeds, which Lightning's seed_everything sets too
 
 
@@ -33,15 +34,21 @@ class RunFolderError(VaeLabError):
     """The run folder is in use by another run, or holds a finished run that this one would overwrite."""
 
 
-def user_error(err: BaseException | None) -> VaeLabError | None:
-    """The VaeLabError behind an exception (Hydra wraps those raised while instantiating), if any."""
+def cause_of(err: BaseException | None, kind: type[E]) -> E | None:
+    """The first exception of `kind` in an exception's chain of causes and contexts (Hydra wraps errors raised while
+    instantiating; torch.save's zip writer raises a RuntimeError over a full disk's OSError)."""
     seen = set()
     while err is not None and id(err) not in seen:
-        if isinstance(err, VaeLabError):
+        if isinstance(err, kind):
             return err
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def user_error(err: BaseException | None) -> VaeLabError | None:
+    """The VaeLabError behind an exception, if any."""
+    return cause_of(err, VaeLabError)
 
 
 def check_number(key: str, value: object, whole: bool = False, minimum: float | None = None,

@@ -21,7 +21,7 @@ from vae_lab.metrics.classifier import fid_cache, get_classifier
 from vae_lab.metrics.disentanglement import BOOSTERS
 from vae_lab.metrics.ground_truth import disentanglement_metrics
 from vae_lab.metrics.likelihood import check_precision
-from vae_lab.models import load_model, read_checkpoint
+from vae_lab.models import load_model, model_class, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
 from vae_lab.timing import Stopwatch
@@ -176,7 +176,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate a checkpoint and merge the metrics into its run's metrics.json (or `out`)."""
     require(cfg, "ckpt_path", "RUN/checkpoints/last.ckpt")
     ckpt_path = Path(cfg.ckpt_path)
-    model_name = read_checkpoint(ckpt_path)["vae_lab_model"].rsplit(".", 1)[-1].lower()
+    model_name = model_class(ckpt_path, read_checkpoint(ckpt_path)).__name__.lower()
     options, _ = eval_options(cfg.eval)
     check_number("projector.images", cfg.projector.images, whole=True, minimum=0)
     test_trainer(cfg.accelerator, cfg.precision)  # a bad accelerator or precision fails before any work

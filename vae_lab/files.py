@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from vae_lab.errors import StorageError
+from vae_lab.errors import StorageError, cause_of
 
 
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -30,23 +30,12 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> No
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        cause = os_error(err)
+        cause = cause_of(err, OSError)
         if cause is not None:
             kept = f"the previous {path.name} is kept" if path.is_file() else f"no {path.name} was written"
             raise StorageError(f"could not write {path}: {cause.strerror or cause}; {kept}") from err
         raise
     sync_folder(path.parent)
-
-
-def os_error(err: BaseException | None) -> OSError | None:
-    """The OSError behind an exception, if any (torch.save's zip writer raises a RuntimeError over a full disk's)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, OSError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 def sync_folder(folder: Path) -> None:

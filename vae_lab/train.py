@@ -30,7 +30,10 @@ from vae_lab.errors import (
     user_error,
 )
 from vae_lab.evaluate import eval_options, test_set_metrics
-from vae_lab.models.base import BaseVAE
+from vae_lab.data import DATAMODULES
+from vae_lab.models.base import MODELS, BaseVAE
+from vae_lab.nets import NETS
+from vae_lab.registry import HYDRA_KEYS, check_settings
 from vae_lab.results import failed_record, objective_value, run_record, write_json
 from vae_lab.resume import check_same_settings
 from vae_lab.run_folder import claim
@@ -40,30 +43,10 @@ from vae_lab.viz import tensorboard
 log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
 
 
-TYPES: dict[str, tuple[bool, bool]] = {   # key: (whole number, may be null): a wrong type would fail deep in torch
-    "seed": (True, False), "data.batch_size": (True, False), "data.train_subset": (True, True),
-    "data.val_size": (False, False), "net.image_size": (True, False), "model.latent_dim": (True, False),
-    "model.beta": (False, False), "model.lr": (False, False), "model.weight_decay": (False, False),
-    "model.obs_sigma": (False, False), "model.gamma": (False, False), "model.capacity_max": (False, False),
-    "model.capacity_steps": (True, False), "model.prior_components": (True, False), "trainer.max_epochs": (True, False),
-    "model.lambda_od": (False, False), "model.lambda_d": (False, True),
-    "trainer.log_every_n_steps": (True, False), "data.steps_per_batch": (True, False),
-}
-
-
-def check_types(cfg: DictConfig) -> None:
-    """One line for a value of the wrong type (`model.beta=abc`, `data.batch_size=1.5`); ranges are the models'."""
-    absent = object()
-    for key, (whole, nullable) in TYPES.items():
-        value = OmegaConf.select(cfg, key, default=absent)
-        if value is not absent:
-            check_number(key, value, whole=whole, nullable=nullable)
-
-
 def check(cfg: DictConfig) -> None:
     """Reject config combinations that would only fail later with a confusing traceback."""
     check_finite(OmegaConf.to_container(cfg, resolve=False))
-    check_types(cfg)
+    check_schema(cfg)
     if cfg.data.image_size != cfg.net.image_size:
         raise ConfigError(f"data.image_size={cfg.data.image_size} but net.image_size={cfg.net.image_size}; "
                           "set net.image_size (the data follows it)")
@@ -73,6 +56,41 @@ def check(cfg: DictConfig) -> None:
     check_checkpoint(cfg)
     if cfg.eval.enabled:  # an evaluation option's typo would otherwise surface only after the whole training
         eval_options(cfg.eval)
+
+
+def settings(node: DictConfig) -> dict[str, Any]:
+    """A config group's settings as plain values (interpolations resolved)."""
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def check_schema(cfg: DictConfig) -> None:
+    """Every group's keys and value types against its class's constructor (the schema, declared once there): vae_lab's
+    own classes by exact name from their registries, Lightning's through Hydra as the config names them."""
+    model = MODELS.get(cfg.model.get("_target_"), "model._target_")
+    check_settings(model, without_hydra_keys(settings(cfg.model)), "model", given=("net",))
+    net = without_hydra_keys(settings(cfg.net))
+    if net.get("image_channels", 1) is None:  # data.channels=null: the images' own, known once they are opened
+        net["image_channels"] = 1
+    check_settings(NETS.get(cfg.net.get("_target_"), "net._target_"), net, "net", given=("latent_dim", "label_dim"))
+    check_settings(DATAMODULES.get(cfg.data.get("_target_"), "data._target_"), without_hydra_keys(settings(cfg.data)),
+                   "data")
+    groups = {"trainer": cfg.trainer, "logger": cfg.logger, **{f"callbacks.{k}": v for k, v in cfg.callbacks.items()}}
+    for where, node in groups.items():
+        if node is not None and "_target_" in node:
+            check_settings(library_class(node._target_, where), without_hydra_keys(settings(node)), where)
+
+
+def library_class(target: str, where: str) -> type:
+    """The class a trainer, logger or callback config names (the user's own config: Hydra imports it)."""
+    try:
+        return get_class(target)
+    except Exception as err:  # noqa: BLE001 (Hydra's locate error: one line)
+        raise ConfigError(f"{where}._target_={target!r}: no such class ({str(err).splitlines()[0]})") from None
+
+
+def without_hydra_keys(node: dict[str, Any]) -> dict[str, Any]:
+    """A group's settings less Hydra's own keys (`_target_`, `_recursive_`, …)."""
+    return {k: v for k, v in node.items() if k not in HYDRA_KEYS}
 
 
 def check_ranges(cfg: DictConfig) -> None:
@@ -90,7 +108,7 @@ def check_ranges(cfg: DictConfig) -> None:
 
 def check_labels(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
     """A conditional model needs the dataset's class labels, as many as it has classes."""
-    if not getattr(get_class(cfg.model._target_), "conditional", False):
+    if not MODELS.get(cfg.model._target_, "model._target_").conditional:
         return
     classes = getattr(datamodule, "num_classes", None) or 0
     if not classes:
@@ -162,12 +180,12 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
     """Seed, then instantiate the datamodule, model and trainer a config describes."""
     check(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
+    datamodule = DATAMODULES.build(settings(cfg.data), "data")
     check_labels(cfg, datamodule)
     if cfg.net.get("image_channels", 1) is None:  # data.channels=null: the images' own, known once they are opened
         with open_dict(cfg):
             cfg.net.image_channels = datamodule.channels
-    model = instantiate(cfg.model, net=cfg.net, _recursive_=False)
+    model = MODELS.build(settings(cfg.model), "model", net=settings(cfg.net))
     ckpt_path = resume_path(cfg)
     if ckpt_path is not None:
         check_weights_fit(model, ckpt_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vae_lab.data import datamodule_class
 from vae_lab.data.idx import read_idx
 from vae_lab.data.sources import ensure_raw
 from vae_lab.errors import ConfigError, check_number
+from vae_lab.registry import check_settings
 
 TRAIN_IMAGES = 60_000  # the official training set of MNIST and of Fashion-MNIST, before the validation split
 CLASS_NAMES = {
@@ -25,15 +26,6 @@ CLASS_NAMES = {
 }
 IMAGE_SIZES = (28, 32, 64)
 CHANNELS = (1, 3)
-# data.name → the datamodule that serves it (the others: ImageDataModule), for rebuilding one from a checkpoint
-DATAMODULES = {
-    "shapes2d": "vae_lab.data.shapes2d.Shapes2DDataModule",
-    "dsprites": "vae_lab.data.dsprites.DSpritesDataModule",
-    "shapes3d": "vae_lab.data.shapes3d.Shapes3DDataModule",
-    "mpi3d": "vae_lab.data.mpi3d.MPI3DDataModule",
-    "cifar10": "vae_lab.data.cifar10.Cifar10DataModule",
-    "images": "vae_lab.data.images.FolderDataModule",
-}
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: colour → grey
 
 
@@ -180,6 +172,8 @@ def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
 class ImageDataModule(pl.LightningDataModule):
     """MNIST or Fashion-MNIST: 55k/5k train/val split of the official train set, official test set."""
 
+    datasets = tuple(CLASS_NAMES)  # the data.name values it serves
+
     def __init__(self, name: str = "mnist", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
                  val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
                  download: bool = True, steps_per_batch: int = 1, channels: int = 1) -> None:
@@ -266,20 +260,15 @@ class ImageDataModule(pl.LightningDataModule):
 
 def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path | None = None,
                                **overrides: Any) -> ImageDataModule:
-    """The datamodule a checkpoint was trained with (optionally reading data from elsewhere)."""
+    """The datamodule a checkpoint was trained with (optionally reading data from elsewhere): its class looked up by
+    the recorded dataset name among vae_lab's own, its settings checked against its signature before it is built."""
     hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     if data_dir is not None:
         hparams["data_dir"] = str(data_dir)
     hparams.update(overrides)
-    return datamodule_class(hparams.get("name", "mnist"))(**hparams)
-
-
-def datamodule_class(name: str) -> type[ImageDataModule]:
-    """The datamodule class of a dataset name (imported on demand: the others build on this module)."""
-    if name not in DATAMODULES:
-        return ImageDataModule
-    module, _, cls = DATAMODULES[name].rpartition(".")
-    return getattr(importlib.import_module(module), cls)
+    cls = datamodule_class(hparams.get("name", "mnist"))
+    check_settings(cls, hparams, "data")
+    return cls(**hparams)
 
 
 def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> ImageDataModule:

@@ -6,11 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.utils import get_class
-
 from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import CheckpointError, ConfigError
-from vae_lab.models import read_checkpoint
+from vae_lab.models import model_class, read_checkpoint
 from vae_lab.report import find_run_dirs
 from vae_lab.results import read_json
 
@@ -29,6 +27,7 @@ class Candidate:
 def describe(path: Path) -> Candidate:
     """A checkpoint's page name, `model · dataset · β · seed · run folder`, from its run's metrics.json or itself."""
     checkpoint = read_checkpoint(path)
+    cls = model_class(path, checkpoint)  # only one of vae_lab's models, by exact name
     hparams, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters") or {}
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     record = {}
@@ -37,12 +36,12 @@ def describe(path: Path) -> Candidate:
             record = read_json(run / "metrics.json")
         except (OSError, ValueError):
             record = {}
-    model = str(record.get("model") or checkpoint["vae_lab_model"].rsplit(".", 1)[-1].lower())
+    model = str(record.get("model") or cls.__name__.lower())
     dataset = str(record.get("dataset") or data.get("name", "?"))
     beta = float(record.get("beta", hparams.get("beta", 1.0)))
     seed = record.get("seed", data.get("seed", "?"))
     name = f"{model} · {dataset} · β={beta:g} · seed {seed} · {run.name}/{path.name}"
-    conditional = getattr(get_class(checkpoint["vae_lab_model"]), "conditional", False)
+    conditional = cls.conditional
     default = [str(k) for k in range(int(hparams.get("num_classes", 10)))]
     classes = tuple(CLASS_NAMES.get(data.get("name"), default)) if conditional else ()
     return Candidate(name, path, int(hparams.get("latent_dim", 0)), (model, dataset, beta, str(seed), str(run)), classes)

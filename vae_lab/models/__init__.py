@@ -2,69 +2,59 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
+from typing import Any
 
 import torch
-from hydra.errors import InstantiationException
 
 from vae_lab.checkpoints import read_checkpoint
-from vae_lab.errors import CheckpointError
-from vae_lab.models.base import BaseVAE
+from vae_lab.errors import CheckpointError, ConfigError
+from vae_lab.models.base import MODELS, BaseVAE
+from vae_lab.nets import NETS
+from vae_lab.registry import HYDRA_KEYS, check_settings
 
-__all__ = ["BaseVAE", "load_model", "read_checkpoint"]
+__all__ = ["MODELS", "BaseVAE", "load_model", "model_class", "read_checkpoint"]
 
 
 def load_model(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> BaseVAE:
-    """Rebuild a vae_lab model, in eval mode, from its checkpoint."""
+    """Rebuild a vae_lab model, in eval mode, from its checkpoint: its classes only from the registries of vae_lab's
+    own, its settings checked against their signatures before anything is called."""
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)
-    cls = model_class(path, checkpoint["vae_lab_model"])
-    name = cls.__name__
-    hparams = checkpoint.get("hyper_parameters")
-    if not isinstance(hparams, dict) or not isinstance(hparams.get("net"), dict):
-        raise CheckpointError(f"{path}: records no hyper-parameters (with its net), so {name} cannot be rebuilt")
-    check_net_target(path, hparams["net"])
+    cls = model_class(path, checkpoint)
+    hparams = checkpoint_settings(path, checkpoint, cls)
     try:
         model = cls(**hparams)
-    except (TypeError, InstantiationException) as err:  # a setting this version's class does not take (or lacks)
-        cause = err.__cause__ or err
-        raise CheckpointError(f"{path}: its hyper-parameters do not fit {name} ({str(cause).splitlines()[0]})") from err
+    except ConfigError as err:  # a value this version's class refuses (a range)
+        raise CheckpointError(f"{path}: its settings do not fit {cls.__name__} ({err})") from None
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not match {name} ({str(err).splitlines()[0]})") from err
+        raise CheckpointError(f"{path}: weights do not match {cls.__name__} ({str(err).splitlines()[0]})") from err
     model.on_load_checkpoint(checkpoint)  # Lightning's hook, as load_from_checkpoint calls it
     return model.to(map_location).eval()
 
 
-def model_class(path: Path, target: object) -> type[BaseVAE]:
-    """The model class a checkpoint names: only a BaseVAE from vae_lab.models (importing or calling anything else
-    named in a file could run code)."""
-    module, _, name = str(target).rpartition(".")
-    if not module.startswith("vae_lab.models.") or not name.isidentifier():
-        raise CheckpointError(f"{path}: names the model class {target!r}, which is not one of vae_lab.models")
+def model_class(path: str | Path, checkpoint: dict[str, Any]) -> type[BaseVAE]:
+    """The model class a checkpoint names, looked up by exact name among vae_lab's models (never imported)."""
     try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise CheckpointError(f"{path}: names the model class {target!r}, which vae_lab.models does not have") from err
-    if not (isinstance(cls, type) and issubclass(cls, BaseVAE)):
-        raise CheckpointError(f"{path}: names {target!r}, which is not a vae_lab model")
-    return cls
+        return MODELS.get(checkpoint.get("vae_lab_model"), "model")
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its {err}") from None
 
 
-def check_net_target(path: Path, net: object) -> None:
-    """A checkpoint's net must be one of vae_lab.nets with plain settings: Hydra imports and calls whatever a
-    `_target_` names, and a file's nested one could name anything."""
-    target = net.get("_target_") if isinstance(net, dict) else None
-    if not str(target).startswith("vae_lab.nets."):
-        raise CheckpointError(f"{path}: its net {target!r} is not one of vae_lab.nets")
-    if any(names_target(value) for value in net.values()):
-        raise CheckpointError(f"{path}: its net's settings name classes (`_target_`); vae_lab's nets take none")
-
-
-def names_target(value: object) -> bool:
-    """Whether a `_target_` key is anywhere inside nested dicts and lists."""
-    if isinstance(value, dict):
-        return "_target_" in value or any(names_target(v) for v in value.values())
-    return isinstance(value, (list, tuple)) and any(names_target(v) for v in value)
+def checkpoint_settings(path: str | Path, checkpoint: dict[str, Any], cls: type[BaseVAE]) -> dict[str, Any]:
+    """A checkpoint's model settings (with its net's), checked against the model's and the net's signatures."""
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("net"), dict):
+        raise CheckpointError(f"{path}: records no hyper-parameters (with its net), so {cls.__name__} cannot be rebuilt")
+    net = dict(hparams["net"])
+    try:
+        net_class = NETS.get(net.pop("_target_", None), "net._target_")
+        if any(key in net for key in HYDRA_KEYS):
+            raise ConfigError(f"net: settings {sorted(k for k in net if k in HYDRA_KEYS)} are not a net's")
+        check_settings(net_class, net, "net", given=("latent_dim", "label_dim"))
+        check_settings(cls, {k: v for k, v in hparams.items() if k != "net"}, "model", given=("net",))
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    return hparams

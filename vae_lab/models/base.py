@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import hydra
-import hydra.errors
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -15,11 +13,13 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 
 from vae_lab.checkpoints import stamp
 from vae_lab.data.datamodule import step_batches
-from vae_lab.errors import ConfigError, user_error
+from vae_lab.errors import ConfigError
 from vae_lab.hardware import amx_cpu
 from vae_lab.models.graphed import StepGraph
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
+from vae_lab.nets import NETS
+from vae_lab.registry import Registry
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LR_SCHEDULES = ("constant", "cosine")
@@ -344,11 +344,8 @@ def _check(ok: bool, message: str) -> None:
 
 
 def build_net(net: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
-    """Instantiate a net config, surfacing the net's own ConfigError instead of Hydra's wrapper."""
-    try:
-        return hydra.utils.instantiate(net, **kwargs)
-    except hydra.errors.InstantiationException as err:
-        cause = user_error(err)
-        if cause is None:
-            raise
-        raise cause from None
+    """The net a config names (one of vae_lab's own, by exact name), its settings checked against its signature."""
+    return NETS.build(net, "net", **kwargs)
+
+
+MODELS = Registry("vae_lab.models", "models", lambda cls: issubclass(cls, BaseVAE))  # every model by exact name

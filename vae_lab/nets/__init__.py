@@ -8,6 +8,15 @@ import torch
 from torch import nn
 
 from vae_lab.errors import ConfigError, check_number
+from vae_lab.registry import Registry
+
+
+def is_net(cls: type) -> bool:
+    """A net: an nn.Module with `encode` and `decode`."""
+    return issubclass(cls, nn.Module) and callable(getattr(cls, "encode", None)) and callable(getattr(cls, "decode", None))
+
+
+NETS = Registry("vae_lab.nets", "nets", is_net)  # every net a config or a checkpoint may name
 
 
 def with_label(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
