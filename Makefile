@@ -3,18 +3,26 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+BROWSER := $(VENV)/.browser
 DATA    := data
 ARGS    ?=
 
-.PHONY: install data train test chromium test-browser tb bench bench-gpu compare compare-time compare-probe compare-gpu docs-results docs-study docs-screenshots docs-explore clean
+.PHONY: install data train test chromium browser test-browser tb bench bench-gpu bench-explore compare compare-time compare-probe compare-gpu docs-results docs-study docs-screenshots docs-explore clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[dev,cluster,datasets,explore,panel,browser]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster,datasets,explore]'
 	touch $(STAMP)
+
+# Selenium and Panel, for the explorer's browser test and the library comparison only (not in `make install`).
+browser: $(BROWSER)
+
+$(BROWSER): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[browser,panel]'
+	touch $(BROWSER)
 
 data: install
 	$(BIN)/python -m vae_lab.data.sources $(DATA)
@@ -32,22 +40,29 @@ chromium:
 
 # The explorer in headless Chromium, driven by Selenium. VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png keeps its
 # screenshot (VAE_LAB_EXPLORE_CKPT: of that checkpoint).
-test-browser: install data chromium
+test-browser: install browser data chromium
 	$(BIN)/python -m pytest -q -s tests/test_explore_browser.py
 
 # docs/img/explore.png: the browser test's screenshot of a VAE trained for two epochs on 30,000 Fashion-MNIST images.
 EXPLORE_RUN := outputs/runs/docs_explore
-docs-explore: install data chromium
+docs-explore: install browser data chromium
 	$(BIN)/python -m vae_lab.train model=vae data=fashion_mnist data.train_subset=30000 trainer.max_epochs=2 \
 	  eval.enabled=false hydra.run.dir=$(EXPLORE_RUN)
 	VAE_LAB_EXPLORE_CKPT=$(EXPLORE_RUN)/checkpoints/last.ckpt VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png \
 	  $(BIN)/python -m pytest -q -s tests/test_explore_browser.py -k moving
 
+# The measurements of vae_lab itself (benchmarks/, not installed): vae_lab's training path against a plain PyTorch
+# loop (docs/speed.md), on the CPU and on a GPU.
 bench: install data
-	$(BIN)/python -m vae_lab.bench json=outputs/bench.json $(ARGS)
+	$(BIN)/python -m benchmarks.bench json=outputs/bench.json $(ARGS)
 
 bench-gpu: install data
-	$(BIN)/python -m vae_lab.bench --config-name bench_gpu json=outputs/bench_gpu.json $(ARGS)
+	$(BIN)/python -m benchmarks.bench --config-name bench_gpu json=outputs/bench_gpu.json $(ARGS)
+
+# The explorer's latency per slider move (docs/explore.md): key press to new image in headless Chromium for the
+# whole page and its core in Gradio and in Panel, then the server's part: make bench-explore ARGS="ckpt_path=…".
+bench-explore: install browser data chromium
+	$(BIN)/python -m benchmarks.explorer $(ARGS)
 
 # The comparison (docs/results.md): one sweep into one folder, its jobs side by side through Hydra's joblib
 # launcher (compare.yaml: 2 jobs × 1 thread), its wall time in $(COMPARE)/sweep.json, then its report.
@@ -63,7 +78,7 @@ compare-time: install data
 
 # n_jobs × threads for compare.yaml, by measurement: a few short runs of each layout, the layouts in turn.
 compare-probe: install data
-	$(BIN)/python -m vae_lab.probe $(ARGS)
+	$(BIN)/python -m benchmarks.probe $(ARGS)
 
 # The compare sweep on one GPU through the same launcher: 12 jobs side by side, whole-step CUDA graphs, 8 optimiser
 # steps per Lightning batch, IWAE with 100 samples.

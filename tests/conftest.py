@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+BENCH_CONF = ROOT / "benchmarks" / "conf"
 DATA = ROOT / "data"
 
 CLASSIFIER_CACHE = tempfile.mkdtemp(prefix="vae_lab_test_classifiers_")
@@ -30,9 +31,10 @@ FAST = ["trainer.max_epochs=1", "+trainer.limit_train_batches=4", "+trainer.limi
         "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1", *EVAL_FAST]
 
 
-def compose_cfg(out: Path, *overrides: str, config: str = "train") -> DictConfig:
-    """The composed config, as `python -m vae_lab.train` would see it, writing under `out`."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
+def compose_cfg(out: Path, *overrides: str, config: str = "train", conf: Path = CONF) -> DictConfig:
+    """The composed config, as `python -m vae_lab.train` would see it, writing under `out` (`conf`: the folder of
+    `config`, e.g. BENCH_CONF)."""
+    with initialize_config_dir(str(conf), version_base="1.3"):
         cfg = compose(config, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     if "paths" in cfg:

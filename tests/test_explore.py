@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.browser import free_port
 from tests.explorer_helpers import tiny_checkpoint
 from vae_lab.errors import ConfigError
-from vae_lab.explorer.libraries import free_port
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue, Session, to_uint8
 from vae_lab.metrics.latent import active_dims

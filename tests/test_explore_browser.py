@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.browser import chromium, chromium_missing, free_port, hosts
+from benchmarks.libraries import compare, table
 from tests.explorer_helpers import tiny_checkpoint
-from vae_lab.explorer.libraries import chromium, chromium_missing, compare, free_port, hosts, table
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue
 

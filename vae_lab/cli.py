@@ -120,44 +120,6 @@ def creatable(key: str, folder: Path) -> None:
     writable(f"{key}={folder}", existing)
 
 
-def quote_override_lists(argv: list[str], keys: tuple[str, ...]) -> list[str]:
-    """Let `KEY=[a=b,c=d]` (a list of overrides, which Hydra's grammar cannot read unquoted) mean
-    `KEY=['a=b','c=d']`, for the keys (or key prefixes ending in '.') that hold override lists."""
-    out = []
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        name = key.lstrip("+~")
-        if eq and value.startswith("[") and value.endswith("]") and any(
-                name == k or k.endswith(".") and name.startswith(k) for k in keys):
-            items = _split_top_level(value[1:-1])
-            if any("=" in item and item[:1] not in "'\"" for item in items):
-                quoted = [item if item[:1] in "'\"" else "'" + item.replace("'", "\\'") + "'" for item in items]
-                arg = f"{key}=[{','.join(quoted)}]"
-        out.append(arg)
-    return out
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split at the commas outside brackets and quotes; each part stripped."""
-    parts, depth, quote, current = [], 0, "", []
-    for char in text:
-        if quote:
-            quote = "" if char == quote and (not current or current[-1] != "\\") else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "[{(":
-            depth += 1
-        elif char in "]})":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    last = "".join(current).strip()
-    return parts + [last] if last or parts else parts
-
-
 HEADLINE = {  # metrics.json key → how the run summary names it, in this order (those a run has)
     "test/nelbo": "−ELBO", "test/nll_iwae": "NLL (IWAE)", "test/fid": "FID", "test/cond_accuracy": "cond acc",
     "test/probe_accuracy": "probe acc", "test/mig": "MIG", "test/dci_disentanglement": "DCI-D",

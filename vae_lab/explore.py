@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
 
 import hydra
 import torch
@@ -19,8 +22,6 @@ def check(cfg: DictConfig) -> None:
     """Reject bad arguments before anything loads."""
     check_number("kl_images", cfg.kl_images, whole=True, minimum=2)
     check_number("threads", cfg.threads, whole=True, minimum=1)
-    check_number("bench", cfg.bench, whole=True, minimum=0)
-    check_number("libraries", cfg.libraries, whole=True, minimum=0)
     check_number("port", cfg.port, whole=True, minimum=1, nullable=True)
     paths = cfg.ckpt_path
     if isinstance(paths, ListConfig) and len(paths) > 2:
@@ -37,53 +38,39 @@ def catalogue(cfg: DictConfig) -> Catalogue:
     return Catalogue(candidates(paths, cfg.run), cfg.data_dir, cfg.kl_images, cfg.device)
 
 
-def libraries(shelf: Catalogue, moves: int, threads: int) -> None:
-    """The explorer's core in Gradio and in Panel (and the whole page), timed in headless Chromium: print a table."""
-    from vae_lab.explorer.bench import machine
-    from vae_lab.explorer.libraries import chromium_missing, compare, table
-
-    if reason := chromium_missing():
-        raise ConfigError(f"libraries={moves} times the pages in a browser, and {reason}")
-    with tempfile.TemporaryDirectory(prefix="vae_lab_chromium_") as profile:
-        results = compare(shelf, shelf.names[0], moves, profile, threads)
-    print(f"key press to new image in headless Chromium, {moves} moves each; {shelf.names[0]}")
-    print(f"machine: {machine()}")
-    print(table(results))
-
-
-def explore(cfg: DictConfig) -> None:
-    """Serve the page until interrupted (with bench=N, time N slider moves; with libraries=N, time N key presses
-    in each library's page; and exit)."""
-    shelf = catalogue(cfg)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the page
+def page_module() -> ModuleType:
+    """vae_lab.explorer.page, or one line saying which extra it needs."""
     try:
         from vae_lab.explorer import page
     except ImportError as err:
         raise ConfigError(f"the explorer needs the `explore` extra: pip install -e '.[explore]' ({err})") from err
-    if cfg.libraries:
-        try:
-            import panel  # noqa: F401
-        except ImportError as err:
-            raise ConfigError(f"libraries= needs the `panel` extra: pip install -e '.[panel]' ({err})") from err
-        return libraries(shelf, cfg.libraries, cfg.threads)
-    demo = page.build(shelf)
-    first = shelf.names[0]
-    second = shelf.names[1] if len(shelf.names) == 2 else None
-    shelf.session(first, second)  # load (and measure) before serving, so the first page opens at once
-    url = page.launch(demo, cfg.host, cfg.port)
-    if cfg.bench:
-        from vae_lab.explorer.bench import bench
+    return page
 
-        try:
-            bench(shelf, url, first, second, cfg.bench)
-        finally:
-            demo.close()
-        return
-    print(f"vae_lab explorer: {url}  (Ctrl+C to stop)", flush=True)
+
+def opening(shelf: Catalogue) -> tuple[str, str | None]:
+    """The model the page opens with, and the one beside it when exactly two are given."""
+    return shelf.names[0], shelf.names[1] if len(shelf.names) == 2 else None
+
+
+@contextmanager
+def serving(shelf: Catalogue, host: str, port: int | None) -> Iterator[tuple[Any, str]]:
+    """The page served on host:port until the block ends, its opening models loaded first (so it opens at once):
+    the Gradio app and its URL."""
+    page = page_module()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the page
+    demo = page.build(shelf)
+    shelf.session(*opening(shelf))
     try:
-        demo.block_thread()
+        yield demo, page.launch(demo, host, port)
     finally:
         demo.close()
+
+
+def explore(cfg: DictConfig) -> None:
+    """Serve the page until interrupted."""
+    with serving(catalogue(cfg), cfg.host, cfg.port) as (demo, url):
+        print(f"vae_lab explorer: {url}  (Ctrl+C to stop)", flush=True)
+        demo.block_thread()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="explore")

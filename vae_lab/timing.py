@@ -1,11 +1,13 @@
-"""Time accounting: where a run's time goes (`time/*` in metrics.json), and a Lightning callback that times training
-epochs, validation excluded."""
+"""Time accounting: where a run's time goes (`time/*` in metrics.json), a Lightning callback that times training
+epochs, validation excluded, and the step clock that times windows of optimiser steps (the timing pass's, and the
+benchmark's in benchmarks/)."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,9 @@ import pytorch_lightning as pl
 import torch
 
 from vae_lab.data.datamodule import step_batches
+from vae_lab.hardware import cpu_description
 
+Marks = list[tuple[int, int, float]]  # (optimiser steps so far, images so far, time) after each batch
 IMPORTED_AT = time.time()  # where /proc cannot say when this process started
 # The parts of a run, in order: each `time/<part>_seconds` in metrics.json, none counted in another; a run's
 # `time/total_seconds` is their sum plus what no part names (the report shows it as "other").
@@ -162,3 +166,70 @@ def synchronize() -> None:
     """Wait for queued GPU work so wall-clock timings are honest."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
+
+
+def device_name() -> str:
+    """What the numbers were measured on."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{cpu_description()} ({torch.get_num_threads()} torch threads)"
+
+
+class Clock:
+    """perf_counter less the time spent paused: each path's windows count only the time of its own turns."""
+
+    def __init__(self, paused: bool = False) -> None:
+        self.offset, self.paused_at = 0.0, time.perf_counter() if paused else None
+
+    def now(self) -> float:
+        return time.perf_counter() - self.offset
+
+    def pause(self) -> None:
+        self.paused_at = time.perf_counter()
+
+    def resume(self) -> None:
+        if self.paused_at is not None:
+            self.offset += time.perf_counter() - self.paused_at
+            self.paused_at = None
+
+
+class StepClock(pl.Callback):
+    """Marks after every Lightning batch (synchronised): one optimiser step, or `data.steps_per_batch` of them.
+
+    At each step count in `turns` it pauses its clock and runs that turn (the benchmark's reference loop's steps),
+    so that two paths' timed windows alternate within seconds and a change in the machine's load hits both alike.
+    """
+
+    def __init__(self, turns: dict[int, Callable[[], None]] | None = None) -> None:
+        self.marks: Marks = []
+        self.clock, self.turns = Clock(), dict(sorted((turns or {}).items()))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx) -> None:
+        synchronize()
+        pairs = step_batches(batch)
+        self.marks.append(advance(self.marks, len(pairs), sum(len(x) for x, _ in pairs), self.clock.now()))
+        while self.turns and self.marks[-1][0] >= next(iter(self.turns)):
+            self.clock.pause()
+            self.turns.pop(next(iter(self.turns)))()
+            self.clock.resume()
+
+
+def advance(marks: Marks, steps: int, images: int, now: float) -> tuple[int, int, float]:
+    """The next mark: `steps` more optimiser steps over `images` more images, at time `now`."""
+    last = marks[-1] if marks else (0, 0, 0.0)
+    return last[0] + steps, last[1] + images, now
+
+
+def window_rates(marks: Marks, warmup: int, repeats: int, steps: int) -> list[float]:
+    """Images/s in each timed window of `steps` steps after `warmup` steps."""
+    def mark(step: int) -> tuple[int, int, float]:
+        return next(m for m in marks if m[0] >= step)
+
+    windows = [(mark(warmup + r * steps), mark(warmup + (r + 1) * steps)) for r in range(repeats)]
+    return [(b[1] - a[1]) / (b[2] - a[2]) for a, b in windows]
+
+
+def throughput(marks: Marks, warmup: int, repeats: int, steps: int) -> dict[str, float]:
+    """Images/s over the timed windows: median, min and max."""
+    rates = window_rates(marks, warmup, repeats, steps)
+    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}

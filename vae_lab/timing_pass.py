@@ -17,7 +17,6 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.bench import StepClock, device_name, throughput
 from vae_lab.cli import lightning_quiet
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import eval_options
@@ -26,6 +25,7 @@ from vae_lab.metrics.classifier import fid_cache, get_classifier
 from vae_lab.metrics.samples import timed_generation
 from vae_lab.models import load_model
 from vae_lab.results import write_json
+from vae_lab.timing import StepClock, device_name, throughput
 from vae_lab.train import build
 
 TIMING_FILE = "timing.json"

@@ -1,15 +1,14 @@
 """How the explorer's library was chosen: its core (a slider per latent, the image, the strip of the latent moved)
 written in Gradio and in Panel, each served and timed in headless Chromium, key press to new image.
 
-`python -m vae_lab.explore ckpt_path=… libraries=N` runs it (docs/explore.md, "Why Gradio"). Both pages draw through
-the same `Core`, so what differs is the library: its code (the lines of `gradio_page` and `panel_page`) and its
-latency (the browser's key press to the new image loaded in the page).
+`python -m benchmarks.explorer ckpt_path=… libraries=N` runs it (docs/explore.md, "Why Gradio"). Both pages draw
+through the same `Core`, so what differs is the library: its code (the lines of `gradio_page` and `panel_page`) and
+its latency (the browser's key press to the new image loaded in the page).
 """
 
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,41 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.browser import chromium, free_port, hosts
 from vae_lab.explorer.session import SPAN, Catalogue, Session
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # Debian's chromium and chromium-driver
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-         "--window-size=1280,960"]
 PIXELATED = "img { image-rendering: pixelated; }"
-
-
-def chromium_missing() -> str | None:
-    """Why headless Chromium cannot run here (None when it can)."""
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(DRIVER, os.X_OK)):
-        return f"no Chromium ({CHROMIUM}, {DRIVER}): `make test-browser` installs it"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (the `browser` extra)"
-    return None
-
-
-@contextmanager
-def chromium(profile: str) -> Iterator[Any]:
-    """Headless Chromium (Selenium) with a fresh profile in `profile`, logging every request it makes."""
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @dataclass
@@ -195,15 +163,6 @@ def serve_panel(core: Core, port: int) -> Iterator[str]:
         server.stop()
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until_serving(url: str, seconds: float = 60.0) -> str:
     """url, once the server there answers."""
     import httpx
@@ -282,21 +241,6 @@ def key_to_image(driver: Any, url: str, image: str, handle: str, moves: int, war
             times.append(w["shown"] - w["pressed"])
         time.sleep(0.3)  # the strip follows; let the page settle before the next move
     return np.array(times)
-
-
-def hosts(driver: Any) -> set[str]:
-    """The hosts of every http(s)/ws(s) request the browser made (its performance log)."""
-    import json
-    from urllib.parse import urlparse
-
-    out = set()
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            address = urlparse(message["params"]["request"]["url"])
-            if address.scheme in ("http", "https", "ws", "wss"):
-                out.add(address.hostname)
-    return out
 
 
 @dataclass

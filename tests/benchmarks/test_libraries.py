@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.libraries import Core, lines_of_code
 from tests.explorer_helpers import tiny_checkpoint
-from vae_lab.explorer.libraries import Core, lines_of_code
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue
 
@@ -47,7 +47,7 @@ def test_the_core_decodes_the_sliders_code_as_the_model_does(core):
 
 def test_the_panel_page_redraws_the_image_and_strip_of_the_slider_moved(core):
     pytest.importorskip("panel", reason="the `panel` extra is not installed")
-    from vae_lab.explorer.libraries import panel_page
+    from benchmarks.libraries import panel_page
 
     layout = panel_page(core)()
     (image, strip), sliders = layout[0], list(layout[1])
@@ -62,7 +62,7 @@ def test_the_panel_page_redraws_the_image_and_strip_of_the_slider_moved(core):
 
 def test_the_gradio_page_has_a_slider_per_latent_in_kl_order(core):
     gr = pytest.importorskip("gradio", reason="the `explore` extra is not installed")
-    from vae_lab.explorer.libraries import gradio_page
+    from benchmarks.libraries import gradio_page
 
     demo = gradio_page(core)
     assert [b.label for b in demo.blocks.values() if isinstance(b, gr.Slider)] == core.labels

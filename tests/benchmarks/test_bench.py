@@ -1,4 +1,4 @@
-"""The benchmark in a tiny configuration: both throughputs, a ratio and a parity verdict."""
+"""`python -m benchmarks.bench` in a tiny configuration: both throughputs, a ratio and a parity verdict."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 
-from tests.conftest import compose_cfg, run_cli_cases
-from vae_lab.bench import bench, reference_dataset, reference_loader, throughput
+from benchmarks.bench import bench, reference_dataset, reference_loader
+from tests.conftest import BENCH_CONF, CONF, compose_cfg, run_cli_cases
 
 
 def test_bench_reports_both_paths(tmp_path, data_dir, capsys):
     out = tmp_path / "bench.json"
     cfg = compose_cfg(tmp_path, "warmup_steps=2", "repeats=2", "steps_per_repeat=3", "train_subset=1000",
-                      "eval_images=500", "profile_steps=2", f"json={out}", config="bench")
+                      "eval_images=500", "profile_steps=2", f"json={out}", config="bench", conf=BENCH_CONF)
     rows = bench(cfg, compose_case=lambda overrides: compose_cfg(tmp_path, *overrides))
     assert [r["case"] for r in rows] == ["cvae", "beta_vae"]
     for row in rows:
@@ -37,7 +37,7 @@ def test_with_several_steps_per_batch_the_reference_catches_up_for_parity(tmp_pa
     """Lightning stops at a whole batch of 3 steps (9, past the 8 asked for): the reference takes the 9th too."""
     cfg = compose_cfg(tmp_path, "warmup_steps=2", "repeats=2", "steps_per_repeat=3", "train_subset=2000",
                       "eval_images=200", '~cases', '+cases={cvae:["+arm=cvae_seed_conv","data.steps_per_batch=3"]}',
-                      config="bench")
+                      config="bench", conf=BENCH_CONF)
     [row] = bench(cfg, compose_case=lambda overrides: compose_cfg(tmp_path, *overrides))
     assert row["trained_steps"] == {"vae_lab": 9, "reference": 9}
 
@@ -45,12 +45,12 @@ def test_with_several_steps_per_batch_the_reference_catches_up_for_parity(tmp_pa
 def test_the_reference_runs_unflushed_and_waits_for_the_device_only_at_window_edges(tmp_path, data_dir, monkeypatch):
     """vae_lab's fit flushes denormals around the reference's turns: the plain loop must not (nor keep it off
     after); on a GPU it synchronises where a window starts or ends and at a turn's end, not every step."""
-    import vae_lab.bench as bench_module
+    import benchmarks.bench as bench_module
 
     cfg = compose_cfg(tmp_path, "+arm=cvae_seed_conv", "data.train_subset=1000")
     loop = bench_module.ReferenceLoop(cfg, boundaries=[2, 5, 8])
     synced, flushed = [], []
-    monkeypatch.setattr(bench_module, "synchronise", lambda device: synced.append(len(loop.marks) + 1))
+    monkeypatch.setattr(bench_module, "synchronize", lambda: synced.append(len(loop.marks) + 1))
     step = loop.model.loss_terms
     monkeypatch.setattr(loop.model, "loss_terms", lambda batch: flushed.append(bench_module.denormals_flushed())
                         or step(batch))
@@ -65,7 +65,7 @@ def test_the_reference_runs_unflushed_and_waits_for_the_device_only_at_window_ed
 
 
 def test_parity_allows_only_a_worse_loss_within_the_tolerance_whatever_its_sign():
-    from vae_lab.bench import parity
+    from benchmarks.bench import parity
 
     assert parity(100.9, 100.0, 0.01) == "pass" and parity(101.1, 100.0, 0.01) == "FAIL"
     assert parity(-99.1, -100.0, 0.01) == "pass" and parity(-98.9, -100.0, 0.01) == "FAIL"  # Gaussian NLLs
@@ -77,7 +77,7 @@ def test_the_profiler_counts_the_steps_after_its_start():
     and counts the 2 steps after it."""
     from types import SimpleNamespace
 
-    from vae_lab.bench import StepProfiler
+    from benchmarks.bench import StepProfiler
 
     profiler, pair = StepProfiler(start=3), (torch.zeros(2, 1, 28, 28), torch.zeros(2))
     for batch in [pair, [pair] * 4, [pair] * 2]:
@@ -95,7 +95,7 @@ def test_on_a_gpu_the_profile_ranks_kernels_by_their_gpu_time():
     device clock ranks the kernels alone by GPU time, each counted once; the host clock ranks host time."""
     from types import SimpleNamespace
 
-    from vae_lab.bench import StepProfiler, profile_table
+    from benchmarks.bench import StepProfiler, profile_table
 
     cpu, cuda = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
 
@@ -134,7 +134,7 @@ def bench_bad_input_runs(tmp_path_factory):
     """Every bad command line of BENCH_BAD_INPUT, each with its own JSON path, in one interpreter."""
     outs = [tmp_path_factory.mktemp("bench_bad_input") / "bench.json" for _ in BENCH_BAD_INPUT]
     cases = [[*args, "train_subset=500", f"json={out}"] for (args, _), out in zip(BENCH_BAD_INPUT, outs)]
-    return list(zip(run_cli_cases("vae_lab.bench", cases), outs))
+    return list(zip(run_cli_cases("benchmarks.bench", cases), outs))
 
 
 @pytest.mark.parametrize("case", range(len(BENCH_BAD_INPUT)), ids=[" ".join(a) for a, _ in BENCH_BAD_INPUT])
@@ -154,17 +154,9 @@ def test_bench_checks_every_case_and_its_json_path_before_running_any(tmp_path):
              ['+cases={a:["+arm=vae"],b:["+arm=vae","data.steps_per_batch=4"]}', "steps_per_repeat=3"]]
     needles = ["error: case 'b': In 'train': Could not find 'net/mpl'", f"error: json={blocker}/bench.json: cannot",
                "error: case 'b': data.steps_per_batch=4 is more than steps_per_repeat=3"]
-    for result, needle in zip(run_cli_cases("vae_lab.bench", cases), needles):
+    for result, needle in zip(run_cli_cases("benchmarks.bench", cases), needles):
         assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
         assert "benchmarking" not in result.stdout and "Traceback" not in result.stderr
-
-
-def test_throughput_windows_count_optimiser_steps_when_batches_hold_several():
-    """Marks every 4 steps of 10 images, one second apart: 40 images/s whatever the window's step boundaries."""
-    marks = [(4 * i, 40 * i, float(i)) for i in range(1, 21)]
-    rates = throughput(marks, warmup=8, repeats=3, steps=20)
-    assert rates == {"median": 40.0, "min": 40.0, "max": 40.0}
-    assert throughput([(1, 10, 1.0), (2, 20, 3.0), (3, 40, 4.0)], warmup=1, repeats=2, steps=1)["min"] == 5.0
 
 
 def test_the_reference_loop_sees_vae_labs_batches_in_vae_labs_order(tmp_path, data_dir):
@@ -185,27 +177,9 @@ def test_the_reference_loop_sees_vae_labs_batches_in_vae_labs_order(tmp_path, da
             assert torch.equal(y, ref_y) and torch.allclose(x, ref_x)
 
 
-def test_the_reference_takes_its_turns_at_vae_labs_window_boundaries_off_vae_labs_clock():
-    """Turns run once each when the step count reaches them (two in one batch of 4 steps if due), and the time they
-    take is missing from vae_lab's marks: a window spanning a 0.2 s turn still measures well under 0.2 s."""
-    import time
-    from types import SimpleNamespace
-
-    from vae_lab.bench import StepClock
-
-    ran = []
-    turns = {2: lambda: ran.append(2) or time.sleep(0.2), 5: lambda: ran.append(5), 6: lambda: ran.append(6)}
-    clock, module = StepClock(turns), SimpleNamespace(device=torch.device("cpu"))
-    pair = (torch.zeros(3, 1, 28, 28), torch.zeros(3))
-    for batch in [pair, pair, [pair] * 4, pair]:
-        clock.on_train_batch_end(None, module, None, batch, 0)
-    assert ran == [2, 5, 6] and [m[:2] for m in clock.marks] == [(1, 3), (2, 6), (6, 18), (7, 21)]
-    assert clock.marks[3][2] - clock.marks[0][2] < 0.1
-
-
 def test_the_reference_loop_in_turns_trains_as_it_would_alone(tmp_path, data_dir):
     """Its own random stream across turns: random draws between turns (vae_lab's training) change nothing."""
-    from vae_lab.bench import ReferenceLoop
+    from benchmarks.bench import ReferenceLoop
 
     cfg = compose_cfg(tmp_path, "model=vae", "data.train_subset=300", "data.batch_size=64")
     alone, in_turns = ReferenceLoop(cfg), ReferenceLoop(cfg)
@@ -220,7 +194,7 @@ def test_the_reference_loop_in_turns_trains_as_it_would_alone(tmp_path, data_dir
 
 def test_the_speed_up_pairs_each_window_with_the_reference_window_next_to_it():
     """Rates 10, 30, 20 against 5, 20, 8 (images/s): ratios 2, 1.5, 2.5, median 2 — not the medians' 20 / 8."""
-    from vae_lab.bench import speedup
+    from benchmarks.bench import speedup
 
     def marks(rates):
         out, t = [(0, 0, 0.0)], 0.0
@@ -233,7 +207,7 @@ def test_the_speed_up_pairs_each_window_with_the_reference_window_next_to_it():
 
 
 def test_the_matmul_rate_is_the_best_of_its_windows(monkeypatch):
-    import vae_lab.bench as bench_module
+    import benchmarks.bench as bench_module
 
     real_repeat_for, rates = bench_module.repeat_for, iter([3.0, 7.0, 5.0])
     monkeypatch.setattr(bench_module, "repeat_for", lambda work, seconds, device: next(rates))
@@ -247,12 +221,11 @@ def test_every_bench_config_composes_each_case(tmp_path, config):
     """The GPU configs run only where a GPU is lent: their cases must at least compose here."""
     from hydra import initialize_config_dir
 
-    from tests.conftest import CONF, compose_cfg
-    from vae_lab.bench import compose_train
+    from benchmarks.bench import compose_train
     from vae_lab.train import check
 
-    cfg = compose_cfg(tmp_path, config=config)
-    with initialize_config_dir(str(CONF), version_base="1.3"):
+    cfg = compose_cfg(tmp_path, config=config, conf=BENCH_CONF)
+    with initialize_config_dir(str(CONF), version_base="1.3"):  # where `python -m benchmarks.bench` finds train.yaml
         for name, overrides in cfg.cases.items():
             case = compose_train(name, [*overrides, *cfg.overrides, f"data={cfg.dataset}"])
             check(case)  # and passes train's checks

@@ -1,4 +1,4 @@
-"""`python -m vae_lab.bench`: vae_lab's training path against a plain PyTorch loop, side by side."""
+"""`python -m benchmarks.bench` (`make bench`): vae_lab's training path against a plain PyTorch loop, side by side."""
 
 from __future__ import annotations
 
@@ -21,66 +21,21 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from vae_lab.cli import lightning_quiet, output_folder, quote_override_lists, user_errors
+from benchmarks import with_vae_lab_conf
+from vae_lab.cli import lightning_quiet, output_folder, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
 from vae_lab.errors import ConfigError, check_number
-from vae_lab.hardware import cpu_description
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
+from vae_lab.timing import Clock, Marks, StepClock, advance, device_name, synchronize, throughput, window_rates
 from vae_lab.train import build
 
-Marks = list[tuple[int, int, float]]  # (optimiser steps so far, images so far, time) after each batch
 TOP_OPS = 12  # operators listed by `profile_steps`
-
-
-class Clock:
-    """perf_counter less the time spent paused: each path's windows count only the time of its own turns."""
-
-    def __init__(self, paused: bool = False) -> None:
-        self.offset, self.paused_at = 0.0, time.perf_counter() if paused else None
-
-    def now(self) -> float:
-        return time.perf_counter() - self.offset
-
-    def pause(self) -> None:
-        self.paused_at = time.perf_counter()
-
-    def resume(self) -> None:
-        if self.paused_at is not None:
-            self.offset += time.perf_counter() - self.paused_at
-            self.paused_at = None
 
 
 def denormals_flushed() -> bool:
     """Whether this thread's CPU arithmetic flushes denormal floats to zero (torch has no getter for it)."""
     return (torch.tensor(1e-40) * 1.0).item() == 0.0
-
-
-def synchronise(device: torch.device) -> None:
-    """Wait for the GPU's queued work, so that a mark's time includes it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-class StepClock(pl.Callback):
-    """Marks after every Lightning batch (synchronised): one optimiser step, or `data.steps_per_batch` of them.
-
-    At each step count in `turns` it pauses its clock and runs that turn (the reference loop's steps), so that the
-    two paths' timed windows alternate within seconds and a change in the machine's load hits both alike.
-    """
-
-    def __init__(self, turns: dict[int, Callable[[], None]] | None = None) -> None:
-        self.marks: Marks = []
-        self.clock, self.turns = Clock(), dict(sorted((turns or {}).items()))
-
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, idx) -> None:
-        synchronise(module.device)
-        pairs = step_batches(batch)
-        self.marks.append(advance(self.marks, len(pairs), sum(len(x) for x, _ in pairs), self.clock.now()))
-        while self.turns and self.marks[-1][0] >= next(iter(self.turns)):
-            self.clock.pause()
-            self.turns.pop(next(iter(self.turns)))()
-            self.clock.resume()
 
 
 class StepProfiler(pl.Callback):
@@ -136,27 +91,6 @@ class StepProfiler(pl.Callback):
 def shapes(inputs: list[Any] | None) -> str:
     """An operator's tensor inputs as `128×784, 784×3146` (scalars and absent inputs left out)."""
     return ", ".join("×".join(map(str, shape)) for shape in inputs or [] if isinstance(shape, list) and shape)
-
-
-def advance(marks: Marks, steps: int, images: int, now: float) -> tuple[int, int, float]:
-    """The next mark: `steps` more optimiser steps over `images` more images, at time `now`."""
-    last = marks[-1] if marks else (0, 0, 0.0)
-    return last[0] + steps, last[1] + images, now
-
-
-def window_rates(marks: Marks, warmup: int, repeats: int, steps: int) -> list[float]:
-    """Images/s in each timed window of `steps` steps after `warmup` steps."""
-    def mark(step: int) -> tuple[int, int, float]:
-        return next(m for m in marks if m[0] >= step)
-
-    windows = [(mark(warmup + r * steps), mark(warmup + (r + 1) * steps)) for r in range(repeats)]
-    return [(b[1] - a[1]) / (b[2] - a[2]) for a, b in windows]
-
-
-def throughput(marks: Marks, warmup: int, repeats: int, steps: int) -> dict[str, float]:
-    """Images/s over the timed windows: median, min and max."""
-    rates = window_rates(marks, warmup, repeats, steps)
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
 def speedup(fast: Marks, reference: Marks, warmup: int, repeats: int, steps: int) -> float:
@@ -244,7 +178,7 @@ class ReferenceLoop:
                 self.optimiser.step()
                 done = (self.marks[-1][0] if self.marks else 0) + 1
                 if done in self.boundaries or step == steps - 1:
-                    synchronise(self.device)
+                    synchronize()
                 self.marks.append(advance(self.marks, 1, len(x), self.clock.now()))
             self.clock.pause()
             self.seconds += time.perf_counter() - start
@@ -286,7 +220,7 @@ def repeat_for(work: Callable[[], Any], seconds: float, device: torch.device) ->
     while time.perf_counter() - start < seconds:
         work()
         count += 1
-    synchronise(device)
+    synchronize()
     return count / (time.perf_counter() - start)
 
 
@@ -437,14 +371,45 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
     return rows
 
 
-def device_name() -> str:
-    """What the numbers were measured on."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"{cpu_description()} ({torch.get_num_threads()} torch threads)"
+def quote_override_lists(argv: list[str], keys: tuple[str, ...]) -> list[str]:
+    """Let `KEY=[a=b,c=d]` (a list of overrides, which Hydra's grammar cannot read unquoted) mean
+    `KEY=['a=b','c=d']`, for the keys (or key prefixes ending in '.') that hold override lists."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        name = key.lstrip("+~")
+        if eq and value.startswith("[") and value.endswith("]") and any(
+                name == k or k.endswith(".") and name.startswith(k) for k in keys):
+            items = _split_top_level(value[1:-1])
+            if any("=" in item and item[:1] not in "'\"" for item in items):
+                quoted = [item if item[:1] in "'\"" else "'" + item.replace("'", "\\'") + "'" for item in items]
+                arg = f"{key}=[{','.join(quoted)}]"
+        out.append(arg)
+    return out
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+def _split_top_level(text: str) -> list[str]:
+    """Split at the commas outside brackets and quotes; each part stripped."""
+    parts, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote and (not current or current[-1] != "\\") else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    last = "".join(current).strip()
+    return parts + [last] if last or parts else parts
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():
@@ -453,4 +418,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv[1:] = quote_override_lists(sys.argv[1:], ("overrides", "cases."))  # `overrides=[model.compile=true]`
+    sys.argv = with_vae_lab_conf(sys.argv)
     main()

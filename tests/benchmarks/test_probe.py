@@ -1,18 +1,18 @@
-"""`python -m vae_lab.probe`: the launcher layouts it compares compose as the compare sweep it times; bad input."""
+"""`python -m benchmarks.probe`: the launcher layouts it compares compose as the compare sweep it times; bad input."""
 
 from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF, compose_cfg
+from benchmarks.probe import check, sweep_command
+from tests.conftest import BENCH_CONF, compose_cfg
 from vae_lab.errors import ConfigError
-from vae_lab.probe import check, sweep_command
 
 
 @pytest.mark.parametrize("jobs, threads", [(2, 1), (1, 2)])
 def test_each_layout_is_the_compare_sweep_through_the_launcher_with_its_jobs_and_threads(tmp_path, jobs, threads):
-    probe = OmegaConf.load(CONF / "probe.yaml")
+    probe = OmegaConf.load(BENCH_CONF / "probe.yaml")
     command = sweep_command(jobs, threads, list(probe.overrides), tmp_path / "sweep")
     overrides = command[command.index("-m", 3) + 1:]  # after `python -m vae_lab.train -m`
     cfg = compose_cfg(tmp_path, *[o.split(",")[0] if o.startswith("+arm=") else o for o in overrides])
@@ -25,7 +25,7 @@ def test_each_layout_is_the_compare_sweep_through_the_launcher_with_its_jobs_and
                                                   ("layouts", [[2]], "is not [n_jobs, threads]"),
                                                   ("layouts", [[0, 1]], "n_jobs=0"), ("repeats", 0, "repeats=0")])
 def test_bad_probe_settings_are_one_line(field, value, needle):
-    cfg = OmegaConf.load(CONF / "probe.yaml")
+    cfg = OmegaConf.load(BENCH_CONF / "probe.yaml")
     cfg[field] = value
     with pytest.raises(ConfigError) as err:
         check(cfg)
@@ -33,8 +33,8 @@ def test_bad_probe_settings_are_one_line(field, value, needle):
 
 
 def test_the_warm_up_is_the_sweep_cut_to_its_first_arm():
-    from vae_lab.probe import warmup_overrides
-    probe = OmegaConf.load(CONF / "probe.yaml")
+    from benchmarks.probe import warmup_overrides
+    probe = OmegaConf.load(BENCH_CONF / "probe.yaml")
     assert probe.warmup is True
     cut = warmup_overrides(list(probe.overrides))
     assert "+arm=vae" in cut and not any("," in o for o in cut)

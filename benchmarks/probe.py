@@ -1,5 +1,5 @@
-"""`python -m vae_lab.probe` (`make compare-probe`): the compare sweep's launcher layouts (n_jobs × threads) timed on a
-few short runs, the layouts taking turns, so that compare.yaml's default is chosen by measurement."""
+"""`python -m benchmarks.probe` (`make compare-probe`): the compare sweep's launcher layouts (n_jobs × threads) timed
+on a few short runs, the layouts taking turns, so that compare.yaml's default is chosen by measurement."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="probe")
+@hydra.main(version_base="1.3", config_path="conf", config_name="probe")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

@@ -1,0 +1,1 @@
+"""Tests of benchmarks/: the measurements of vae_lab itself, outside the package."""
