@@ -27,8 +27,17 @@ from vae_lab.cli import positional_dirs, user_errors
 from vae_lab.errors import ConfigError, VaeLabError
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
-from vae_lab.results.runs import (Failure, Group, Run, agreement_line, attach_timing, collect, group_runs,
-                                  read_sweep, read_timing)
+from vae_lab.results.runs import (
+    Failure,
+    Group,
+    Run,
+    agreement_line,
+    attach_timing,
+    collect,
+    group_runs,
+    read_sweep,
+    read_timing,
+)
 from vae_lab.timing import PARTS
 from vae_lab.viz import plots
 

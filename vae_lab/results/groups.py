@@ -1,8 +1,9 @@
 """The group rule: a report group is the set of runs whose composed configs differ only in the seed.
 
 One rule for the report's rows, the timing pass's arms, TensorBoard's HParams tab and the explorer's run list: a
-run's settings are its composed config (`RUN/.hydra/config.yaml`, as Hydra saved it) flattened to dotted keys, less
-the keys in SAME_EXPERIMENT; every other difference, in any group's key, separates runs and shows as a column.
+run's settings are its composed config (`RUN/.hydra/config.yaml`) flattened to dotted keys, less the keys in
+SAME_EXPERIMENT; every other difference, in any group's key, separates runs (and shows as a column where the model,
+net and dataset do not already say it: `shown_keys`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.results.names import key_order
 
@@ -66,13 +67,24 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _resolved(cfg: DictConfig, key: str, raw: Any) -> Any:
+    """A leaf's value with its interpolations resolved (`${study_values.${study_point}}` → 30.0), or as written
+    where it cannot be resolved outside its run (`${hydra:runtime.output_dir}`)."""
+    try:
+        value = OmegaConf.select(cfg, key)
+    except Exception:  # noqa: BLE001 — OmegaConf raises several kinds for a resolver it lacks; the text then
+        return raw
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
 def run_settings(folder: Path, record: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's settings: its composed config, flattened, as Hydra saved it (interpolations as written), less
+    """A run's settings: its composed config, flattened, interpolations resolved where they can be, less
     SAME_EXPERIMENT; for a run without .hydra/config.yaml, its metrics.json's fields that are not results."""
     path = folder / CONFIG_FILE
     if path.is_file():
-        tree = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        items = flatten(tree).items()
+        cfg = OmegaConf.load(path)
+        flat = flatten(OmegaConf.to_container(cfg, resolve=False))
+        items = ((k, _resolved(cfg, k, v)) for k, v in flat.items() if not dropped(k))
     else:
         items = ((k, v) for k, v in record.items() if k not in IDENTITY and not k.startswith(METRIC_PREFIXES))
     return {k: v for k, v in items if not dropped(k)}
@@ -102,5 +114,6 @@ def shown_keys(groups: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> lis
         keys |= set(settings)
     for identity, settings in groups:
         for key in keys:
-            values.setdefault(identity, {}).setdefault(key, set()).add(repr(_comparable(settings.get(key, ...))))
+            value = repr(_comparable(settings[key])) if key in settings else "absent"
+            values.setdefault(identity, {}).setdefault(key, set()).add(value)
     return sorted((k for k in keys if any(len(per_key[k]) > 1 for per_key in values.values())), key=key_order)
