@@ -146,3 +146,9 @@ def test_a_real_sweep_over_batch_size_and_weight_decay_reports_four_rows(tmp_pat
     assert sorted((a[1]["data.batch_size"], a[1]["model.weight_decay"]) for a in arms) == [
         (64, 0), (64, 0.01), (128, 0), (128, 0.01)]
     assert list(sweep.glob("*.hparams"))  # the sweep's HParams experiment
+
+
+def test_groups_are_in_order_of_their_settings_numbers_by_value(tmp_path):
+    for beta in (16.0, 4.0, 1.0):
+        _run(tmp_path, f"b{beta:g}", _config(beta=beta))
+    assert [g.first.settings["model.beta"] for g in _groups(tmp_path)] == [1.0, 4.0, 16.0]

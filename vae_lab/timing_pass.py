@@ -207,7 +207,6 @@ def main(cfg: DictConfig) -> None:
     """Hydra entry point: time the arms of the runs under `dirs` into the first folder's timing.json."""
     with user_errors():
         dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
-        check_options(cfg.timing_options)
         print(f"wrote {timing_pass(timed_arms(dirs), cfg.timing_options, Path(dirs[0]))}")
 
 

@@ -127,7 +127,13 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
         if free is None:
             repeats.append(free := [])
         free.append(run)
-    return [Group(members, repeat) for key in sorted(by_key, key=repr) for repeat, members in enumerate(by_key[key])]
+    return [Group(members, repeat) for key in sorted(by_key, key=_in_order) for repeat, members in enumerate(by_key[key])]
+
+
+def _in_order(key: tuple) -> tuple:
+    """A group key as rows are sorted: by identity, then setting by setting, numbers by value (β = 4 before 16)."""
+    identity, settings = key
+    return identity, tuple((k, (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))) for k, v in settings)
 
 
 def read_json_file(path: Path) -> dict[str, Any] | None:
