@@ -80,23 +80,23 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def key_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The columns that say what a row is: model, net, dataset, then the settings that tell groups apart."""
-    return [*IDENTITY, *rows[0]["keys"]] if rows else list(IDENTITY)
+    """The columns that say what a row is: model, net, dataset, the settings that tell groups apart, and `repeat`
+    where a group repeats another's settings and seeds."""
+    repeats = [REPEAT] if any(row[REPEAT] for row in rows) else []
+    return [*IDENTITY, *rows[0]["keys"], *repeats] if rows else list(IDENTITY)
 
 
 def summarise(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict[str, Any]]:
     """One row per group: its identity, `keys` (the settings that tell the groups apart), n (runs), seeds, runs,
     and mean/std/count dicts keyed by metric."""
     shown = shown_keys((g.first.identity, g.first.settings) for g in groups)
-    repeats = any(g.repeat for g in groups)
     rows = []
     for group in groups:
         members = group.runs
         row: dict[str, Any] = dict(zip(IDENTITY, group.first.identity))
-        keys = {k: group.first.settings.get(k) for k in shown}
-        row.update(keys={**keys, **({REPEAT: group.repeat} if repeats else {})}, settings=group.first.settings,
-                   n=len(members), seeds=[r.record.get("seed") for r in members], runs=members, mean={}, std={},
-                   count={}, left_out=[])
+        row.update(keys={k: group.first.settings.get(k) for k in shown}, repeat=group.repeat,
+                   settings=group.first.settings, n=len(members), seeds=[r.record.get("seed") for r in members],
+                   runs=members, mean={}, std={}, count={}, left_out=[])
         for metric in metrics:
             values = [r.record[metric] for r in members if _number(r.record.get(metric))]
             row["mean"][metric], row["std"][metric] = mean_std(values)
@@ -218,7 +218,7 @@ def _table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
 
 def _key_value(row: dict[str, Any], key: str) -> Any:
     """A row's value of an identity column or a shown setting (None where the group has no such setting)."""
-    return row[key] if key in IDENTITY else row["keys"].get(key)
+    return row[key] if key in (*IDENTITY, REPEAT) else row["keys"].get(key)
 
 
 def _key_cell(value: Any) -> str:
