@@ -25,7 +25,10 @@ IDENTITY = ("model", "net", "dataset")
 SAME_EXPERIMENT = {
     "seed": "what a group averages over: the mean and std are over the seeds",
     "data.seed": "`${seed}` in every data config: the seed again",
-    "threads": "torch's thread count: how fast the run goes, not what it computes",
+    "data.data_dir": "where the data's files are read from (the same files wherever they are)",
+    "data.download": "whether torchvision's download is tried before the offline sources (the same files)",
+    "threads": "torch's thread count: how fast the run goes (a sum's order may change its last bits, as another "
+               "machine's would); the other speed options (fused_adam, channels_last, …) do separate groups",
     "ckpt_path": "how a run was started: resuming restores its random state, so it ends where it would have",
     "resume": "as ckpt_path",
     "overwrite": "whether an earlier run in the same folder was cleared first",
