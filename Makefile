@@ -74,7 +74,7 @@ compare: install data
 # The timing pass: every arm of $(COMPARE) timed in one process (interleaved windows) into timing.json; the
 # report's time columns then come from it. Run it on a machine with nothing else running.
 compare-time: install data
-	$(BIN)/python -m vae_lab.report $(COMPARE) timing=true $(ARGS)
+	$(BIN)/python -m vae_lab.timing_pass $(COMPARE) $(ARGS) && $(BIN)/python -m vae_lab.report $(COMPARE)
 
 # n_jobs × threads for compare.yaml, by measurement: a few short runs of each layout, the layouts in turn.
 compare-probe: install data

@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, FAST, run_cli, run_cli_cases
-from vae_lab.report import positional_dirs, report
+from vae_lab.cli import positional_dirs
+from vae_lab.report import report
 
 PNG = b"\x89PNG"
 
@@ -83,8 +84,8 @@ def test_csv_means_stds_and_counts(runs):
     assert single["n"] == "1" and float(single["test/loss_std"]) == 0.0
     with open(runs / "report.csv", newline="") as f:
         header = next(csv.reader(f))
-    assert header[:7] == ["model", "net", "dataset", "beta", "capacity_max", "latent_dim", "n"]
-    assert header[7:9] == ["test/loss_mean", "test/loss_std"]
+    assert header[:6] == ["model", "net", "dataset", "beta", "latent_dim", "n"]  # capacity_max: the same in every run
+    assert header[6:8] == ["test/loss_mean", "test/loss_std"]
 
 
 def test_markdown_table_failures_and_figures(runs):
@@ -93,11 +94,11 @@ def test_markdown_table_failures_and_figures(runs):
     assert md.index("## Headline") < md.index("## All metrics")  # the columns a reader compares, then all
     headline, full = (next(line for line in part.splitlines() if line.startswith("| model"))
                       for part in md.split("## All metrics"))
-    assert [c.strip() for c in headline.strip("|").split("|")] == ["model", "net", "dataset", "β", "C", "z", "n",
+    assert [c.strip() for c in headline.strip("|").split("|")] == ["model", "net", "dataset", "β", "z", "n",
                                                                    "loss", "FID", "cond acc", "active units",
                                                                    "train s (wall clock)"]
     columns = [c.strip() for c in full.strip("|").split("|")]
-    assert columns[:7] == ["model", "net", "dataset", "β", "C", "z", "n"]
+    assert columns[:6] == ["model", "net", "dataset", "β", "z", "n"]
     order = ["loss", "recon", "KL", "active units", "FID", "cond acc", "probe acc", "train s (wall clock)",
              "images/s (wall clock)", "epoch s (wall clock)"]
     assert [c for c in columns if c in order] == order
@@ -109,7 +110,7 @@ def test_markdown_table_failures_and_figures(runs):
                          ("10_corrupt", "unreadable metrics.json")):
         line = next(line for line in failed.splitlines() if name in line)
         assert reason in line
-    for name in ("quality_vs_time", "beta_tradeoff", "latent_size"):
+    for name in ("quality_vs_time", "sweep_beta", "sweep_latent_dim"):
         assert (runs / "figures" / f"{name}.png").read_bytes()[:4] == PNG
         assert f"](figures/{name}.png)" in md
     assert "checkpoints/last.ckpt" in md  # the samples panels are left out, and the report says why
@@ -121,7 +122,7 @@ def test_no_failures_and_only_failures(tmp_path):
     _run(good, "0_vae")
     report(_cfg(good))
     assert "None: every run finished" in (good / "report.md").read_text()
-    assert not (good / "figures" / "beta_tradeoff.png").exists()  # no β sweep, no trade-off figure
+    assert not list(good.glob("figures/sweep_*.png"))  # no sweep, no figure against a setting
     bad = tmp_path / "bad"
     _run(bad, "0_vae", status="failed")
     summary = report(_cfg(bad))
@@ -171,13 +172,14 @@ def test_bad_input_gives_one_error_line(report_bad_input_runs, case):
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["empty", "empty/sub"]
 
 
-TINY_TIMING = ["timing=true", "timing_options.warmup_steps=1", "timing_options.steps=2", "timing_options.repeats=2",
+TINY_TIMING = ["timing_options.warmup_steps=1", "timing_options.steps=2", "timing_options.repeats=2",
                "timing_options.sample_images=40", "timing_options.batch_size=20", "timing_options.eval_images=40"]
 
 
 def test_the_compare_sweep_runs_through_the_launcher_and_its_report_times_every_arm(tmp_path, data_dir):
-    """`+experiment=compare`'s default launcher (2 jobs × 1 thread), sweep.json's wall time, a tiny timing pass
-    (timing.json, the table's timing columns, the time section) and the samples figure."""
+    """`+experiment=compare`'s default launcher (2 jobs × 1 thread), sweep.json's wall time, a tiny timing pass of
+    its own (timing.json: an arm per report group), the report's timing columns and time section, the samples
+    figure."""
     sweep = tmp_path / "sweep"
     trained = run_cli("vae_lab.train", "-m", "+experiment=compare", "+arm=cvae,beta_4", "data=mnist", "seed=0",
                       *FAST, f"hydra.sweep.dir={sweep}")
@@ -187,9 +189,11 @@ def test_the_compare_sweep_runs_through_the_launcher_and_its_report_times_every_
     assert [r["threads"] for r in records] == [1, 1]
     wall = json.loads((sweep / "sweep.json").read_text())
     assert (wall["n_jobs"], wall["threads"]) == (2, 1) and wall["wall_seconds"] > wall["launch_seconds"] > 0
-    result = run_cli("vae_lab.report", str(sweep), *TINY_TIMING)
+    timed = run_cli("vae_lab.timing_pass", str(sweep), *TINY_TIMING)
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    assert "GPU available" not in timed.stdout + timed.stderr  # no Lightning notices for each window
+    result = run_cli("vae_lab.report", str(sweep))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "GPU available" not in result.stdout + result.stderr  # no Lightning notices for each window
     timing = json.loads((sweep / "timing.json").read_text())
     assert sorted(arm["group"]["model"] for arm in timing["arms"]) == ["beta_vae", "cvae"]
     for arm in timing["arms"]:
@@ -206,7 +210,8 @@ def test_the_compare_sweep_runs_through_the_launcher_and_its_report_times_every_
     assert "time/iwae_seconds" not in md.split("## Failed runs")[0]  # a part: in the time section only
     assert "](figures/samples_mnist.png)" in md and "## Failed runs (0)" in md
     assert (sweep / "figures" / "quality_vs_time.png").read_bytes()[:4] == PNG
-    assert {r[0] for r in _csv_rows(sweep / "report.csv")} == {"cvae", "beta_vae"}
+    with open(sweep / "report.csv", newline="") as f:
+        assert sorted(r["model"] for r in csv.DictReader(f)) == ["beta_vae", "cvae"]
 
 
 def test_the_time_section_adds_up_each_part_over_the_runs(tmp_path):
@@ -234,7 +239,7 @@ def test_columns_option_and_single_runs_show_no_spread(runs, tmp_path):
     full = (runs / "report.md").read_text().split("## All metrics")[1]
     table = [line for line in full.splitlines() if line.startswith("| ")]
     assert table[0].split(" | ")[-1] == "loss |"
-    singles = [line for line in table[1:] if line.split(" | ")[6] == "1"]
+    singles = [line for line in table[1:] if line.split(" | ")[5] == "1"]
     assert singles and all("±" not in line for line in singles)
 
 
@@ -248,7 +253,7 @@ def test_disentanglement_columns_name_their_property_and_plot_against_beta(tmp_p
     md = (root / "report.md").read_text()
     assert "mig (compactness)" in md and "dci_disentanglement (modularity)" in md
     assert "| 0.2050 ± 0.0071 |" in md   # MIG at β = 4 over its two seeds
-    assert (root / "figures" / "disentanglement.png").read_bytes()[:4] == PNG
+    assert (root / "figures" / "disentanglement_beta.png").read_bytes()[:4] == PNG
 
 
 def test_cells_round_float_noise_around_zero_to_zero():
@@ -268,11 +273,10 @@ def test_runs_that_differ_beyond_the_main_keys_are_separate_rows_with_that_colum
     assert (summary["groups"], summary["runs"]) == (2, 4)
     md = (root / "report.md").read_text()
     header = next(line for line in md.splitlines() if line.startswith("| model"))
-    assert [c.strip() for c in header.strip("|").split("|")][:8] == ["model", "net", "dataset", "β", "C", "z", "K", "n"]
-    assert "| 10 | 1 | 2 | 240.5 ± 0.7 |" in md and "| 10 | 10 | 2 | 236.5 ± 0.7 |" in md  # z, K, n, loss
+    assert [c.strip() for c in header.strip("|").split("|")][:5] == ["model", "net", "dataset", "K", "n"]
+    assert "| mnist | 1 | 2 | 240.5 ± 0.7 |" in md and "| mnist | 10 | 2 | 236.5 ± 0.7 |" in md  # K, n, loss
     with open(root / "report.csv", newline="") as f:
-        assert next(csv.reader(f))[:8] == ["model", "net", "dataset", "beta", "capacity_max", "latent_dim",
-                                            "prior_components", "n"]
+        assert next(csv.reader(f))[:5] == ["model", "net", "dataset", "prior_components", "n"]
 
 
 def test_a_column_no_run_has_is_an_error_before_anything_is_written(runs):
@@ -290,19 +294,21 @@ def test_figure_lines_never_join_groups_that_differ_in_another_setting():
     from vae_lab.viz.plots import _line_namer, _series
 
     def row(z, learned, lr=2e-3):
-        return {"model": "cvae", "net": "mlp", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0, "latent_dim": z,
-                "learned_prior": learned, "lr": lr, "n": 1, "seeds": [0], "runs": [], "mean": {}, "std": {}}
+        return {"model": "cvae", "net": "mlp", "dataset": "mnist", "n": 1, "seeds": [0], "runs": [], "mean": {},
+                "std": {}, "keys": {"model.latent_dim": z, "model.learned_prior": learned, "model.lr": lr}}
 
     rows = [row(z, learned) for z in (2, 8) for learned in (True, False)] + [row(4, None, lr=None)]
-    lines = _series(rows, "latent_dim")
-    assert len(lines) == 2 and all([r["latent_dim"] for r in line] == [2, 8] for line in lines.values())
-    name = _line_namer(lines)
-    assert sorted(name(line[0]) for line in lines.values()) == ["mnist learned prior False", "mnist learned prior True"]
-    assert "lr=None" in _line_namer(_series(rows + [row(16, None, lr=None)], "latent_dim"))(row(4, None, lr=None))
+    lines = _series(rows, "model.latent_dim")
+    assert len(lines) == 2 and all([r["keys"]["model.latent_dim"] for r in line] == [2, 8] for line in lines.values())
+    name = _line_namer(lines, "model.latent_dim")
+    assert sorted(name(line[0]) for line in lines.values()) == ["mnist learned prior=False", "mnist learned prior=True"]
+    with_none = _series(rows + [row(16, None, lr=None)], "model.latent_dim")
+    assert "lr=None" in _line_namer(with_none, "model.latent_dim")(row(4, None, lr=None))
 
 
 def test_a_timing_pass_is_compared_with_the_one_before_it():
-    from vae_lab.timing_pass import agreement, agreement_line
+    from vae_lab.results.runs import agreement_line
+    from vae_lab.timing_pass import agreement
 
     def arms(**rates):
         return [{"name": name, "train_images_per_second": {"median": rate}} for name, rate in rates.items()]
@@ -327,7 +333,7 @@ def test_a_timing_pass_is_compared_with_the_one_before_it():
 
 def test_every_report_figure_axis_names_what_it_plots(tmp_path, monkeypatch):
     """Each axis's label is the LABELS entry of the metric whose values it draws (−ELBO is test/nelbo, not the
-    β-weighted loss)."""
+    β-weighted loss); the x axes are the settings that tell the groups apart, whatever they are."""
     from vae_lab.viz import plots
 
     def row(model, beta, latent, dataset="mnist", **extra):
@@ -336,14 +342,19 @@ def test_every_report_figure_axis_names_what_it_plots(tmp_path, monkeypatch):
                 "test/probe_accuracy": 0.5 + beta / 100, "test/cond_accuracy": 0.6 + latent / 100,
                 "time/train_seconds": 30.0 * beta + latent, "time/epoch_seconds": 3.0 * beta + latent,
                 "test/mig": 0.1 * beta, **extra}
-        return {"model": model, "net": "burgess", "dataset": dataset, "beta": beta, "capacity_max": 0.0,
-                "latent_dim": latent, "n": 1, "mean": mean, "std": dict.fromkeys(mean, 0.0)}
+        return {"model": model, "net": "burgess", "dataset": dataset, "keys": {"model.beta": beta,
+                "model.latent_dim": latent}, "n": 1, "mean": mean, "std": dict.fromkeys(mean, 0.0)}
 
     rows = [row("beta_vae", b, 10) for b in (1.0, 4.0)] + [row("cvae", 1.0, z) for z in (2, 16)]
     figures = {}
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.stem, fig) is not None)
-    for draw in (plots.quality_vs_time, plots.beta_tradeoff, plots.latent_size, plots.disentanglement_vs_beta):
-        assert draw(rows, tmp_path / f"{draw.__name__}.png")
+    assert plots.quality_vs_time(rows, tmp_path / "quality_vs_time.png")
+    written = plots.sweep_figures(rows, tmp_path)
+    assert [p.stem for p, _ in written] == ["sweep_model_beta", "disentanglement_model_beta",
+                                            "sweep_model_latent_dim", "disentanglement_model_latent_dim"]
+    assert written[0][1] == "Quality against β (mean ± std over seeds)"
+    latent = figures["sweep_model_latent_dim"].axes
+    assert {ax.get_xlabel() for ax in latent} == {"z"} and latent[-1].get_ylabel() == plots.LABELS["test/cond_accuracy"]
     by_label = {label: metric for metric, label in plots.LABELS.items()}
     for name, fig in figures.items():
         for ax in fig.axes:
@@ -360,9 +371,8 @@ def test_the_study_figure_has_a_bar_per_objective_for_each_metric(tmp_path, monk
 
     def row(model, mig, **keys):
         mean = {"test/mig": mig, "test/dci_disentanglement": mig + 0.1, "test/udr": mig / 2}
-        return {"model": model, "net": "burgess", "dataset": "shapes2d", "beta": keys.pop("beta", 1.0),
-                "capacity_max": keys.pop("capacity_max", 0.0), "latent_dim": 10, "n": 2, "mean": mean,
-                "std": dict.fromkeys(mean, 0.01), **keys}
+        return {"model": model, "net": "burgess", "dataset": "shapes2d", "n": 2, "mean": mean,
+                "std": dict.fromkeys(mean, 0.01), "keys": {f"model.{k}": v for k, v in keys.items()}}
 
     rows = [row("beta_vae", 0.2, beta=4.0), row("beta_vae", 0.1, capacity_max=25.0, gamma=1000.0),
             row("factor_vae", 0.3, gamma=30.0), row("dip_vae", 0.25, variant="ii", lambda_od=5.0)]
@@ -373,7 +383,7 @@ def test_the_study_figure_has_a_bar_per_objective_for_each_metric(tmp_path, monk
     assert [ax.get_xlabel() for ax in axes] == [plots.LABELS[m] for m in ("test/mig", "test/dci_disentanglement",
                                                                           "test/udr")]
     names = [t.get_text() for t in axes[0].get_yticklabels()]
-    assert names == ["beta_vae C=25 γ=1000", "beta_vae β=4", "dip_vae II λ_od=5", "factor_vae γ=30"]
+    assert names == ["beta_vae C=25 γ=1000", "beta_vae β=4", "dip_vae variant=ii λ_od=5", "factor_vae γ=30"]
     widths = [bar.get_width() for bar in axes[0].patches]
     assert widths == [pytest.approx(v) for v in (0.1, 0.2, 0.25, 0.3)]  # each bar its group's mean MIG
     assert not plots.disentanglement_by_objective(rows[:2], tmp_path / "one_model.png")  # one objective: no figure

@@ -141,3 +141,17 @@ def run_summary(record: dict, run_dir: str | Path) -> str:
         lines.append(f"  test: {metrics}  (all in {run_dir / 'metrics.json'})")
     lines.append(f"  look: tensorboard --logdir {run_dir / 'tensorboard'} --host 127.0.0.1")
     return "\n".join(lines)
+
+
+HYDRA_VALUE_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun"}
+
+
+def positional_dirs(argv: list[str]) -> list[str]:
+    """Turn `DIR [DIR ...]` (arguments with no `=` that are not flags) into Hydra's `dirs=[...]` override."""
+    dirs, rest = [], []
+    for i, arg in enumerate(argv):
+        is_value = i > 0 and argv[i - 1] in HYDRA_VALUE_FLAGS
+        (rest if "=" in arg or arg.startswith("-") or is_value else dirs).append(arg)
+    if not dirs:
+        return argv
+    return rest + ["dirs=[" + ",".join("'" + d.replace("'", "\\'") + "'" for d in dirs) + "]"]

@@ -1,25 +1,21 @@
 """`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders.
 
-Finds each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs, groups the finished runs by
-(model, net, dataset, beta, capacity_max, latent_dim) and, where runs differ in them, γ, the DIP-VAE variant and
-its λ_od and λ_d, prior components, learned prior, learning rate, image size, epochs and training subset (shown as
-columns only then), averages every test/,
-time/ and mem/ metric over the seeds (mean ± std, ddof=1), and writes report.csv, report.md and figures/*.png into
-the first DIR. Runs without a readable metrics.json or with status != "ok" are listed in report.md as failures;
-a metric that is NaN, infinite or null in a run is left out of its group's mean, and report.md says which and how
-many runs each such mean is over.
+Reads each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs (vae_lab.results.runs), groups the
+finished runs by the group rule — runs whose composed configs differ only in the seed (vae_lab.results.groups) —,
+shows as columns the settings that tell the groups apart, averages every test/, time/ and mem/ metric over each
+group's seeds (mean ± std, ddof=1), adds the timing pass's timing.json where there is one, and writes report.csv,
+report.md and figures/*.png into the first DIR. Runs without a readable metrics.json or with status != "ok" are
+listed in report.md as failures; a metric that is NaN, infinite or null in a run is left out of its group's mean, and
+report.md says which and how many runs each such mean is over.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,127 +23,28 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import positional_dirs, user_errors
 from vae_lab.errors import ConfigError, VaeLabError
-from vae_lab.metrics.disentanglement import PROPERTY
+from vae_lab.results.groups import IDENTITY, shown_keys
+from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
+from vae_lab.results.runs import (
+    Failure,
+    Group,
+    Run,
+    agreement_line,
+    attach_timing,
+    collect,
+    group_runs,
+    read_sweep,
+    read_timing,
+)
 from vae_lab.timing import PARTS
-from vae_lab.timing_pass import TIMING_FILE, TIMING_HEADERS, agreement_line, read_timing, timing_pass
 from vae_lab.viz import plots
 
-GROUP_KEYS = ("model", "net", "dataset", "beta", "capacity_max", "latent_dim")
-EXTRA_KEYS = ("gamma", "variant", "lambda_od", "lambda_d", "prior_components", "learned_prior", "lr", "image_size",
-              "epochs", "train_subset")  # split groups;
-# a column each where the runs differ in it
 METRIC_PREFIXES = ("test/", "timing/", "time/", "mem/")  # timing/: the timing pass's (timing.json), not the sweep's
-# Metric → short header, in table order; metrics not named here follow, sorted.
-HEADERS = {
-    "test/loss": "loss", "test/nelbo": "−ELBO", "test/recon": "recon", "test/kl": "KL", "test/nll_iwae": "NLL (IWAE)", "test/mse": "MSE",
-    "test/active_units": "active units", "test/fid": "FID", "test/cond_accuracy": "cond acc",
-    "test/cond_accuracy_t0.5": "cond acc T=0.5", "test/class_entropy": "class entropy",
-    "test/probe_accuracy": "probe acc",
-    **{f"timing/{m}": f"{h} (timing pass)" for m, h in TIMING_HEADERS.items()},
-    "time/train_seconds": "train s (wall clock)", "time/train_images_per_second": "images/s (wall clock)",
-    "time/epoch_seconds": "epoch s (wall clock)", "time/sample_images_per_second": "samples/s (wall clock)",
-    "time/eval_seconds": "eval s (wall clock)",
-    "mem/peak_mb": "peak MB", "time/dci_seconds": "DCI s", "test/gaussian_total_correlation": "TC (Gaussian)",
-    "test/udr": "UDR",
-    **{f"test/{m}": f"{m} ({p})" for m, p in PROPERTY.items()},   # disentanglement, with the property it measures
-}
-# The columns a reader compares runs by: report.md's first table (the full table follows it).
-HEADLINE = ("test/nelbo", "test/nll_iwae", "test/fid", "test/cond_accuracy", "test/active_units", "test/mig",
-            "time/train_seconds")
-KEY_HEADERS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "capacity_max": "C", "gamma": "γ",
-               "variant": "variant", "lambda_od": "λ_od", "lambda_d": "λ_d",
-               "latent_dim": "z", "prior_components": "K", "learned_prior": "learned prior", "lr": "lr",
-               "image_size": "image", "epochs": "epochs", "train_subset": "train subset"}
-FIGURES = {"quality_vs_time": "Quality against training seconds per epoch", "beta_tradeoff": "β-VAE trade-off",
-           "latent_size": "CVAE latent size", "disentanglement": "Disentanglement against β",
-           "disentanglement_objectives": "Disentanglement per objective"}
-
-
-@dataclass
-class Run:
-    path: Path
-    record: dict[str, Any]
-    key: tuple
-
-
-@dataclass
-class Failure:
-    path: Path
-    reason: str
-
-
-# ----------------------------------------------------------------------------------------------- finding runs
-
-def find_run_dirs(root: Path) -> list[Path]:
-    """Every folder under root (root included) that holds `.hydra/` or `metrics.json`; not searched further."""
-    found = []
-    for folder, subdirs, files in os.walk(root):
-        if ".hydra" in subdirs or "metrics.json" in files:
-            found.append(Path(folder))
-            subdirs[:] = []
-        else:
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-    return found
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def load_run(path: Path) -> Run | Failure:
-    """A finished run, or the reason it cannot be reported."""
-    metrics = path / "metrics.json"
-    if not metrics.is_file():
-        return Failure(path, "no metrics.json (the run did not finish)")
-    try:
-        record = json.loads(metrics.read_text())
-    except json.JSONDecodeError as err:
-        return Failure(path, f"unreadable metrics.json ({err.msg}, line {err.lineno})")
-    except (OSError, UnicodeDecodeError) as err:
-        return Failure(path, f"unreadable metrics.json ({type(err).__name__})")
-    if not isinstance(record, dict):
-        return Failure(path, "metrics.json is not a JSON object")
-    if record.get("status") != "ok":
-        reason = record.get("reason")
-        return Failure(path, f"status={record.get('status')!r}" + (f": {reason}" if reason else ""))
-    missing = [k for k in GROUP_KEYS if k not in record]
-    if missing:
-        return Failure(path, f"metrics.json lacks {', '.join(missing)}")
-    try:
-        key = (str(record["model"]), str(record["net"]), str(record["dataset"]), _float(record["beta"]),
-               _float(record["capacity_max"]), _int(record["latent_dim"]))
-    except (TypeError, ValueError) as err:
-        return Failure(path, f"metrics.json has a bad beta, capacity_max or latent_dim ({err})")
-    extra = tuple(record.get(k) for k in EXTRA_KEYS)  # absent from older runs' records: None
-    if not all(v is None or isinstance(v, (bool, int, float, str)) for v in extra):
-        return Failure(path, f"metrics.json has a bad {', '.join(EXTRA_KEYS)}")
-    return Run(path, record, key + extra)
-
-
-def collect(dirs: Sequence[str | Path]) -> tuple[list[Run], list[Failure]]:
-    """The runs under the folders, finished and failed; raise if a folder is missing or holds no run."""
-    if not dirs:
-        raise ConfigError("no folder given: python -m vae_lab.report DIR [DIR ...]")
-    paths: dict[Path, Path] = {}
-    for d in dirs:
-        root = Path(d)
-        if not root.exists():
-            raise ConfigError(f"{d}: no such folder")
-        if not root.is_dir():
-            raise ConfigError(f"{d}: not a folder")
-        found = find_run_dirs(root)
-        if not found:
-            raise ConfigError(f"{d}: holds no runs (no folder with .hydra/ or metrics.json)")
-        for path in found:
-            paths.setdefault(path.resolve(), path)
-    loaded = [load_run(path) for path in paths.values()]
-    return [r for r in loaded if isinstance(r, Run)], [r for r in loaded if isinstance(r, Failure)]
+REPEAT = "repeat"  # the column of a group that repeats another's settings and seeds (vae_lab.results.runs.group_runs)
+FIGURES = {"quality_vs_time": "Quality against training seconds per epoch",
+           "disentanglement_objectives": "Disentanglement per objective"}  # and plots.sweep_figures' own titles
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -182,26 +79,24 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def _sort_key(key: tuple) -> tuple:
-    return tuple((v is None, "" if v is None else v) for v in key)
-
-
 def key_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The group keys to show: the main ones always, the extra ones where the groups differ in them."""
-    return [*GROUP_KEYS, *[k for k in EXTRA_KEYS if len({repr(row[k]) for row in rows}) > 1]]
+    """The columns that say what a row is: model, net, dataset, the settings that tell groups apart, and `repeat`
+    where a group repeats another's settings and seeds."""
+    repeats = [REPEAT] if any(row[REPEAT] for row in rows) else []
+    return [*IDENTITY, *rows[0]["keys"], *repeats] if rows else list(IDENTITY)
 
 
-def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per group: the group keys, n (runs), seeds, runs, and mean/std dicts keyed by metric."""
-    groups: dict[tuple, list[Run]] = defaultdict(list)
-    for run in runs:
-        groups[run.key].append(run)
+def summarise(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per group: its identity, `keys` (the settings that tell the groups apart), n (runs), seeds, runs,
+    and mean/std/count dicts keyed by metric."""
+    shown = shown_keys((g.first.identity, g.first.settings) for g in groups)
     rows = []
-    for key in sorted(groups, key=_sort_key):
-        members = sorted(groups[key], key=lambda r: (str(r.record.get("seed")), str(r.path)))
-        row: dict[str, Any] = dict(zip(GROUP_KEYS + EXTRA_KEYS, key))
-        row.update(n=len(members), seeds=[r.record.get("seed") for r in members], runs=members, mean={}, std={},
-                   count={}, left_out=[])
+    for group in groups:
+        members = group.runs
+        row: dict[str, Any] = dict(zip(IDENTITY, group.first.identity))
+        row.update(keys={k: group.first.settings.get(k) for k in shown}, repeat=group.repeat,
+                   settings=group.first.settings, n=len(members), seeds=[r.record.get("seed") for r in members],
+                   runs=members, mean={}, std={}, count={}, left_out=[])
         for metric in metrics:
             values = [r.record[metric] for r in members if _number(r.record.get(metric))]
             row["mean"][metric], row["std"][metric] = mean_std(values)
@@ -214,15 +109,13 @@ def summarise(runs: Sequence[Run], metrics: Sequence[str]) -> list[dict[str, Any
 
 # ----------------------------------------------------------------------------------------------- UDR
 
-def add_udr(runs: Sequence[Run], num_points: int, data_dir: str | None) -> list[str]:
+def add_udr(groups: Sequence[Group], num_points: int, data_dir: str | None) -> list[str]:
     """Each run of a group of ≥ 2 seeds with checkpoints gets `test/udr` (Duan et al.'s score against the group's
     other seeds, on the first `num_points` test images); returns notes on groups it could not score."""
-    groups: dict[tuple, list[Run]] = defaultdict(list)
-    for run in runs:
-        groups[run.key].append(run)
     notes = []
-    for members in groups.values():
-        if len({str(r.record.get("seed")) for r in members}) < 2:
+    for group in groups:
+        members = group.runs
+        if len(members) < 2:
             continue
         if not all((r.path / "checkpoints" / "last.ckpt").is_file() for r in members):
             notes.append(f"UDR left out for {members[0].path.name} and its seeds: not every run has checkpoints/last.ckpt")
@@ -272,7 +165,7 @@ def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path
         writer = csv.writer(f)
         writer.writerow([*keys, "n", *[f"{m}_{s}" for m in metrics for s in stats[m]]])
         for row in rows:
-            cells = [row[k] for k in keys] + [row["n"]]
+            cells = [_key_value(row, k) for k in keys] + [row["n"]]
             for metric in metrics:
                 cells += [row["mean"][metric], row["std"][metric]] + ([row["count"][metric]] if metric in counted else [])
             writer.writerow(["" if c is None else c for c in cells])
@@ -308,25 +201,24 @@ def _timing_cell(row: dict[str, Any], metric: str) -> str:
     return f"{_fmt(row['mean'][metric], None)} ({_fmt(span[0], None)}–{_fmt(span[1], None)})"
 
 
-def header(metric: str) -> str:
-    """A metric's column name: its short name, or for one without, its key without the prefix, in words."""
-    if metric in HEADERS:
-        return HEADERS[metric]
-    prefix, _, name = metric.partition("/")
-    return name.replace("_", " ") + (" s" if prefix == "time" and name.endswith("_seconds") else "")
 
 
 def _table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
     """A Markdown table: the group keys, n, and mean ± std of each metric."""
     keys = key_columns(rows)
-    headers = [KEY_HEADERS[k] for k in keys] + ["n"] + [header(m) for m in metrics]
+    headers = [key_header(k) for k in keys] + ["n"] + [header(m) for m in metrics]
     lines = ["| " + " | ".join(headers) + " |",
              "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
     for row in rows:
-        cells = [_key_cell(row[k]) for k in keys] + [str(row["n"])]
+        cells = [_key_cell(_key_value(row, k)) for k in keys] + [str(row["n"])]
         cells += [_timing_cell(row, m) if m.startswith("timing/") else _cell(row, m) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _key_value(row: dict[str, Any], key: str) -> Any:
+    """A row's value of an identity column or a shown setting (None where the group has no such setting)."""
+    return row[key] if key in (*IDENTITY, REPEAT) else row["keys"].get(key)
 
 
 def _key_cell(value: Any) -> str:
@@ -341,13 +233,16 @@ def _show(path: Path, base: Path) -> str:
 
 
 def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: Sequence[Failure],
-             figures: Sequence[Path], notes: Sequence[str], dirs: Sequence[str], out: Path) -> str:
+             figures: Sequence[tuple[Path, str]], notes: Sequence[str], dirs: Sequence[str], out: Path) -> str:
     """report.md: the results table, the failed runs, and the figures."""
     n_runs = sum(r["n"] for r in rows)
     lines = ["# vae_lab report", "",
              f"{n_runs} finished runs in {len(rows)} groups, {len(failures)} failed, from "
              + ", ".join(f"`{d}`" for d in dirs) + ".",
-             ("Cells are mean ± std over the seeds of a group (std with ddof=1; 0 for a single run); "
+             ("A group is the runs whose composed configs differ only in the seed; the columns before n are the "
+              "settings that tell the groups apart (a `repeat` column marks a second run of the same settings and "
+              "seed: a row of its own, never averaged as a seed). "
+              "Cells are mean ± std over the seeds of a group (std with ddof=1; 0 for a single run); "
               "n is the number of runs (a single run shows its value alone). Unrounded values: "
               "[report.csv](report.csv). Columns marked (timing pass) come from timing.json: every arm timed in "
               "one process in interleaved windows, median (min–max) over the windows; columns marked (wall clock) "
@@ -375,9 +270,7 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
         lines.append("None: every run finished with status ok.")
     if figures or notes:
         lines += ["", "## Figures"]
-    for fig in figures:
-        stem = fig.stem
-        title = FIGURES.get(stem) or f"Samples: {stem.removeprefix('samples_')}"
+    for fig, title in figures:
         lines += ["", f"### {title}", "", f"![{title}]({fig.relative_to(out).as_posix()})"]
     if notes:
         lines += [""] + [f"- _{note}_" for note in notes]
@@ -388,7 +281,7 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
 
 def _pick(runs: Sequence[Run], model: str, dataset: str) -> tuple[Run | None, str | None]:
     """The run whose checkpoint shows a model best (default settings first); or why there is none."""
-    candidates = [r for r in runs if r.key[0] == model and r.key[2] == dataset]
+    candidates = [r for r in runs if r.record["model"] == model and r.record["dataset"] == dataset]
     if not candidates:
         return None, None
     with_ckpt = [r for r in candidates if (r.path / "checkpoints" / "last.ckpt").is_file()]
@@ -396,7 +289,7 @@ def _pick(runs: Sequence[Run], model: str, dataset: str) -> tuple[Run | None, st
         return None, f"{dataset}: no {model} run has checkpoints/last.ckpt, so its panel is left out"
 
     def preference(run: Run) -> tuple:
-        beta, capacity, latent = run.key[3:6]
+        beta, capacity, latent = (run.record.get(k) for k in ("beta", "capacity_max", "latent_dim"))
         distance = abs(math.log(beta / 4)) if model == "beta_vae" and beta and beta > 0 else 0.0
         accuracy = run.record.get("test/cond_accuracy")
         best_first = -accuracy if isinstance(accuracy, (int, float)) else 0.0  # CVAEs: the best conditional one
@@ -447,7 +340,7 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
             x, y = test[torch.arange(min(256, len(test)))]  # a run on a training subset is tested on fewer
             t = grids.traversal(model, x, y if model.conditional else None, steps=9, rows=10)
             grid = make_grid(t.images, nrow=t.steps, pad_value=0.5)
-            title = f"β-VAE (β={beta_vae.key[3]:g}) {t.title()}\n({_show(beta_vae.path, out)})"
+            title = f"β-VAE (β={beta_vae.record.get('beta', 1.0):g}) {t.title()}\n({_show(beta_vae.path, out)})"
             panels.append((title, grid.permute(1, 2, 0).cpu().numpy(), t.labels()))
         except (VaeLabError, OSError) as err:
             notes.append(f"{dataset}: traversal panel left out: {err}")
@@ -457,48 +350,47 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
 # ----------------------------------------------------------------------------------------------- the report
 
 def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictConfig,
-                 out: Path) -> tuple[list[Path], list[str]]:
-    """Write the figures that the groups allow; return their paths and notes on what was left out."""
+                 out: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Write the figures that the groups allow; return their paths and titles, and notes on what was left out."""
     fig_dir = out / "figures"
     written, notes = [], []
-    for name, draw in (("quality_vs_time", plots.quality_vs_time), ("beta_tradeoff", plots.beta_tradeoff),
-                       ("latent_size", plots.latent_size), ("disentanglement", plots.disentanglement_vs_beta),
+    for name, draw in (("quality_vs_time", plots.quality_vs_time),
                        ("disentanglement_objectives", plots.disentanglement_by_objective)):
         path = fig_dir / f"{name}.png"
         if draw(rows, path):
-            written.append(path)
+            written.append((path, FIGURES[name]))
+    written += plots.sweep_figures(rows, fig_dir)
     if cfg.samples:
-        for dataset in sorted({run.key[2] for run in runs}):
+        for dataset in sorted({str(run.record["dataset"]) for run in runs}):
             panels, why = sample_panels(runs, dataset, cfg.data_dir, cfg.seed, out)
             notes += why
             path = fig_dir / f"samples_{dataset}.png"
             if plots.image_panels(panels, path, title=dataset):
-                written.append(path)
+                written.append((path, f"Samples: {dataset}"))
     return written, notes
 
 
 def report(cfg: DictConfig) -> dict[str, Any]:
-    """Write report.csv, report.md and the figures into the first folder (after timing every arm into its
-    timing.json with `timing=true`); return a summary."""
+    """Write report.csv, report.md and the figures into the first folder; return a summary."""
     dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
     runs, failures = collect(dirs)
     out = Path(dirs[0])
-    if cfg.get("timing"):
-        print(f"wrote {timing_pass(timed_arms(runs), cfg.timing_options, out)}")
-    attach_timing(runs, out)
-    udr_notes = add_udr(runs, int(cfg.udr_points), cfg.data_dir) if cfg.get("udr_points") else []
+    groups = group_runs(runs)
+    timing = read_timing(out)
+    attach_timing(groups, timing)
+    udr_notes = add_udr(groups, int(cfg.udr_points), cfg.data_dir) if cfg.get("udr_points") else []
     metrics = metric_names(runs)
     shown = list(cfg.columns) if cfg.get("columns") else [m for m in metrics if m not in PART_KEYS]
     unknown = [m for m in shown if m not in metrics]
     if unknown:  # a typo would otherwise leave the table without the columns asked for
         raise ConfigError(f"columns: no run has {unknown}; the runs have {metrics}")
-    rows = summarise(runs, metrics)
+    rows = summarise(groups, metrics)
     figures, notes = draw_figures(rows, runs, cfg, out)
     notes = udr_notes + notes
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)
-                       + time_section(runs, read_sweep(out), read_json_file(out / TIMING_FILE)))
+                       + time_section(runs, read_sweep(out), timing))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))
     for failure in failures:
@@ -507,10 +399,10 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         print(f"  left out of the mean: {path}: {metric} = {why}")
     for note in notes:
         print(f"  note: {note}")
-    for path in [csv_path, md_path, *figures]:
+    written = [csv_path, md_path, *(path for path, _ in figures)]
+    for path in written:
         print(f"wrote {path}")
-    return {"groups": len(rows), "runs": len(runs), "failures": len(failures),
-            "written": [csv_path, md_path, *figures]}
+    return {"groups": len(rows), "runs": len(runs), "failures": len(failures), "written": written}
 
 
 # ----------------------------------------------------------------------------------------------- time
@@ -525,42 +417,6 @@ PART_NAMES = {"startup": "process start-up (interpreter, imports, Hydra)", "setu
               "fid_real": "FID: real images' statistics (cached)", "fid_features": "FID: samples' features",
               "class_entropy": "class entropy", "cond_accuracy": "conditional accuracy",
               "disentanglement": "disentanglement metrics"}  # section's table, not the results table
-
-
-def timed_arms(runs: Sequence[Run]) -> list[tuple[str, dict[str, Any], Path]]:
-    """One run per group (its lowest seed) for the timing pass: (name, group keys, run folder)."""
-    first: dict[tuple, Run] = {}
-    for run in sorted(runs, key=lambda r: (str(r.record.get("seed")), str(r.path))):
-        first.setdefault(run.key, run)
-    arms = []
-    for key, run in sorted(first.items(), key=lambda kv: _sort_key(kv[0])):
-        group = dict(zip(GROUP_KEYS + EXTRA_KEYS, key))
-        arms.append((f"{run.path.name}", group, run.path))
-    return arms
-
-
-def attach_timing(runs: Sequence[Run], folder: Path) -> None:
-    """Each run gets its arm's timing-pass medians as `timing/*` (the same for every seed: the table's cell is
-    the pass's median, its spread the pass's min–max, kept in `TIMING_SPREAD`)."""
-    timing = read_timing(folder, GROUP_KEYS + EXTRA_KEYS)
-    for run in runs:
-        arm = timing.get(run.key)
-        for metric in TIMING_HEADERS if arm else ():
-            run.record[f"timing/{metric}"] = arm[metric]["median"]
-            run.record[f"timing/{metric}_range"] = (arm[metric]["min"], arm[metric]["max"])
-
-
-def read_json_file(path: Path) -> dict[str, Any] | None:
-    """A JSON file the report adds to its time section (sweep.json, timing.json), if there and readable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def read_sweep(folder: Path) -> dict[str, Any] | None:
-    """The sweep's sweep.json (its wall time; vae_lab.sweep writes it), if readable."""
-    return read_json_file(folder / "sweep.json")
 
 
 def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict[str, Any] | None) -> str:
@@ -588,7 +444,8 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict
               + (f", {total / sweep['wall_seconds']:.2f} jobs busy on average." if sweep else "."),
               "Wall-clock seconds, on whatever else shared the machine"
               + (": the comparison's time columns come from the timing pass (timing.json)." if timed else
-                 "; `timing=true` times every arm in one process for the comparison's time columns."), "",
+                 "; `python -m vae_lab.timing_pass DIR` times every arm in one process for the comparison's time "
+                 "columns."), "",
               "| part | total s | share | per run s |", "|:--|--:|--:|--:|"]
     accounted = 0.0
     for part in PARTS:
@@ -610,20 +467,6 @@ def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():
         report(cfg)
-
-
-HYDRA_VALUE_FLAGS = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--experimental-rerun"}
-
-
-def positional_dirs(argv: list[str]) -> list[str]:
-    """Turn `DIR [DIR ...]` (arguments with no `=` that are not flags) into Hydra's `dirs=[...]` override."""
-    dirs, rest = [], []
-    for i, arg in enumerate(argv):
-        is_value = i > 0 and argv[i - 1] in HYDRA_VALUE_FLAGS
-        (rest if "=" in arg or arg.startswith("-") or is_value else dirs).append(arg)
-    if not dirs:
-        return argv
-    return rest + ["dirs=[" + ",".join("'" + d.replace("'", "\\'") + "'" for d in dirs) + "]"]
 
 
 if __name__ == "__main__":

@@ -23,21 +23,14 @@ log = logging.getLogger(__name__)
 
 
 class SweepHParams(Callback):
-    """After the last job, the sweep's HParams experiment in the sweep folder: the hyper-parameters of all its runs
-    (marked where they differ) and their final metrics, so TensorBoard's HParams tab compares them (each job writes
+    """After the last job, the sweep's HParams experiment in the sweep folder: the hyper-parameters that tell its
+    runs' groups apart (the report's rule) and their final metrics, so TensorBoard's HParams tab compares them (each job writes
     only its session: its values and metrics)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from vae_lab.viz.tensorboard import write_sweep_experiment
 
-        folder = Path(config.hydra.sweep.dir)
-        records = []
-        for metrics in sorted(folder.rglob("metrics.json")):
-            try:
-                records.append(json.loads(metrics.read_text()))
-            except (OSError, ValueError):
-                continue
-        write_sweep_experiment(folder, [r for r in records if isinstance(r, dict)])
+        write_sweep_experiment(Path(config.hydra.sweep.dir))
 
 
 class SweepSummary(Callback):

@@ -1,23 +1,25 @@
-"""The timing pass (`python -m vae_lab.report DIR timing=true`): every arm of a sweep timed in one process with the
-bench's method — short interleaved windows (each arm's in turn, so a change in the machine's load hits every arm
-alike), warm-up excluded, median and spread — into the sweep folder's timing.json, which the report's time columns
-come from."""
+"""`python -m vae_lab.timing_pass DIR [DIR ...]`: every arm of a sweep timed in one process with the bench's method —
+short interleaved windows (each arm's in turn, so a change in the machine's load hits every arm alike), warm-up
+excluded, median and spread — into the first DIR's timing.json, which the report's time columns come from. The arms
+are the report's groups (vae_lab.results.groups), one run each (its lowest seed)."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import lightning_quiet
+from vae_lab.cli import lightning_quiet, positional_dirs, user_errors
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import eval_options
 from vae_lab.metrics import evaluate_model
@@ -25,14 +27,10 @@ from vae_lab.metrics.classifier import fid_cache, get_classifier
 from vae_lab.metrics.samples import timed_generation
 from vae_lab.models import load_model
 from vae_lab.results import write_json
+from vae_lab.results.groups import IDENTITY, shown_keys
+from vae_lab.results.runs import PREVIOUS_FILE, TIMING_FILE, agreement_line, collect, group_runs
 from vae_lab.timing import StepClock, device_name, throughput
 from vae_lab.train import build
-
-TIMING_FILE = "timing.json"
-PREVIOUS_FILE = "timing_previous.json"  # the pass before, when timing=true runs again on the same sweep
-# What the timing pass measures per arm, with its header in the report (each shown as median (min–max)).
-TIMING_HEADERS = {"train_images_per_second": "train img/s", "epoch_seconds": "epoch s",
-                  "sample_images_per_second": "samples/s", "eval_seconds_per_10k": "eval s / 10k test images"}
 
 
 def check_options(options: DictConfig) -> None:
@@ -47,7 +45,7 @@ def run_overrides(run: Path) -> list[str]:
     the timing pass sets for all arms alike."""
     path = run / ".hydra" / "overrides.yaml"
     if not path.is_file():
-        raise ConfigError(f"timing=true: {path} is missing, so the arm's config cannot be rebuilt")
+        raise ConfigError(f"timing pass: {path} is missing, so the arm's config cannot be rebuilt")
     return [o for o in OmegaConf.to_container(OmegaConf.load(path)) if not o.lstrip("+~").startswith("threads=")]
 
 
@@ -194,19 +192,24 @@ def _apart(a: dict[str, float], b: dict[str, float]) -> bool:
     return low_a > high_b or low_b > high_a
 
 
-def agreement_line(agreed: dict[str, Any]) -> str:
-    """One sentence on how this pass agrees with the previous one."""
-    ranking = ("the same ranking of arms by speed (arms whose windows overlap in both passes count as tied)"
-               if agreed["same_ranking"] else
-               "a different ranking of arms: " + "; ".join(" against ".join(pair) for pair in agreed["reversals"]))
-    return (f"timing pass against the previous one ({PREVIOUS_FILE}): training images/s of the {agreed['arms']} "
-            f"arms within {agreed['max_difference']:.1%} of each other, {ranking}")
+def timed_arms(dirs: Sequence[str]) -> list[tuple[str, dict[str, Any], Path]]:
+    """The report's groups under the folders, one run each (its lowest seed): (name, group, run folder), the group
+    being its identity and the settings that tell the groups apart."""
+    runs, _ = collect(dirs)
+    groups = [g for g in group_runs(runs) if not g.repeat]  # a repeat has its group's settings: one arm for both
+    shown = shown_keys((g.first.identity, g.first.settings) for g in groups)
+    return [(g.first.path.name, {**dict(zip(IDENTITY, g.first.identity)),
+                                 **{k: g.first.settings.get(k) for k in shown}}, g.first.path) for g in groups]
 
 
-def read_timing(folder: Path, keys: Sequence[str]) -> dict[tuple, dict[str, Any]]:
-    """timing.json's arms keyed by their group (the values of `keys`); empty when there is none."""
-    path = folder / TIMING_FILE
-    if not path.is_file():
-        return {}
-    arms = json.loads(path.read_text())["arms"]
-    return {tuple(arm["group"].get(k) for k in keys): arm for arm in arms}
+@hydra.main(version_base="1.3", config_path="../conf", config_name="timing_pass")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: time the arms of the runs under `dirs` into the first folder's timing.json."""
+    with user_errors():
+        dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
+        print(f"wrote {timing_pass(timed_arms(dirs), cfg.timing_options, Path(dirs[0]))}")
+
+
+if __name__ == "__main__":
+    sys.argv[1:] = positional_dirs(sys.argv[1:])
+    main()

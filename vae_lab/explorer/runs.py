@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vae_lab.data.datamodule import CLASS_NAMES
 from vae_lab.errors import CheckpointError, ConfigError
 from vae_lab.models import model_class, read_checkpoint
-from vae_lab.report import find_run_dirs
 from vae_lab.results import read_json
+from vae_lab.results.groups import run_settings, shown_keys
+from vae_lab.results.names import setting_label
+from vae_lab.results.runs import find_run_dirs
 
 
 @dataclass(frozen=True)
@@ -20,12 +22,16 @@ class Candidate:
     name: str
     path: Path
     latent_dim: int
-    key: tuple = ()  # sort key: model, dataset, β, seed
+    key: tuple = ()  # sort key: model, dataset, the settings that tell the runs apart, seed
     class_names: tuple[str, ...] = ()  # a conditional model's classes
+    identity: tuple[str, ...] = ()  # model, net, dataset
+    settings: dict = field(default_factory=dict, compare=False)  # its run's settings (vae_lab.results.groups)
+    seed: str = "?"
 
 
 def describe(path: Path) -> Candidate:
-    """A checkpoint's page name, `model · dataset · β · seed · run folder`, from its run's metrics.json or itself."""
+    """A checkpoint with what names it: its run's identity, settings and seed, from its run folder or itself (the
+    name is `model · dataset · seed · run folder` until `named` adds the settings that tell the runs apart)."""
     checkpoint = read_checkpoint(path)
     cls = model_class(path, checkpoint)  # only one of vae_lab's models, by exact name
     hparams, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters") or {}
@@ -38,18 +44,37 @@ def describe(path: Path) -> Candidate:
             record = {}
     model = str(record.get("model") or cls.__name__.lower())
     dataset = str(record.get("dataset") or data.get("name", "?"))
-    beta = float(record.get("beta", hparams.get("beta", 1.0)))
-    seed = record.get("seed", data.get("seed", "?"))
-    name = f"{model} · {dataset} · β={beta:g} · seed {seed} · {run.name}/{path.name}"
+    identity = (model, str(record.get("net", "?")), dataset)
+    try:
+        settings = run_settings(run, record)
+    except (OSError, ValueError):
+        settings = {}
+    seed = str(record.get("seed", data.get("seed", "?")))
     conditional = cls.conditional
     default = [str(k) for k in range(int(hparams.get("num_classes", 10)))]
     classes = tuple(CLASS_NAMES.get(data.get("name"), default)) if conditional else ()
-    return Candidate(name, path, int(hparams.get("latent_dim", 0)), (model, dataset, beta, str(seed), str(run)), classes)
+    return Candidate(f"{model} · {dataset} · seed {seed} · {run.name}/{path.name}", path,
+                     int(hparams.get("latent_dim", 0)), (model, dataset, seed, str(run)), classes, identity,
+                     settings, seed)
+
+
+def named(found: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates named `model · dataset · the settings that tell their groups apart · seed · run folder` (the
+    report's rule, vae_lab.results.groups)."""
+    shown = shown_keys((c.identity, c.settings) for c in found)
+    renamed = []
+    for c in found:
+        keys = [setting_label(k, c.settings[k]) for k in shown if c.settings.get(k) is not None]
+        place = c.name.rsplit(" · ", 1)[-1]
+        renamed.append(replace(c, name=" · ".join([c.identity[0], c.identity[2], *keys, f"seed {c.seed}", place]),
+                               key=(c.identity[0], c.identity[2], *map(repr, (c.settings.get(k) for k in shown)),
+                                    c.seed, c.key[-1])))
+    return renamed
 
 
 def candidates(ckpt_paths: Sequence[str] | str | None, run: str | None) -> list[Candidate]:
     """The checkpoints given (`ckpt_path=A` or `[A,B]`), then those under `run=` (each run's checkpoints/last.ckpt),
-    the latter sorted by model, dataset, β and seed."""
+    the latter sorted by model, dataset, the settings that tell them apart, and seed."""
     paths = [ckpt_paths] if isinstance(ckpt_paths, (str, Path)) else list(ckpt_paths or [])
     if not paths and not run:
         raise ConfigError("give ckpt_path=RUN/checkpoints/last.ckpt (or ckpt_path=[A,B]) or run=RUN_OR_MULTIRUN_FOLDER")
@@ -67,7 +92,8 @@ def candidates(ckpt_paths: Sequence[str] | str | None, run: str | None) -> list[
                 continue  # a run killed mid-write: the page lists the others
         if not runs:
             raise ConfigError(f"run={run}: holds no run with a readable checkpoints/last.ckpt")
-        found += sorted(runs, key=lambda c: c.key)
+        found += sorted(named(runs), key=lambda c: c.key)
+    found = named(found)
     names = [c.name for c in found]
     if len(set(names)) < len(names):
         raise ConfigError(f"the same checkpoint is given twice: {sorted({n for n in names if names.count(n) > 1})}")

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from vae_lab.metrics import disentanglement as dis
+import vae_lab.metrics.disentanglement as dis
 from vae_lab.models.base import BaseVAE
 
 

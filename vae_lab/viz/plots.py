@@ -1,8 +1,9 @@
 """Matplotlib figures of a report's per-group results (mean ± std over seeds), written as PNG files.
 
-Each figure function takes summary rows, plain dicts holding the group keys (model, net, dataset, beta,
-capacity_max, latent_dim), `n`, and `mean` / `std` dicts keyed by metric name; it writes the PNG and
-returns True, or returns False (writing nothing) when the rows hold nothing to plot.
+Each figure function takes summary rows, plain dicts holding the group's identity (model, net, dataset), `keys` (the
+settings that tell the report's groups apart: vae_lab.results.groups), `n`, and `mean` / `std` dicts keyed by metric
+name; it writes the PNG and returns True, or returns False (writing nothing) when the rows hold nothing to plot. The
+figures pick their x axes, lines and labels from those keys, whatever they are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vae_lab.metrics.disentanglement import PROPERTY
+from vae_lab.results.names import key_header, setting_label
 
 Row = dict[str, Any]
 
@@ -47,16 +49,8 @@ def _colours(rows: Sequence[Row]) -> dict[str, Any]:
 
 def group_label(row: Row, rows: Sequence[Row]) -> str:
     """A short name for a group: the model, plus whichever settings tell it apart from the others."""
-    parts = [row["model"]]
-    if len({r["net"] for r in rows}) > 1:
-        parts.append(row["net"])
-    if row["model"] == "beta_vae" or (row["beta"] is not None and row["beta"] != 1):
-        parts.append(f"β={row['beta']:g}")
-    if row["capacity_max"]:
-        parts.append(f"C={row['capacity_max']:g}")
-    if len({r["latent_dim"] for r in rows}) > 1:
-        parts.append(f"z={row['latent_dim']}")
-    return " ".join(parts)
+    parts = [row["model"]] + ([row["net"]] if len({r["net"] for r in rows}) > 1 else [])
+    return " ".join(parts + [setting_label(k, v) for k, v in row["keys"].items() if v is not None])
 
 
 def elbo_or_loss(rows: Sequence[Row]) -> str:
@@ -124,46 +118,44 @@ def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
     return _save(fig, path)
 
 
-SUMMARY_FIELDS = ("n", "seeds", "runs", "mean", "std", "count", "left_out")  # a report row's statistics; its other fields say what it is
-KEY_LABELS = {"model": "{}", "net": "{}", "beta": "β={:g}", "capacity_max": "C={:g}", "latent_dim": "z={}",
-              "prior_components": "K={}", "learned_prior": "learned prior {}", "lr": "lr={:g}", "image_size": "{}²",
-              "epochs": "{} epochs", "train_subset": "{} images"}
-
-
 def _series(rows: Sequence[Row], x_key: str) -> dict[tuple, list[Row]]:
     """Rows split into lines that agree in everything but x_key, each sorted by x_key; only lines of 2+ distinct x
     (a line never joins groups that differ in another setting, such as the prior or the learning rate)."""
     lines: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        lines[tuple((k, row[k]) for k in sorted(row) if k not in SUMMARY_FIELDS and k != x_key)].append(row)
-    return {key: sorted(line, key=lambda r: r[x_key]) for key, line in sorted(lines.items(), key=lambda kv: str(kv[0]))
-            if len({r[x_key] for r in line}) > 1}
+        if _is_number(row["keys"].get(x_key)):
+            others = sorted((k, repr(v)) for k, v in row["keys"].items() if k != x_key)
+            lines[(row["model"], row["net"], row["dataset"], *others)].append(row)
+    return {key: sorted(line, key=lambda r: r["keys"][x_key]) for key, line in sorted(lines.items(), key=str)
+            if len({r["keys"][x_key] for r in line}) > 1}
 
 
-def _line_namer(lines: dict[tuple, list[Row]]):
-    """Names for the lines: the dataset, then whatever else tells the lines apart."""
-    keys = sorted({k for key in lines for k, _ in key})
-    varying = [k for k in keys if k != "dataset" and len({dict(key).get(k) for key in lines}) > 1]
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    def label(key: str, value: Any) -> str:
-        try:
-            return KEY_LABELS.get(key, key + "={}").format(value)
-        except (TypeError, ValueError):  # a value older runs did not record (None)
-            return f"{key}={value}"
+
+def _line_namer(lines: dict[tuple, list[Row]], x_key: str):
+    """Names for the lines: the dataset, then whatever else (model, net, another setting) tells the lines apart."""
+    rows = [line[0] for line in lines.values()]
+    keys = sorted({k for r in rows for k in r["keys"]} - {x_key})
+    varying_ids = [k for k in ("model", "net") if len({r[k] for r in rows}) > 1]
+    varying = [k for k in keys if len({repr(r["keys"].get(k)) for r in rows}) > 1]
 
     def name(row: Row) -> str:
-        return " ".join([row["dataset"]] + [label(k, row[k]) for k in varying])
+        return " ".join([row["dataset"], *(row[k] for k in varying_ids),
+                         *(setting_label(k, row["keys"].get(k)) for k in varying)])
 
     return name
 
 
-def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[str], path: Path, title: str,
-                 xlabel: str, log_base: float, line_name) -> bool:
+def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[str], path: Path, title: str) -> bool:
     metrics = [m for m in metrics if any(_has(r, m) for line in lines.values() for r in line)]
     if not lines or not metrics:
         return False
+    line_name = _line_namer(lines, x_key)
     colours = _colours([r for line in lines.values() for r in line])
     styles = ["-", "--", ":", "-."]
+    ticks = sorted({r["keys"][x_key] for line in lines.values() for r in line})
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         per_dataset: dict[str, int] = defaultdict(int)
@@ -174,14 +166,14 @@ def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[st
             dataset = line[0]["dataset"]
             style = styles[per_dataset[dataset] % len(styles)]
             per_dataset[dataset] += 1
-            _errorbar(ax, [r[x_key] for r in line], [r["mean"][metric] for r in line], None,
+            _errorbar(ax, [r["keys"][x_key] for r in line], [r["mean"][metric] for r in line], None,
                       [r["std"][metric] for r in line], fmt="o" + style, color=colours[dataset],
                       label=line_name(line[0]))
-        ax.set_xscale("log", base=log_base)
-        ticks = sorted({r[x_key] for line in lines.values() for r in line})
+        if ticks[0] > 0 and ticks[-1] / ticks[0] >= 8:  # a sweep over orders of magnitude (β, latent size, lr)
+            ax.set_xscale("log", base=2 if ticks[-1] / ticks[0] <= 64 else 10)
+            ax.minorticks_off()
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(key_header(x_key))
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -189,44 +181,33 @@ def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[st
     return _save(fig, path)
 
 
-def beta_tradeoff(rows: Sequence[Row], path: Path) -> bool:
-    """β-VAE (no capacity annealing) per dataset: β against recon, KL, active units, probe accuracy, FID."""
-    rows = [r for r in rows if r["model"] == "beta_vae" and not r["capacity_max"] and r["beta"]]
-    lines = _series(rows, "beta")
-    return _line_panels(lines, "beta", TRADEOFF, path, "β-VAE trade-off (mean ± std over seeds)", "β", 10,
-                        _line_namer(lines))
-
-
-def disentanglement_vs_beta(rows: Sequence[Row], path: Path) -> bool:
-    """β-VAE on data with known factors: β against each disentanglement metric (labelled with its property)."""
-    rows = [r for r in rows if r["model"] == "beta_vae" and not r["capacity_max"] and r["beta"]
-            and _has(r, "test/mig")]
-    lines = _series(rows, "beta")
-    return _line_panels(lines, "beta", DISENTANGLEMENT, path, "Disentanglement against β (mean ± std over seeds)",
-                        "β", 2, _line_namer(lines))
-
-
-def objective_label(row: Row) -> str:
-    """A study group's name: the model, its variant, and the hyper-parameters its objective sets."""
-    parts = [str(row["model"])] + ([str(row["variant"]).upper()] if row.get("variant") else [])
-    if row["model"] in ("beta_vae", "beta_tcvae") and not row.get("capacity_max"):
-        parts.append(f"β={row['beta']:g}")
-    for key, symbol in (("capacity_max", "C"), ("gamma", "γ"), ("lambda_od", "λ_od")):
-        if row.get(key):
-            parts.append(f"{symbol}={row[key]:g}")
-    return " ".join(parts)
+def sweep_figures(rows: Sequence[Row], folder: Path) -> list[tuple[Path, str]]:
+    """For each numeric setting that tells groups apart: the quality metrics against it, and the disentanglement
+    metrics where the runs have them, a line per set of groups that agree in everything else. Returns (path,
+    title) of each figure written."""
+    written = []
+    for key in sorted({k for r in rows for k in r["keys"]}):
+        lines = _series(rows, key)
+        slug = key.replace(".", "_").replace("/", "_")
+        for stem, metrics, what in ((f"sweep_{slug}", (elbo_or_loss(rows), *TRADEOFF, "test/cond_accuracy"),
+                                     "Quality"),
+                                    (f"disentanglement_{slug}", DISENTANGLEMENT, "Disentanglement")):
+            title = f"{what} against {key_header(key)} (mean ± std over seeds)"
+            if _line_panels(lines, key, metrics, folder / f"{stem}.png", title):
+                written.append((folder / f"{stem}.png", title))
+    return written
 
 
 def disentanglement_by_objective(rows: Sequence[Row], path: Path) -> bool:
     """Several objectives on data with known factors (the unsupervised study): each metric, a bar per group
     (mean ± std over seeds), UDR too where the report has it."""
-    rows = sorted((r for r in rows if _has(r, "test/mig")), key=lambda r: (r["dataset"], objective_label(r)))
+    rows = sorted((r for r in rows if _has(r, "test/mig")), key=lambda r: (r["dataset"], group_label(r, rows)))
     metrics = [m for m in (*DISENTANGLEMENT, "test/udr") if any(_has(r, m) for r in rows)]
     if len({r["model"] for r in rows}) < 2 or not metrics:
         return False
     colours = _colours(rows)
     several = len({r["dataset"] for r in rows}) > 1
-    names = [objective_label(r) + (f" · {r['dataset']}" if several else "") for r in rows]
+    names = [group_label(r, rows) + (f" · {r['dataset']}" if several else "") for r in rows]
     columns, panel_rows = 3, -(-len(metrics) // 3)
     fig, axes = plt.subplots(panel_rows, columns, figsize=(5.2 * columns, (0.3 * len(rows) + 1.2) * panel_rows),
                              squeeze=False)
@@ -243,14 +224,6 @@ def disentanglement_by_objective(rows: Sequence[Row], path: Path) -> bool:
         ax.axis("off")
     fig.suptitle("Disentanglement per objective (mean ± std over seeds)")
     return _save(fig, path)
-
-
-def latent_size(rows: Sequence[Row], path: Path) -> bool:
-    """CVAE per dataset: latent size against test −ELBO and conditional accuracy (when groups differ in it)."""
-    rows = [r for r in rows if r["model"] == "cvae" and r["latent_dim"]]
-    lines = _series(rows, "latent_dim")
-    return _line_panels(lines, "latent_dim", (elbo_or_loss(rows), "test/cond_accuracy"), path,
-                        "CVAE latent size (mean ± std over seeds)", "latent dimensions", 2, _line_namer(lines))
 
 
 def image_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[str]]], path: Path, title: str = "") -> bool:

@@ -3,6 +3,7 @@ Scalars layout, the composed config, and the final metrics once at the last step
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -12,12 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-# The hyper-parameters of a run (metrics.json keys) → display name, most telling first. The HParams tab shows five
-# columns by default, the differing ones first and, among them, by name: the names carry this order ("01_model").
-HPARAMS = {"model": "model", "net": "net", "dataset": "dataset", "beta": "β", "latent_dim": "latent size",
-           "lr": "learning rate", "seed": "seed", "capacity_max": "capacity C", "prior_components": "prior components",
-           "learned_prior": "learned prior", "image_size": "image size", "train_subset": "train subset",
-           "epochs": "epochs"}
+from vae_lab.results.groups import IDENTITY, run_settings, shown_keys
+from vae_lab.results.names import header, key_header
+from vae_lab.results.runs import Run, find_run_dirs, load_run
+
 # The metrics the HParams tab shows first (it shows the first five): what a sweep is compared by.
 HEADLINE = ("test/nelbo", "test/nll_iwae", "test/fid", "test/cond_accuracy", "test/active_units", "test/mig",
             "test/dci_disentanglement", "test/recon", "test/kl", "test/loss", "test/mse", "test/probe_accuracy",
@@ -26,19 +25,17 @@ METRIC_PREFIXES = ("test/", "time/", "mem/")
 LOGGED_BY_TEST_LOOP = ("test/loss", "test/recon", "test/kl", "test/nelbo")  # Lightning's test loop writes these
 
 
-def hparam_name(key: str) -> str:
-    """The HParams name of a metrics.json key: its rank in HPARAMS first, so that sorting by name keeps that order."""
-    return f"{list(HPARAMS).index(key) + 1:02d}_{key}"
-
-
-def hparam_values(record: dict[str, Any]) -> dict[str, bool | float | str]:
-    """A run's hyper-parameters as the HParams plugin takes them (numbers as floats); unset ones left out."""
+def hparam_values(record: dict[str, Any], settings: dict[str, Any],
+                 keys: Iterable[str] | None = None) -> dict[str, bool | float | str]:
+    """A run's hyper-parameters as the HParams plugin takes them: its identity, its settings (vae_lab.results.groups;
+    only `keys` when given) and its seed, numbers as floats, anything else but text as JSON; unset ones left out."""
+    chosen = settings if keys is None else {k: settings.get(k) for k in keys}
     values = {}
-    for key in HPARAMS:
-        value = record.get(key)
+    for key, value in {**{k: record.get(k) for k in IDENTITY}, **chosen, "seed": record.get("seed")}.items():
         if value is None:
             continue
-        values[hparam_name(key)] = value if isinstance(value, (bool, str)) else float(value)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        values[key] = float(value) if number else value if isinstance(value, (bool, str)) else json.dumps(value)
     return values
 
 
@@ -57,8 +54,7 @@ def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
 
 
 def _hparam_info(name: str, values: Sequence[bool | float | str]) -> api_pb2.HParamInfo:
-    key = name.split("_", 1)[1]
-    info = api_pb2.HParamInfo(name=name, display_name=HPARAMS[key], differs=len(set(map(repr, values))) > 1)
+    info = api_pb2.HParamInfo(name=name, display_name=key_header(name), differs=len(set(map(repr, values))) > 1)
     if all(isinstance(v, bool) for v in values):
         info.type = api_pb2.DATA_TYPE_BOOL
         info.domain_discrete.extend(sorted(set(values)))
@@ -71,26 +67,28 @@ def _hparam_info(name: str, values: Sequence[bool | float | str]) -> api_pb2.HPa
     return info
 
 
-def experiment_summary(records: Sequence[dict[str, Any]]) -> Summary:
-    """The HParams experiment of these runs: every hyper-parameter any run has (`differs` where their values do)
-    and every final metric, headline ones first, with the report's names."""
-    from vae_lab.report import header  # one naming scheme for report.md and TensorBoard
-
+def experiment_summary(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> Summary:
+    """The HParams experiment of these (metrics.json record, settings) runs: model, net, dataset, the settings that
+    tell their groups apart (the report's rule) and the seed, and every final metric, headline ones first, with the
+    report's names."""
+    shown = shown_keys(((tuple(r.get(k) for k in IDENTITY), settings) for r, settings in runs))
     values: dict[str, list] = {}
-    for record in records:
-        for name, value in hparam_values(record).items():
+    for record, settings in runs:
+        for name, value in hparam_values(record, settings, shown).items():
             values.setdefault(name, []).append(value)
-    hparams = [_hparam_info(name, values[name]) for name in sorted(values)]
+    hparams = [_hparam_info(name, values[name]) for name in values]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m), display_name=header(m))
-               for m in metric_names(records)]
+               for m in metric_names([record for record, _ in runs])]
     experiment = api_pb2.Experiment(hparam_infos=hparams, metric_infos=metrics)
     return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
 
 
-def session_summaries(record: dict[str, Any], start_time: float, end_time: float) -> list[Summary]:
-    """A run's HParams session: its hyper-parameters, and how it ended (success unless its status says failed)."""
+def session_summaries(record: dict[str, Any], settings: dict[str, Any], start_time: float,
+                      end_time: float) -> list[Summary]:
+    """A run's HParams session: all its hyper-parameters (a sweep's experiment picks the ones that differ), and how it
+    ended (success unless its status says failed)."""
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time)
-    for name, value in hparam_values(record).items():
+    for name, value in hparam_values(record, settings).items():
         field = {bool: "bool_value", float: "number_value", str: "string_value"}[type(value)]
         setattr(start.hparams[name], field, value)
     status = api_pb2.STATUS_SUCCESS if record.get("status") == "ok" else api_pb2.STATUS_FAILURE
@@ -114,21 +112,23 @@ def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: floa
         return
     logger.log_metrics(final_metrics(record), step=step)
     file_writer = writer._get_file_writer()  # torch's SummaryWriter writes raw Summary protos through it
-    summaries = ([experiment_summary([record])] if experiment else []) + session_summaries(record, start_time,
-                                                                                         end_time)
+    settings = run_settings(Path(logger.save_dir), record)  # the run folder: Lightning's logger writes under it
+    summaries = (([experiment_summary([(record, settings)])] if experiment else [])
+                 + session_summaries(record, settings, start_time, end_time))
     for summary in summaries:
         file_writer.add_summary(summary)
     logger.finalize("success")  # flush: the summaries must reach disk before the process ends
 
 
-def write_sweep_experiment(folder: Path, records: Sequence[dict[str, Any]]) -> bool:
-    """Write the HParams experiment of a sweep's runs into the sweep folder (an event file of its own)."""
-    if not records:
+def write_sweep_experiment(folder: Path) -> bool:
+    """Write the HParams experiment of the finished runs under a sweep folder into it (an event file of its own)."""
+    runs = [run for run in map(load_run, find_run_dirs(folder)) if isinstance(run, Run)]
+    if not runs:
         return False
     from torch.utils.tensorboard.writer import FileWriter
 
     writer = FileWriter(str(folder), filename_suffix=".hparams")
-    writer.add_summary(experiment_summary(records))
+    writer.add_summary(experiment_summary([(run.record, run.settings) for run in runs]))
     writer.close()
     return True
 

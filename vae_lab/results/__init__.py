@@ -1,17 +1,21 @@
-"""A run's results file, metrics.json: what goes in it, written atomically, read back."""
+"""A run's results: its metrics.json (what goes in it, written atomically, read back) here; reading run folders
+(vae_lab.results.runs), the group rule (vae_lab.results.groups) and the names of metrics and settings
+(vae_lab.results.names) in this package's modules."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig
 
 from vae_lab.errors import ConfigError
 from vae_lab.files import write_atomically
+
+if TYPE_CHECKING:
+    import torch
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
@@ -26,14 +30,14 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """What a run was: model, net, dataset and the hyper-parameters the report groups by."""
+    """What a run was, in the fields that name it and that the report, the explorer and the sample figures read (a
+    run's groups come from its whole config: vae_lab.results.groups)."""
     return {
         "model": choices.get("model", cfg.model._target_.rsplit(".", 1)[-1].lower()),
         "net": choices.get("net", cfg.net._target_.rsplit(".", 1)[-1]),
         "dataset": cfg.data.name,
         "beta": float(cfg.model.get("beta", 1.0)),
         "capacity_max": float(cfg.model.get("capacity_max", 0.0)),
-        **objective_settings(cfg.model),
         "latent_dim": int(cfg.model.latent_dim),
         "prior_components": int(cfg.model.get("prior_components", 1)),
         "learned_prior": cfg.model.get("learned_prior"),  # CVAEs: p(z|y) learned or N(0, I); null for the others
@@ -42,21 +46,6 @@ def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
         "train_subset": cfg.data.get("train_subset"),  # set: trained on that many images, tested on a tenth as many
         "seed": int(cfg.seed),
     }
-
-
-def objective_settings(model: DictConfig) -> dict[str, Any]:
-    """The weights that tell an objective's sweep points apart beside β and C: FactorVAE's and the capacity
-    β-VAE's γ, DIP-VAE's variant, λ_od and λ_d (λ_d as the model resolves it); absent for the other models."""
-    target = str(model.get("_target_", ""))
-    settings: dict[str, Any] = {}
-    if target.endswith("FactorVAE") or float(model.get("capacity_max", 0.0) or 0.0) > 0:
-        settings["gamma"] = float(model.gamma)
-    if target.endswith("DIPVAE"):
-        from vae_lab.models.dip_vae import resolved_lambda_d
-
-        settings.update(variant=str(model.variant), lambda_od=float(model.lambda_od),
-                        lambda_d=resolved_lambda_d(str(model.variant), float(model.lambda_od), model.get("lambda_d")))
-    return settings
 
 
 def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module, test: dict[str, float],
