@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +45,32 @@ def stamp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.verified")
 
 
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISBLK(mode) or stat.S_ISCHR(mode) else
+            "not a regular file")
+
+
+def check_regular(path: Path, what: str = "the data file") -> None:
+    """A one-line DataError unless `path` is a regular file (reading a FIFO or a device would hang, a folder crash)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: is a broken link, not {what}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from err
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: is {file_kind(mode)}, not {what}; move it away")
+
+
 def verify_file(path: Path, known: KnownFile) -> None:
     """Raise a one-line DataError naming the file unless its MD5 is the published one (a recorded earlier
     verification of the same size and modification time counts)."""
-    stat = path.stat()
+    check_regular(path)
+    info = path.stat()
     stamp = stamp_path(path)
-    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": known.md5}
+    seen = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "md5": known.md5}
     if stamp.is_file():
         try:
             if json.loads(stamp.read_text()) == seen:
@@ -58,9 +79,9 @@ def verify_file(path: Path, known: KnownFile) -> None:
             pass
     actual = md5(path)
     if actual != known.md5:
-        short = stat.st_size < (known.size if known.exact_size else known.size // 2)
+        short = info.st_size < (known.size if known.exact_size else known.size // 2)
         what = "truncated?" if short else "corrupt or not the published file"
-        raise DataError(f"{path}: MD5 {actual} is not the known {known.md5} ({stat.st_size:,} bytes: {what}); "
+        raise DataError(f"{path}: MD5 {actual} is not the known {known.md5} ({info.st_size:,} bytes: {what}); "
                         f"left as it is: delete it and fetch {known.describe()} again")
     try:
         stamp.write_text(json.dumps(seen))
