@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 data: install
-	$(BIN)/python -m vae_lab.data.sources $(DATA)
+	$(BIN)/python -m vae_lab.data.mnist $(DATA)
 
 train: install data
 	$(BIN)/python -m vae_lab.train $(ARGS)

@@ -24,8 +24,8 @@ from tests.datasets_util import (
     write_shapes3d,
 )
 from vae_lab.data import cifar10, dsprites, mpi3d, shapes3d
-from vae_lab.data.idx import md5
-from vae_lab.errors import ConfigError, DataError
+from vae_lab.data.files import md5
+from vae_lab.errors import DataError
 
 DSPRITES_GRID = [3, 2, 2, 4, 4]  # shape, scale, orientation, x, y: 192 images in the real file's layout
 TINY_GT_EVAL = ["++eval.num_train=96", "++eval.num_test=48", "++eval.score_train=8", "++eval.score_eval=4",

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from vae_lab.data.arrays import NO_LABEL, ArrayDataModule, Arrays, resize_to
-from vae_lab.data.datamodule import to_channels
+from vae_lab.data.base import to_channels
 from vae_lab.data.files import check_regular, file_kind
 from vae_lab.data.npz import iter_rows, load_array, load_npy, npz_info
 from vae_lab.errors import ConfigError, DataError
@@ -243,8 +243,7 @@ def parse_colour(value: str) -> tuple[int, int, int]:
 class FolderDataModule(ArrayDataModule):
     """`data=images data.path=…`: the images cut into fixed seeded test, validation and training parts."""
 
-    dataset = "images"
-    image_sizes = (28, 32, 64)
+    datasets = ("images",)
 
     def __init__(self, path: str | None = None, labels: str | None = None, test_size: float = 0.1,
                  val_size: float = 0.1, background: str = "white", **kwargs: object) -> None:
