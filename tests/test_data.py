@@ -219,3 +219,16 @@ def test_every_dataset_sits_on_the_base_class_and_declares_what_it_serves():
     assert classes["mnist"] is classes["fashion_mnist"] is MNISTDataModule
     served = [name for cls in set(classes.values()) for name in cls.datasets]
     assert sorted(served) == sorted(classes)  # each name served by exactly one class
+
+
+def test_make_data_verifies_both_datasets_or_says_why_not_in_one_line(data_dir, tmp_path, monkeypatch, capsys):
+    """`make data` runs `python -m vae_lab.data.mnist DATA_DIR`."""
+    monkeypatch.setattr("sys.argv", ["mnist", str(data_dir)])
+    mnist.main()
+    assert capsys.readouterr().out.splitlines() == [f"mnist: verified in {data_dir}/MNIST/raw",
+                                                    f"fashion_mnist: verified in {data_dir}/FashionMNIST/raw"]
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr("sys.argv", ["mnist", str(tmp_path / "a_file")])
+    with pytest.raises(SystemExit) as stop:
+        mnist.main()
+    assert stop.value.code == 2 and capsys.readouterr().err.startswith("error: data.data_dir: cannot make")

@@ -72,7 +72,7 @@ def list_images(folder: Path) -> tuple[list[tuple[Path, int]], list[str], Counte
     return [(Path(p), k) for p, k in found], classes, skipped
 
 
-def open_header(path: Path):
+def image_mode(path: Path) -> str | None:
     """The image's mode from its header, or None when it is not a readable image; a decompression bomb (over
     Pillow's limit) is refused in one line."""
     from PIL import Image, UnidentifiedImageError
@@ -131,7 +131,7 @@ def progress(items, total: int, what: str):
 def read_folder(folder: Path, size: int, channels: int | None, background: tuple[int, int, int]) -> Converted:
     """A folder's images decoded, converted and resized one at a time into one N×C×size×size uint8 array."""
     files, classes, skipped = list_images(folder)
-    modes = [open_header(path) for path, _ in files]
+    modes = [image_mode(path) for path, _ in progress(files, len(files), f"reading {folder.name}")]
     readable = [(f, m) for f, m in zip(files, modes) if m is not None]
     grey = all(m in GREY for _, m in readable)
     mode = "L" if (channels or (1 if grey else 3)) == 1 else "RGB"

