@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import os
 import shutil
 
@@ -215,7 +216,10 @@ def test_every_dataset_sits_on_the_base_class_and_declares_what_it_serves():
     assert len(classes) == 8
     for option, cls in classes.items():
         assert issubclass(cls, DataModule) and option in cls.datasets, (option, cls)
-        assert OmegaConf.load(CONF / "data" / f"{option}.yaml")["name"] == option
+        config = OmegaConf.load(CONF / "data" / f"{option}.yaml")
+        parameters = inspect.signature(cls.__init__).parameters
+        assert config["name"] == option and set(config) - {"_target_"} <= set(parameters), (option, cls)
+        assert not any(p.kind is p.VAR_KEYWORD for p in parameters.values()), cls  # no key taken silently
     assert classes["mnist"] is classes["fashion_mnist"] is MNISTDataModule
     served = [name for cls in set(classes.values()) for name in cls.datasets]
     assert sorted(served) == sorted(classes)  # each name served by exactly one class
@@ -232,3 +236,31 @@ def test_make_data_verifies_both_datasets_or_says_why_not_in_one_line(data_dir, 
     with pytest.raises(SystemExit) as stop:
         mnist.main()
     assert stop.value.code == 2 and capsys.readouterr().err.startswith("error: data.data_dir: cannot make")
+
+
+def test_mnist_comes_from_torchvisions_download_else_the_offline_source(tmp_path, monkeypatch):
+    """Online: torchvision's files (compressed, in its layout) moved in; offline: the offline source's."""
+    contents = {name: name.encode() for name in FILES}
+    monkeypatch.setitem(mnist.KNOWN_MD5, "mnist", {n: hashlib.md5(c).hexdigest() for n, c in contents.items()})
+    used = []
+
+    def torchvision_download(root, dataset):
+        used.append("torchvision")
+        raw = raw_dir(root, dataset)
+        raw.mkdir(parents=True)
+        for name, content in contents.items():
+            (raw / f"{name}.gz").write_bytes(gzip.compress(content))
+
+    def offline_fetch(into, dataset, names):
+        used.append("offline")
+        for name in names:
+            (into / name).write_bytes(contents[name])
+
+    monkeypatch.setattr(mnist, "torchvision_download", torchvision_download)
+    monkeypatch.setattr(mnist, "offline_fetch", offline_fetch)
+    assert all((ensure_raw(tmp_path / "online", "mnist") / n).read_bytes() == c for n, c in contents.items())
+    assert used == ["torchvision"]
+    monkeypatch.setattr(mnist, "torchvision_download", lambda root, dataset: used.append("refused") or 1 / 0)
+    assert all((ensure_raw(tmp_path / "offline", "mnist") / n).read_bytes() == c for n, c in contents.items())
+    assert used == ["torchvision", "refused", "offline"]
+    assert sorted(p.name for p in raw_dir(tmp_path / "online", "mnist").iterdir() if p.name[0] != ".") == sorted(FILES)

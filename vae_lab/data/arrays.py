@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-from vae_lab.data.base import DataModule, check_split, constructor_arguments, to_channels
+from vae_lab.data.base import DataModule, check_split, to_channels
 from vae_lab.data.batches import ResidentImages
 
 NO_LABEL = -1  # the label of every image of an unlabelled dataset (no model or metric reads it)
@@ -28,17 +30,12 @@ class ArrayDataModule(DataModule):
     default_channels = 3
     train_images: int | None = None  # the training set's size where it is known before loading (checked at once)
 
-    def __init__(self, name: str | None = None, data_dir: str = "data", batch_size: int = 128,
-                 image_size: int | None = None, val_size: int = 5000, split_seed: int = 12345, seed: int = 0,
-                 train_subset: int | None = None, download: bool = True, steps_per_batch: int = 1,
-                 channels: int | None = None, **source: object) -> None:
-        image_size = image_size or self.image_sizes[0]
-        settings = constructor_arguments(locals())
-        source = settings.pop("source")
-        super().__init__({**settings, **source})
+    def __init__(self, settings: dict[str, Any]) -> None:
+        """`settings`: the subclass's constructor arguments (`constructor_arguments(locals())`)."""
+        super().__init__(settings)
         if self.train_images:
-            check_split({"val_size": val_size}, train_subset, self.train_images)
-        self.channels = channels or self.default_channels
+            check_split({"val_size": settings["val_size"]}, settings["train_subset"], self.train_images)
+        self.channels = settings["channels"] or self.default_channels
         self.num_classes = self.count_classes()  # known before loading: a CVAE is checked against it
 
     def val_count(self, n: int) -> int:

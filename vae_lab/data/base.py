@@ -58,13 +58,13 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def constructor_arguments(values: dict[str, Any]) -> dict[str, Any]:
-    """A constructor's arguments from its `locals()`: the settings a datamodule records (and a checkpoint keeps)."""
+    """A constructor's arguments from its `locals()` taken first thing: the settings a datamodule records."""
     return {key: value for key, value in values.items() if key not in ("self", "__class__")}
 
 
 class DataModule(pl.LightningDataModule):
-    """Every dataset's datamodule: `name`, `data_dir`, `batch_size`, `image_size`, `seed`, `steps_per_batch` and
-    `channels` checked; `setup` fills `splits` ("train", "val", "test": datasets indexed by an index tensor), from
+    """Every dataset's datamodule: its settings recorded (a checkpoint keeps them) and `name`, `batch_size`,
+    `steps_per_batch`, `image_size` and `channels` checked; `setup` fills `splits` ("train", "val", "test": datasets indexed by an index tensor), from
     which the loaders cut shuffled (training) or ordered batches on the training device."""
 
     datasets: tuple[str, ...] = ()          # the `data.name`s this class serves (the first is its default)

@@ -7,8 +7,6 @@ Each batch file is checked against the MD5 torchvision's `CIFAR10` records for i
 
 from __future__ import annotations
 
-import logging
-import os
 import pickle
 from pathlib import Path
 
@@ -16,14 +14,15 @@ import numpy as np
 import torch
 
 from vae_lab.data.arrays import ArrayDataModule, Arrays
-from vae_lab.data.files import KnownFile, ensure_files
+from vae_lab.data.base import constructor_arguments
+from vae_lab.data.files import KnownFile, by_torchvision, ensure_files
 
-log = logging.getLogger(__name__)
 PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 ARCHIVE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = ["test_batch"]
 META = "batches.meta"
+FOLDER = "cifar-10-batches-py"  # torchvision's layout
 
 
 def known_md5() -> dict[str, str]:
@@ -38,7 +37,7 @@ KNOWN_MD5 = known_md5()
 
 def folder_of(data_dir: Path) -> Path:
     """Where torchvision extracts the batches."""
-    return Path(data_dir) / "cifar-10-batches-py"
+    return Path(data_dir) / FOLDER
 
 
 def known_files() -> list[KnownFile]:
@@ -47,23 +46,17 @@ def known_files() -> list[KnownFile]:
                       "torchvision's CIFAR10.train_list / test_list / meta") for name in (*TRAIN, *TEST, META)]
 
 
-def torchvision_download(into: Path) -> None:
-    """torchvision's download of the publisher's archive (it checks the archive's MD5 and extracts it), the batch
-    files moved up into `into`; a failure is logged, and the missing-file line says what to do."""
+def torchvision_download(root: str) -> None:
+    """torchvision's download of the publisher's archive, extracted into root/FOLDER."""
     from torchvision.datasets import CIFAR10
 
-    try:
-        CIFAR10(str(into), train=True, download=True)
-    except Exception as err:  # noqa: BLE001 - offline or refused: the error after says what to do
-        log.warning("torchvision could not download CIFAR-10 (%s)", err)
-        return
-    for path in folder_of(into).iterdir():
-        os.replace(path, into / path.name)
+    CIFAR10(root, train=True, download=True)
 
 
 def ensure_cifar10(data_dir: Path, download: bool = True) -> Path:
     """The folder of verified batch files: found, else downloaded by torchvision, else a one-line error."""
-    return ensure_files(folder_of(data_dir), known_files(), torchvision_download if download else None,
+    fetch = by_torchvision(torchvision_download, FOLDER, "CIFAR-10")
+    return ensure_files(folder_of(data_dir), known_files(), fetch if download else None,
                         f"download cifar-10-python.tar.gz (about 170 MB, from {PAGE}) and extract it in {data_dir} "
                         "(or run with data.download=true on a machine online)")
 
@@ -86,8 +79,13 @@ class Cifar10DataModule(ArrayDataModule):
     """`data=cifar10`: a 45k/5k train/val split of the official training set, the official test set."""
 
     datasets = ("cifar10",)
-    train_images = 50_000
     image_sizes = (32, 64)
+    train_images = 50_000
+
+    def __init__(self, name: str = "cifar10", data_dir: str = "data", batch_size: int = 128, image_size: int = 32,
+                 val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
+                 download: bool = True, steps_per_batch: int = 1, channels: int = 3) -> None:
+        super().__init__(constructor_arguments(locals()))
 
     def count_classes(self) -> int:
         return 10

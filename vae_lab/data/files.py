@@ -173,6 +173,23 @@ def from_publisher(*files: KnownFile) -> Fetch:
     return fetch
 
 
+def by_torchvision(download: Callable[[str], object], layout: str, what: str) -> Callable[[Path], bool]:
+    """The fetch by torchvision's own download (`download(root)`, which checks the archive's MD5 and extracts it
+    under root/`layout`), its files moved up into the folder given; False (logged) when it fails."""
+    def fetch(into: Path) -> bool:
+        try:
+            download(str(into))
+        except Exception as err:  # noqa: BLE001 - offline or refused: the caller goes on, or says what to do
+            log.warning("torchvision could not download %s (%s)", what, err)
+            return False
+        for path in (into / layout).iterdir():
+            if path.is_file():
+                os.replace(path, into / path.name)
+        return True
+
+    return fetch
+
+
 def ensure_file(folder: Path, known: KnownFile, download: bool = True) -> Path:
     """The verified file in `folder`: already there, else downloaded from its publisher (online users), else a
     one-line error saying what it is, how large, where to get it and where to put it."""

