@@ -269,18 +269,23 @@ def test_the_cache_is_keyed_by_the_files_and_shows_progress_the_first_time(tmp_p
 
 
 def test_hostile_files_are_one_line(tmp_path):
-    """A FIFO (as data.path, as a labels file, inside a folder), a lying .npy header, a missing labels file and a
-    200-megapixel image: each refused (or, inside a folder, skipped) in one line, without hanging or allocating."""
+    """A FIFO (as data.path, as a labels file, inside a folder), a lying .npy header, a corrupt .npz, a missing labels
+    file and a 200-megapixel image: each refused (or, inside a folder, skipped) in one line, without hanging or
+    allocating."""
     fifo = tmp_path / "pipe.npy"
     os.mkfifo(fifo)
     np.save(tmp_path / "ok.npy", np.zeros((10, 28, 28), np.uint8))
     lying_npy(tmp_path / "lying.npy", (10**9, 28, 28), 10)
     header_only_png(tmp_path / "big" / "huge.png", 20_000, 10_000)
-    np.savez(tmp_path / "lying.npz", images=np.zeros((10, 28, 28), np.uint8))
+    np.savez_compressed(tmp_path / "good.npz", images=np.random.default_rng(0).integers(0, 256, (50, 28, 28), np.uint8))
+    corrupt = bytearray((tmp_path / "good.npz").read_bytes())
+    corrupt[len(corrupt) // 2: len(corrupt) // 2 + 2] = b"\x00\xff"
+    (tmp_path / "corrupt.npz").write_bytes(bytes(corrupt))
     cases = [({"path": str(fifo)}, ConfigError, "is a FIFO (named pipe), not a file or folder"),
              ({"path": str(tmp_path / "ok.npy"), "labels": str(fifo)}, DataError, "is a FIFO (named pipe), not a labels"),
              ({"path": str(tmp_path / "ok.npy"), "labels": str(tmp_path / "none.npy")}, ConfigError, "no such file"),
              ({"path": str(tmp_path / "lying.npy")}, DataError, "header says uint8 (1000000000, 28, 28)"),
+             ({"path": str(tmp_path / "corrupt.npz")}, DataError, "corrupt.npz: cannot be read to the end"),
              ({"path": str(tmp_path / "big")}, DataError, "huge.png: Image size (200000000 pixels) exceeds limit")]
     with no_hang():
         for kwargs, error, words in cases:

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,7 @@ def image_mode(path: Path) -> str | None:
             return image.mode
     except Image.DecompressionBombError as err:
         raise DataError(f"{path}: {err} (Pillow's limit, Image.MAX_IMAGE_PIXELS): shrink it or move it away") from None
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, ValueError, EOFError):
         return None
 
 
@@ -116,7 +117,7 @@ def image_pixels(path: Path, mode: str, size: int, background: tuple[int, int, i
                 grey = np.rint(np.clip(np.asarray(small), 0, 1) * 255).astype(np.uint8)[None]
                 return grey if mode == "L" else np.repeat(grey, 3, axis=0)
             pixels = np.asarray(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
-    except OSError:
+    except (OSError, ValueError, EOFError):  # truncated or corrupt pixel data
         return None
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
@@ -186,18 +187,21 @@ def read_array(path: Path, labels_path: str | None, size: int, channels: int | N
         raise DataError(f"{path}: images are {dtype}; give uint8 0…255 or floats in [0, 1]")
     images = np.empty((shape[0], channels or shape[-1], size, size), dtype=np.uint8)
     not_finite = 0
-    for i, row in enumerate(progress(rows, shape[0], f"converting {path.name}")):
-        row = np.asarray(row).reshape(shape[1:])
-        if dtype != np.uint8:
-            not_finite += row.size - np.count_nonzero(np.isfinite(row))
-            if not_finite:
-                continue
-            if row.min() < 0 or row.max() > 1:
-                raise DataError(f"{path}: image {i} holds values from {row.min():g} to {row.max():g}; give uint8 "
-                                "0…255 or floats in [0, 1]")
-            row = np.rint(row * 255).astype(np.uint8)
-        image = torch.from_numpy(np.array(row.transpose(2, 0, 1), order="C"))[None]
-        images[i] = resize_to(to_channels(image, channels) if channels else image, size)[0].numpy()
+    try:
+        for i, row in enumerate(progress(rows, shape[0], f"converting {path.name}")):
+            row = np.asarray(row).reshape(shape[1:])
+            if dtype != np.uint8:
+                not_finite += row.size - np.count_nonzero(np.isfinite(row))
+                if not_finite:
+                    continue
+                if row.min() < 0 or row.max() > 1:
+                    raise DataError(f"{path}: image {i} holds values from {row.min():g} to {row.max():g}; give "
+                                    "uint8 0…255 or floats in [0, 1]")
+                row = np.rint(row * 255).astype(np.uint8)
+            image = torch.from_numpy(np.array(row.transpose(2, 0, 1), order="C"))[None]
+            images[i] = resize_to(to_channels(image, channels) if channels else image, size)[0].numpy()
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"{path}: cannot be read to the end ({err})") from err
     if not_finite:
         raise DataError(f"{path}: {not_finite:,} values are not finite (NaN or ±inf); give uint8 0…255 or floats "
                         "in [0, 1]")
