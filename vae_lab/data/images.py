@@ -131,7 +131,10 @@ def progress(items, total: int, what: str):
 
 def read_folder(folder: Path, size: int, channels: int | None, background: tuple[int, int, int]) -> Converted:
     """A folder's images decoded, converted and resized one at a time into one N×C×size×size uint8 array."""
-    files, classes, skipped = list_images(folder)
+    try:
+        files, classes, skipped = list_images(folder)
+    except OSError as err:
+        raise DataError(f"{err.filename or folder}: cannot be read ({err.strerror})") from err
     modes = [image_mode(path) for path, _ in progress(files, len(files), f"reading {folder.name}")]
     readable = [(f, m) for f, m in zip(files, modes) if m is not None]
     grey = all(m in GREY for _, m in readable)
