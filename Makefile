@@ -25,7 +25,7 @@ $(BROWSER): $(STAMP)
 	touch $(BROWSER)
 
 data: install
-	$(BIN)/python -m vae_lab.data.sources $(DATA)
+	$(BIN)/python -m vae_lab.data.mnist $(DATA)
 
 train: install data
 	$(BIN)/python -m vae_lab.train $(ARGS)

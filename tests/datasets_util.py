@@ -12,9 +12,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from vae_lab.data.files import KnownFile
+from tests.conftest import FAST
+from vae_lab.data.files import KnownFile, md5
 from vae_lab.data.ground_truth import grid_factors
-from vae_lab.data.idx import md5
+
+QUICK = [*FAST, "net=mlp", "net.hidden=[64]", "~callbacks.images"]  # the CIFAR-10 test covers conv nets and images
 
 
 def known_for_test(known: KnownFile, path: Path) -> KnownFile:

@@ -6,7 +6,6 @@ the fields vae_lab's own hold, so no training is needed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -203,52 +202,6 @@ def test_bad_input_is_one_line_before_any_work(runs, entry, case):
     needle, result, folder = found[0]
     _one_line(result, needle)
     assert not list(folder.glob("*.png")) and not list(folder.glob("checkpoints/*"))  # no work was done
-
-
-def test_an_existing_file_failing_its_checksum_is_never_replaced(tmp_path, monkeypatch):
-    """A wrong file beside a missing one: the run stops naming it, and nothing is fetched over it."""
-    from vae_lab.data import sources
-    from vae_lab.data.idx import FILES
-    from vae_lab.errors import DataError
-
-    fetched = []
-
-    def fetch(folder, dataset, download):  # what torchvision's download does: all four files, over what is there
-        fetched.append(folder)
-        for name in FILES:
-            (folder / name).write_bytes(b"fetched")
-
-    monkeypatch.setattr(sources, "_fetch", fetch)
-    folder = sources.raw_dir(tmp_path, "mnist")
-    folder.mkdir(parents=True)
-    (folder / FILES[0]).write_bytes(b"the user's own, truncated")
-    with pytest.raises(DataError, match=f"{FILES[0]}: MD5"):
-        sources.ensure_raw(tmp_path, "mnist")
-    assert (folder / FILES[0]).read_bytes() == b"the user's own, truncated" and not fetched
-
-
-def test_only_missing_files_are_fetched_and_good_ones_stay(tmp_path, monkeypatch):
-    from vae_lab.data import idx, sources
-
-    contents = {name: name.encode() for name in idx.FILES}
-    monkeypatch.setitem(idx.KNOWN_MD5, "mnist", {n: hashlib.md5(c).hexdigest() for n, c in contents.items()})
-    fetched = []
-
-    def fetch(folder, dataset, download):
-        fetched.append(folder)
-        for name, content in contents.items():
-            (folder / name).write_bytes(content)
-
-    monkeypatch.setattr(sources, "_fetch", fetch)
-    folder = sources.raw_dir(tmp_path, "mnist")
-    folder.mkdir(parents=True)
-    kept = folder / idx.FILES[0]
-    kept.write_bytes(contents[idx.FILES[0]])
-    inode = kept.stat().st_ino
-    assert sources.ensure_raw(tmp_path, "mnist") == folder
-    assert fetched and fetched[0] != folder  # fetched beside, not into, the user's folder
-    assert kept.stat().st_ino == inode and all((folder / n).read_bytes() == c for n, c in contents.items())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]  # the temporary folder is gone
 
 
 def test_report_says_what_it_left_out_of_a_mean(tmp_path):

@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests.conftest import FAST, compose_cfg
 from tests.datasets_util import (
+    QUICK,
     expect_line,
     known_for_test,
     loss_falls,
@@ -23,13 +24,12 @@ from tests.datasets_util import (
     write_shapes3d,
 )
 from vae_lab.data import cifar10, dsprites, mpi3d, shapes3d
-from vae_lab.data.idx import md5
-from vae_lab.errors import ConfigError, DataError
+from vae_lab.data.files import md5
+from vae_lab.errors import DataError
 
 DSPRITES_GRID = [3, 2, 2, 4, 4]  # shape, scale, orientation, x, y: 192 images in the real file's layout
 TINY_GT_EVAL = ["++eval.num_train=96", "++eval.num_test=48", "++eval.score_train=8", "++eval.score_eval=4",
                 "++eval.dci_stages=3"]
-QUICK = [*FAST, "net=mlp", "net.hidden=[64]", "~callbacks.images"]  # the CIFAR-10 test covers conv nets and images
 SPLITS = ["data.val_size=16", "data.test_size=32", "data.train_subset=null", "data.batch_size=32"]
 
 
@@ -162,79 +162,6 @@ def test_a_colour_cvae_trains_on_cifar10_evaluates_logs_and_generates_in_colour(
     assert not np.allclose(samples[:, 0], samples[:, 1])  # the channels are decoded separately
     picture = np.asarray(Image.open(tmp_path / "t.png").convert("RGB")).astype(int)  # a labelled figure: RGBA
     assert (picture[..., 0] != picture[..., 1]).any()  # in colour, not grey
-
-
-def write_folder(root: Path, classes: list[str] | None, per_class: int = 6) -> Path:
-    """PNG files of several sizes and modes: in class sub-folders (ImageFolder's layout), or flat."""
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(classes or [""]):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, (20 + i, 24, 3), dtype=np.uint8)
-            pixels[..., k % 3] = 255
-            Image.fromarray(pixels).save(folder / f"{i}.png")
-    return root
-
-
-def test_images_from_folders_with_and_without_labels(tmp_path):
-    from vae_lab.data.images import FolderDataModule
-
-    labelled = FolderDataModule(path=str(write_folder(tmp_path / "cls", ["cat", "dog", "eel"])),
-                                data_dir=str(tmp_path / "d"), image_size=28, test_size=3, val_size=3)
-    assert labelled.num_classes == 3 and labelled.channels == 3
-    labelled.setup()
-    assert labelled.class_names == ["cat", "dog", "eel"]
-    assert (len(labelled.splits["train"]), len(labelled.splits["val"]), len(labelled.splits["test"])) == (12, 3, 3)
-    x, y = labelled.splits["train"][torch.arange(4)]
-    assert x.shape == (4, 3, 28, 28) and 0 <= x.min() and x.max() <= 1 and set(y.tolist()) <= {0, 1, 2}
-    cache = list((tmp_path / "d" / "images_cache").glob("*.npz"))
-    assert len(cache) == 1
-    again = FolderDataModule(path=str(tmp_path / "cls"), data_dir=str(tmp_path / "d"), image_size=28, test_size=3,
-                             val_size=3)
-    again.setup()  # from the cache, with the same seeded split
-    assert torch.equal(again.splits["test"].images, labelled.splits["test"].images)
-    flat = FolderDataModule(path=str(write_folder(tmp_path / "flat", None)), data_dir=str(tmp_path / "d"),
-                            image_size=32, channels=1, test_size=0.2, val_size=1)
-    flat.setup()
-    assert flat.num_classes is None and flat.splits["train"].images.shape[1:] == (1, 32, 32)
-
-
-def test_images_from_arrays_and_their_bad_inputs(tmp_path):
-    from vae_lab.data.images import FolderDataModule
-
-    rng = np.random.default_rng(0)
-    np.savez(tmp_path / "a.npz", images=rng.random((30, 28, 28)), labels=np.arange(30) % 4)
-    data = FolderDataModule(path=str(tmp_path / "a.npz"), data_dir=str(tmp_path), image_size=28, test_size=5,
-                            val_size=5)
-    data.setup()
-    assert data.num_classes == 4 and data.channels == 1 and len(data.splits["test"]) == 5
-    cases = [({"path": None}, ConfigError, "data.path: give a folder"),
-             ({"path": str(tmp_path / "nope")}, ConfigError, "no such file or folder"),
-             ({"path": str(tmp_path / "a.txt")}, ConfigError, "give a folder of images or a .npy / .npz"),
-             ({"path": str(tmp_path / "b.npy")}, DataError, "expected N×H×W or N×H×W×C"),
-             ({"path": str(tmp_path / "c.npy")}, DataError, "give uint8 0…255 or floats in [0, 1]"),
-             ({"path": str(tmp_path / "a.npz"), "test_size": 40}, ConfigError, "data.test_size=40: there are only 30")]
-    (tmp_path / "a.txt").write_text("x")
-    np.save(tmp_path / "b.npy", np.zeros((4, 5), np.uint8))
-    np.save(tmp_path / "c.npy", np.full((4, 8, 8), 3.0))
-    for kwargs, error, words in cases:
-        with pytest.raises(error) as err:
-            FolderDataModule(**{"data_dir": str(tmp_path), "image_size": 28, **kwargs}).setup()
-        expect_line(err, words)
-
-
-def test_unlabelled_images_train_and_metrics_json_says_what_was_skipped(tmp_path, one_thread):
-    from vae_lab.train import train
-
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (120, 28, 28, 3), dtype=np.uint8))
-    cfg = compose_cfg(tmp_path / "run", "data=images", f"data.path={tmp_path / 'x.npy'}", f"paths.data_dir={tmp_path}",
-                      "data.batch_size=16", *QUICK, "data.train_subset=null")
-    assert cfg.net.image_channels is None  # as given: three channels, found when the images are opened
-    record = train(cfg)
-    assert math.isfinite(record["test/nll_iwae"]) and math.isfinite(record["test/mse"])
-    assert "no class labels" in record["skipped"]["test/fid"] and "test/fid" not in record
-    assert "no ground-truth factors" in record["skipped"]["disentanglement metrics"]
 
 
 SHAPES3D_GRID = [2, 2, 2, 2, 2, 3]

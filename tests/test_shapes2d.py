@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import run_cli
 from vae_lab.data.datamodule import datamodule_from_checkpoint
-from vae_lab.data.shapes2d import FACTOR_SIZES, Shapes2D, factors_to_index, index_to_factors, num_images
+from vae_lab.data.shapes2d import FACTOR_SIZES, Shapes2D
 from vae_lab.models import read_checkpoint
 
 
@@ -27,13 +27,13 @@ def centroid(image: torch.Tensor) -> tuple[float, float]:
     return float((image[0].sum(1) * grid).sum() / mass), float((image[0].sum(0) * grid).sum() / mass)
 
 
-def test_index_and_factors_round_trip_in_dsprites_order():
-    assert num_images() == 737_280
-    index = np.random.default_rng(0).integers(0, num_images(), 5000)
-    assert (factors_to_index(index_to_factors(index)) == index).all()
-    assert index_to_factors(np.array([1]))[0].tolist() == [0, 0, 0, 0, 1]              # y varies fastest
-    assert index_to_factors(np.array([32 * 32 * 40 * 6]))[0].tolist() == [1, 0, 0, 0, 0]  # shape slowest
-    assert index_to_factors(np.array([num_images() - 1]))[0].tolist() == [s - 1 for s in FACTOR_SIZES]
+def test_index_and_factors_round_trip_in_dsprites_order(shapes):
+    assert len(shapes) == 737_280
+    index = np.random.default_rng(0).integers(0, len(shapes), 5000)
+    assert (shapes.factors_to_index(shapes.index_to_factors(index)) == index).all()
+    assert shapes.index_to_factors(np.array([1]))[0].tolist() == [0, 0, 0, 0, 1]              # y varies fastest
+    assert shapes.index_to_factors(np.array([32 * 32 * 40 * 6]))[0].tolist() == [1, 0, 0, 0, 0]  # shape slowest
+    assert shapes.index_to_factors(np.array([len(shapes) - 1]))[0].tolist() == [s - 1 for s in FACTOR_SIZES]
 
 
 def test_x_and_y_shift_the_sprite_by_one_pixel_per_step(shapes):
@@ -70,7 +70,7 @@ def test_images_are_binary_deterministic_and_inside_the_frame(shapes):
 def test_batches_carry_their_factors(shapes):
     index = torch.tensor([0, 12345, 700_000])
     images, factors = shapes[index]
-    assert factors.tolist() == index_to_factors(index.numpy()).tolist()
+    assert factors.tolist() == shapes.index_to_factors(index.numpy()).tolist()
     assert torch.equal(images, shapes.images(factors.numpy()))
 
 

@@ -10,16 +10,10 @@ from vae_lab.registry import Registry
 DATAMODULES = Registry("vae_lab.data", "datamodules", lambda cls: issubclass(cls, pl.LightningDataModule))
 
 
-def served(cls: type) -> tuple[str, ...]:
-    """The `data.name` values a datamodule class itself declares it serves (`datasets`, or one `dataset`)."""
-    names = vars(cls).get("datasets") or vars(cls).get("dataset") or ()
-    return (names,) if isinstance(names, str) else tuple(names)
-
-
 def datamodule_class(name: object) -> type[pl.LightningDataModule]:
     """The datamodule class serving a dataset name (a checkpoint's `data.name`), among vae_lab's own."""
-    found = [cls for cls in DATAMODULES.classes.values() if name in served(cls)]
+    found = [cls for cls in DATAMODULES.classes.values() if name in getattr(cls, "datasets", ())]
     if len(found) != 1:
-        known = sorted(n for cls in DATAMODULES.classes.values() for n in served(cls))
+        known = sorted(n for cls in DATAMODULES.classes.values() for n in getattr(cls, "datasets", ()))
         raise ConfigError(f"data.name={name!r}: not one of vae_lab's datasets ({', '.join(known)})")
     return found[0]

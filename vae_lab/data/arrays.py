@@ -1,22 +1,14 @@
-"""The resident datamodule of any labelled (or unlabelled) uint8 image arrays: CIFAR-10, a user's own images."""
+"""The resident datamodule of labelled (or unlabelled) uint8 image arrays: MNIST, CIFAR-10, a user's own images."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from vae_lab.data.datamodule import (
-    ImageDataModule,
-    ResidentImages,
-    check_batching,
-    check_channels,
-    check_split,
-    to_channels,
-)
-from vae_lab.errors import ConfigError
+from vae_lab.data.base import DataModule, check_split, to_channels
+from vae_lab.data.batches import ResidentImages
 
 NO_LABEL = -1  # the label of every image of an unlabelled dataset (no model or metric reads it)
 
@@ -31,34 +23,20 @@ def resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
-class ArrayDataModule(ImageDataModule):
-    """Images held resident as uint8 tensors on the training device: a training set (its last `val_size` images of
+class ArrayDataModule(DataModule):
+    """Images held resident as uint8 tensors on the training device: a training set (its first `val_size` images of
     a fixed seeded permutation for validation) and a test set; subclasses say where the arrays come from."""
 
-    dataset = ""
-    image_sizes: tuple[int, ...] = (28, 32, 64)
     default_channels = 3
+    train_images: int | None = None  # the training set's size where it is known before loading (checked at once)
 
-    def __init__(self, name: str | None = None, data_dir: str = "data", batch_size: int = 128, image_size: int = 32,
-                 val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
-                 download: bool = True, steps_per_batch: int = 1, channels: int | None = None,
-                 **source: object) -> None:
-        pl.LightningDataModule.__init__(self)  # not ImageDataModule's: no IDX files
-        name = name or self.dataset
-        self.save_hyperparameters({"name": name, "data_dir": data_dir, "batch_size": batch_size,
-                                   "image_size": image_size, "val_size": val_size, "split_seed": split_seed,
-                                   "seed": seed, "train_subset": train_subset, "download": download,
-                                   "steps_per_batch": steps_per_batch, "channels": channels, **source})
-        check_batching(batch_size, steps_per_batch)
-        if channels is not None:
-            check_channels(channels)
-        if image_size not in self.image_sizes:
-            raise ConfigError(f"data.image_size={image_size}: data={name} serves {self.image_sizes}")
-        self.name, self.data_dir, self.batch_size, self.image_size = name, Path(data_dir), batch_size, image_size
-        self.channels = channels or self.default_channels
-        self.class_names: list[str] | None = None
-        self.num_classes: int | None = self.count_classes()  # known before loading: a CVAE is checked against it
-        self.splits: dict[str, ResidentImages] = {}
+    def __init__(self, settings: dict[str, Any]) -> None:
+        """`settings`: the subclass's constructor arguments (`constructor_arguments(locals())`)."""
+        super().__init__(settings)
+        if self.train_images:
+            check_split({"val_size": settings["val_size"]}, settings["train_subset"], self.train_images)
+        self.channels = settings["channels"] or self.default_channels
+        self.num_classes = self.count_classes()  # known before loading: a CVAE is checked against it
 
     def val_count(self, n: int) -> int:
         """How many of the n training images validate (data.val_size)."""
@@ -72,6 +50,10 @@ class ArrayDataModule(ImageDataModule):
         """(training arrays, test arrays, class names or None) at the native size, on the CPU."""
         raise NotImplementedError
 
+    def resize(self, images: torch.Tensor) -> torch.Tensor:
+        """N×C×H×W uint8 images at image_size."""
+        return resize_to(images, self.image_size)
+
     def setup(self, stage: str | None = None) -> None:
         """Load the arrays once, at the configured size and channels, onto the training device, and cut the splits."""
         if self.splits:
@@ -81,7 +63,7 @@ class ArrayDataModule(ImageDataModule):
         val = self.val_count(len(train_y))
         check_split({"val_size": val}, self.hparams.train_subset, len(train_y))
         device = self._device()
-        prepare = lambda x: to_channels(resize_to(x, self.image_size), self.channels).to(device)
+        prepare = lambda x: to_channels(self.resize(x), self.channels).to(device)
         train_x, train_y, test_x, test_y = prepare(train_x), train_y.to(device), prepare(test_x), test_y.to(device)
         order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         val_idx, train_idx = order[:val].to(device), order[val:].to(device)

@@ -1,13 +1,12 @@
 """CIFAR-10 (50,000 / 10,000 RGB 32×32 images, 10 classes) in the python-pickled batches of its publisher.
 
 The files come from data_dir/cifar-10-batches-py (torchvision's layout), else from torchvision's download of the
-publisher's archive (which checks the archive's MD5 and extracts it), else a one-line error. Each batch file is then
-checked against the MD5 torchvision's `CIFAR10` records for it before it is unpickled.
+publisher's archive (which checks the archive's MD5 and extracts it), else a one-line error (files.ensure_files).
+Each batch file is checked against the MD5 torchvision's `CIFAR10` records for it before it is unpickled.
 """
 
 from __future__ import annotations
 
-import logging
 import pickle
 from pathlib import Path
 
@@ -15,14 +14,15 @@ import numpy as np
 import torch
 
 from vae_lab.data.arrays import ArrayDataModule, Arrays
-from vae_lab.data.files import KnownFile, verify_file
-from vae_lab.errors import DataError
+from vae_lab.data.base import constructor_arguments
+from vae_lab.data.files import KnownFile, by_torchvision, ensure_files
 
-log = logging.getLogger(__name__)
 PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+ARCHIVE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = ["test_batch"]
 META = "batches.meta"
+FOLDER = "cifar-10-batches-py"  # torchvision's layout
 
 
 def known_md5() -> dict[str, str]:
@@ -37,29 +37,28 @@ KNOWN_MD5 = known_md5()
 
 def folder_of(data_dir: Path) -> Path:
     """Where torchvision extracts the batches."""
-    return Path(data_dir) / "cifar-10-batches-py"
+    return Path(data_dir) / FOLDER
+
+
+def known_files() -> list[KnownFile]:
+    """The six batch files and batches.meta, with torchvision's MD5s."""
+    return [KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158, ARCHIVE, PAGE,
+                      "torchvision's CIFAR10.train_list / test_list / meta") for name in (*TRAIN, *TEST, META)]
+
+
+def torchvision_download(root: str) -> None:
+    """torchvision's download of the publisher's archive, extracted into root/FOLDER."""
+    from torchvision.datasets import CIFAR10
+
+    CIFAR10(root, train=True, download=True)
 
 
 def ensure_cifar10(data_dir: Path, download: bool = True) -> Path:
-    """The folder of verified batch files: found, else downloaded by torchvision when none is there, else an error."""
-    folder = folder_of(data_dir)
-    names = [*TRAIN, *TEST, META]
-    if download and not any((folder / name).exists() for name in names):
-        from torchvision.datasets import CIFAR10
-
-        try:
-            CIFAR10(str(data_dir), train=True, download=True)
-        except Exception as err:  # noqa: BLE001 - offline or refused: the error below says what to do
-            log.warning("torchvision could not download CIFAR-10 (%s)", err)
-    for name in names:
-        path = folder / name
-        if not path.exists():
-            raise DataError(f"{path} is missing: download cifar-10-python.tar.gz (about 170 MB, from {PAGE}) and "
-                            f"extract it in {data_dir} (or run with data.download=true on a machine online)")
-        verify_file(path, KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158,
-                                    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", PAGE,
-                                    "torchvision's CIFAR10.train_list / test_list / meta"))
-    return folder
+    """The folder of verified batch files: found, else downloaded by torchvision, else a one-line error."""
+    fetch = by_torchvision(torchvision_download, FOLDER, "CIFAR-10")
+    return ensure_files(folder_of(data_dir), known_files(), fetch if download else None,
+                        f"download cifar-10-python.tar.gz (about 170 MB, from {PAGE}) and extract it in {data_dir} "
+                        "(or run with data.download=true on a machine online)")
 
 
 def read_batch(path: Path) -> dict:
@@ -79,8 +78,14 @@ def read_split(folder: Path, names: list[str]) -> Arrays:
 class Cifar10DataModule(ArrayDataModule):
     """`data=cifar10`: a 45k/5k train/val split of the official training set, the official test set."""
 
-    dataset = "cifar10"
+    datasets = ("cifar10",)
     image_sizes = (32, 64)
+    train_images = 50_000
+
+    def __init__(self, name: str = "cifar10", data_dir: str = "data", batch_size: int = 128, image_size: int = 32,
+                 val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
+                 download: bool = True, steps_per_batch: int = 1, channels: int = 3) -> None:
+        super().__init__(constructor_arguments(locals()))
 
     def count_classes(self) -> int:
         return 10

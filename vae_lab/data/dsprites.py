@@ -81,7 +81,7 @@ class DSprites(GroundTruth):
 class DSpritesDataModule(GroundTruthDataModule):
     """`data=dsprites`: the same splits, batches and ground-truth interface as `data=shapes2d`."""
 
-    dataset = "dsprites"
+    datasets = ("dsprites",)
     data_class = DSprites
 
     def prepare_data(self) -> None:

@@ -1,19 +1,26 @@
-"""A benchmark's raw file: where it comes from (data_dir → the publisher's download → a one-line error) and its
-checksum, verified before anything reads it."""
+"""The one fetch-and-verify path of every dataset's files: found in data_dir, else fetched (a publisher's download,
+torchvision's, an offline source) into a temporary folder beside them and moved in once verified, else a one-line
+error saying what the file is and where to get it. Every file is checked against its published MD5 before anything
+reads it; one that fails is refused by name and never overwritten."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
+import stat
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vae_lab.data.idx import md5
 from vae_lab.errors import DataError
 
 log = logging.getLogger(__name__)
+
+Fetch = Callable[[Path], None]  # puts (some of) the files, under their own names, into the folder it is given
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,43 @@ class KnownFile:
         """`NAME (about SIZE, from PAGE)` for messages."""
         return f"{self.name} ({'' if self.exact_size else 'about '}{human_size(self.size)}, from {self.page})"
 
+    def how_to_get(self) -> str:
+        """Where to get the file, for the missing-file line."""
+        return (f"download {self.describe()} — {self.url} — and put it there (or run with data.download=true on a "
+                "machine online)")
+
 
 def human_size(size: int) -> str:
     """Bytes as MB or GB, one decimal."""
     return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+
+
+def md5(path: Path) -> str:
+    """MD5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISBLK(mode) or stat.S_ISCHR(mode) else
+            "not a regular file")
+
+
+def check_regular(path: Path, what: str = "the data file") -> None:
+    """A one-line DataError unless `path` is a regular file (reading a FIFO or a device would hang, a folder crash)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: is a broken link, not {what}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from err
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path}: is {file_kind(mode)}, not {what}; move it away")
 
 
 def stamp_path(path: Path) -> Path:
@@ -45,22 +85,26 @@ def stamp_path(path: Path) -> Path:
 
 
 def verify_file(path: Path, known: KnownFile) -> None:
-    """Raise a one-line DataError naming the file unless its MD5 is the published one (a recorded earlier
-    verification of the same size and modification time counts)."""
-    stat = path.stat()
+    """Raise a one-line DataError naming the file unless it is a regular file with the published MD5 (a recorded
+    earlier verification of the same size and modification time counts)."""
+    check_regular(path)
+    info = path.stat()
     stamp = stamp_path(path)
-    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": known.md5}
+    seen = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "md5": known.md5}
     if stamp.is_file():
         try:
             if json.loads(stamp.read_text()) == seen:
                 return
         except (OSError, ValueError):
             pass
-    actual = md5(path)
+    try:
+        actual = md5(path)
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror})") from err
     if actual != known.md5:
-        short = stat.st_size < (known.size if known.exact_size else known.size // 2)
+        short = info.st_size < (known.size if known.exact_size else known.size // 2)
         what = "truncated?" if short else "corrupt or not the published file"
-        raise DataError(f"{path}: MD5 {actual} is not the known {known.md5} ({stat.st_size:,} bytes: {what}); "
+        raise DataError(f"{path}: MD5 {actual} is not the known {known.md5} ({info.st_size:,} bytes: {what}); "
                         f"left as it is: delete it and fetch {known.describe()} again")
     try:
         stamp.write_text(json.dumps(seen))
@@ -68,31 +112,85 @@ def verify_file(path: Path, known: KnownFile) -> None:
         pass
 
 
+def make_folder(folder: Path, key: str = "data.data_dir") -> None:
+    """Create a data folder, or say in one line why it cannot be (a file in the way, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"{key}: cannot make {folder} ({err.strerror}: {err.filename})") from err
+
+
+def ensure_files(folder: Path, files: Sequence[KnownFile], fetch: Fetch | None = None,
+                 how_to_get: str | None = None) -> Path:
+    """`folder`, holding every one of `files` verified. Those there are checked (and never replaced); the missing
+    ones are fetched into a temporary folder inside it and moved in once verified; any still missing is a one-line
+    error (`how_to_get`, else the file's own address)."""
+    folder = Path(folder)
+    missing = [known for known in files if not os.path.lexists(folder / known.name)]
+    for known in files:
+        if known not in missing:
+            verify_file(folder / known.name, known)
+    if missing and fetch is not None:
+        make_folder(folder)
+        _fetch_into(folder, missing, fetch)
+    for known in missing:
+        if not (folder / known.name).exists():
+            raise DataError(f"{folder / known.name} is missing: {how_to_get or known.how_to_get()}")
+    return folder
+
+
+def _fetch_into(folder: Path, missing: list[KnownFile], fetch: Fetch) -> None:
+    """Run `fetch` in a temporary folder inside `folder`; move in the missing files it fetched, each verified."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=folder))
+    except OSError as err:
+        raise DataError(f"data.data_dir: cannot write in {folder} to fetch {missing[0].name} ({err.strerror})") from err
+    try:
+        fetch(tmp)
+        for known in missing:
+            if (tmp / known.name).is_file():
+                verify_file(tmp / known.name, known)
+                os.replace(tmp / known.name, folder / known.name)
+    except OSError as err:
+        raise DataError(f"could not put {missing[0].name} into {folder} ({err.strerror})") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def from_publisher(*files: KnownFile) -> Fetch:
+    """The fetch of files from their publishers' addresses, through torchvision's `download_url` (which checks the
+    MD5); a failure (offline, refused) is logged, and the missing-file line then says what to do."""
+    def fetch(into: Path) -> None:
+        from torchvision.datasets.utils import download_url
+
+        for known in files:
+            try:
+                log.info("downloading %s from %s", known.name, known.url)
+                download_url(known.url, str(into), known.name, known.md5)
+            except Exception as err:  # noqa: BLE001 - offline, refused or corrupt: the caller says what to do
+                log.warning("could not download %s (%s)", known.name, err)
+
+    return fetch
+
+
+def by_torchvision(download: Callable[[str], object], layout: str, what: str) -> Callable[[Path], bool]:
+    """The fetch by torchvision's own download (`download(root)`, which checks the archive's MD5 and extracts it
+    under root/`layout`), its files moved up into the folder given; False (logged) when it fails."""
+    def fetch(into: Path) -> bool:
+        try:
+            download(str(into))
+        except Exception as err:  # noqa: BLE001 - offline or refused: the caller goes on, or says what to do
+            log.warning("torchvision could not download %s (%s)", what, err)
+            return False
+        for path in (into / layout).iterdir():
+            if path.is_file():
+                os.replace(path, into / path.name)
+        return True
+
+    return fetch
+
+
 def ensure_file(folder: Path, known: KnownFile, download: bool = True) -> Path:
     """The verified file in `folder`: already there, else downloaded from its publisher (online users), else a
-    one-line error saying what it is, how large, where to get it and where to put it. An existing file that fails
-    its check is refused, never overwritten."""
-    path = Path(folder) / known.name
-    if not path.exists() and download:
-        _download(path, known)
-    if not path.exists():
-        raise DataError(f"{path} is missing: download {known.describe()} — {known.url} — and put it there "
-                        f"(or run with data.download=true on a machine online)")
-    verify_file(path, known)
-    return path
-
-
-def _download(path: Path, known: KnownFile) -> None:
-    """torchvision's download (which checks the MD5) into a temporary file beside the target, then a rename; a
-    failed or partial download leaves nothing under the real name."""
-    from torchvision.datasets.utils import download_url
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as tmp:
-        try:
-            log.info("downloading %s from %s", known.name, known.url)
-            download_url(known.url, tmp, known.name, known.md5)
-        except Exception as err:  # noqa: BLE001 - offline, refused or corrupt: the caller says what to do
-            log.warning("could not download %s (%s)", known.name, err)
-            return
-        os.replace(Path(tmp) / known.name, path)
+    one-line error saying what it is, how large, where to get it and where to put it."""
+    return ensure_files(folder, [known], from_publisher(known) if download else None) / known.name

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from vae_lab.data.datamodule import ImageDataModule, check_batching, check_channels, check_split, to_channels
+from vae_lab.data.base import DataModule, check_split, constructor_arguments, to_channels
 from vae_lab.errors import ConfigError
 
 
@@ -99,31 +97,20 @@ class FactorSplit(Dataset):
         return self.data[self.indices[position.cpu()]]
 
 
-class GroundTruthDataModule(ImageDataModule):
+class GroundTruthDataModule(DataModule):
     """Every image is a training image (as in disentanglement_lib); fixed random validation and test images."""
 
-    dataset = ""                    # data.name
-    ground_truth = None             # set in setup: the GroundTruth the disentanglement metrics sample from
     data_class: type[GroundTruth] = GroundTruth
+    image_sizes = GroundTruth.image_sizes
 
     def __init__(self, name: str | None = None, data_dir: str = "data", batch_size: int = 64, image_size: int = 64,
                  val_size: int = 5000, test_size: int = 10000, split_seed: int = 12345, seed: int = 0,
                  train_subset: int | None = None, download: bool = True, steps_per_batch: int = 1,
                  channels: int | None = None, in_memory: bool = False) -> None:
-        pl.LightningDataModule.__init__(self)  # not ImageDataModule's: no IDX files, other sizes
-        name = name or self.dataset
         channels = channels or self.data_class.native_channels
-        self.save_hyperparameters({k: v for k, v in locals().items() if k not in ("self", "__class__")})
-        check_batching(batch_size, steps_per_batch)
-        check_channels(channels)
+        super().__init__(constructor_arguments(locals()))
         check_split({"val_size": val_size, "test_size": test_size}, train_subset, math.prod(self.data_class.factor_sizes))
-        if image_size not in self.data_class.image_sizes:
-            raise ConfigError(f"data.image_size={image_size}: data={name} serves {self.data_class.image_sizes}")
-        self.name, self.data_dir, self.batch_size, self.image_size = name, Path(data_dir), batch_size, image_size
-        self.channels = channels
-        self.class_names, self.num_classes = None, None
-        self.ground_truth: GroundTruth | None = None
-        self.splits: dict[str, FactorSplit] = {}
+        self.ground_truth: GroundTruth | None = None  # set in setup: what the disentanglement metrics sample from
 
     def prepare_data(self) -> None:
         """Find, fetch and verify the raw file (once per machine)."""

@@ -48,7 +48,7 @@ class MPI3DDataModule(GroundTruthDataModule):
     """`data=mpi3d`: batches read from a memory map of the images (the .npz's own when stored uncompressed, else a
     .npy decompressed once beside it), or held with data.in_memory=true."""
 
-    dataset = "mpi3d"
+    datasets = ("mpi3d",)
     data_class = MPI3D
 
     def prepare_data(self) -> None:

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vae_lab.data.ground_truth import FactorSplit, GroundTruth, GroundTruthDataModule, grid_factors, grid_index
-from vae_lab.errors import ConfigError
+from vae_lab.data.ground_truth import GroundTruth, GroundTruthDataModule
 
 FACTOR_NAMES = ["shape", "scale", "orientation", "x", "y"]
 FACTOR_SIZES = [3, 6, 40, 32, 32]
@@ -24,21 +23,6 @@ SCALES = np.linspace(0.5, 1.0, 6)
 CANVAS = 32        # base masks are drawn centred on a CANVAS × CANVAS grid
 FULL = 64          # image side; x, y are the canvas's offset in it (0…31)
 SUPERSAMPLE = 4    # sub-pixel samples per side when drawing the base masks
-
-
-def num_images() -> int:
-    """737,280: the product of the factor sizes."""
-    return int(np.prod(FACTOR_SIZES))
-
-
-def factors_to_index(factors: np.ndarray) -> np.ndarray:
-    """Flat dSprites index of each row of N×5 factor values (the last factor varies fastest)."""
-    return grid_index(factors, FACTOR_SIZES)
-
-
-def index_to_factors(index: np.ndarray) -> np.ndarray:
-    """N×5 factor values of flat indices (the inverse of factors_to_index)."""
-    return grid_factors(index, FACTOR_SIZES)
 
 
 def _inside(shape: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -76,8 +60,6 @@ class Shapes2D(GroundTruth):
     factor_sizes = FACTOR_SIZES
 
     def __init__(self, image_size: int = 64, device: torch.device | str = "cpu", channels: int | None = None) -> None:
-        if image_size not in self.image_sizes:
-            raise ValueError(f"image_size={image_size}: shapes2d is rendered at 64 or 32")
         super().__init__(image_size, device, channels)
         self.masks = base_masks().to(device)
         self._offsets = torch.arange(FULL, device=device)
@@ -94,23 +76,8 @@ class Shapes2D(GroundTruth):
         return (picked * valid)[:, None]
 
 
-ShapesSplit = FactorSplit  # the name this module gave it first
-
-
 class Shapes2DDataModule(GroundTruthDataModule):
     """shapes2d for training: every image is a training image (as with dSprites); fixed random val/test sets."""
 
-    dataset = "shapes2d"
+    datasets = ("shapes2d",)
     data_class = Shapes2D
-
-    def __init__(self, name: str = "shapes2d", data_dir: str = "data", batch_size: int = 64, image_size: int = 64,
-                 val_size: int = 5000, test_size: int = 10000, split_seed: int = 12345, seed: int = 0,
-                 train_subset: int | None = None, download: bool = False, steps_per_batch: int = 1,
-                 channels: int = 1, in_memory: bool = False) -> None:
-        if image_size not in Shapes2D.image_sizes:
-            raise ConfigError(f"data.image_size={image_size}: shapes2d is rendered at 64 or 32")
-        super().__init__(name, data_dir, batch_size, image_size, val_size, test_size, split_seed, seed, train_subset,
-                         download, steps_per_batch, channels, in_memory)
-
-    def prepare_data(self) -> None:
-        """Nothing to fetch: the images are rendered."""

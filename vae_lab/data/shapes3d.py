@@ -60,7 +60,7 @@ class Shapes3D(StoredGrid):
 class Shapes3DDataModule(GroundTruthDataModule):
     """`data=shapes3d`: batches read from the HDF5 file per step (or held with data.in_memory=true)."""
 
-    dataset = "shapes3d"
+    datasets = ("shapes3d",)
     data_class = Shapes3D
 
     def prepare_data(self) -> None:
