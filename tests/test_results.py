@@ -152,3 +152,9 @@ def test_groups_are_in_order_of_their_settings_numbers_by_value(tmp_path):
     for beta in (16.0, 4.0, 1.0):
         _run(tmp_path, f"b{beta:g}", _config(beta=beta))
     assert [g.first.settings["model.beta"] for g in _groups(tmp_path)] == [1.0, 4.0, 16.0]
+
+
+def test_a_group_s_first_run_is_its_lowest_seed(tmp_path):
+    for seed in (10, 2):
+        _run(tmp_path, f"s{seed}", _config(seed=seed))
+    assert [r.record["seed"] for r in _groups(tmp_path)[0].runs] == [2, 10]

@@ -121,7 +121,7 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     same settings and seed is a repeat, not another seed, and starts a group of its own, marked by its `repeat`
     number (1, 2, …), so that it is a row of its own rather than averaged as if it were a seed."""
     by_key: dict[tuple, list[list[Run]]] = defaultdict(list)
-    for run in sorted(runs, key=lambda r: (str(r.record.get("seed")), str(r.path))):
+    for run in sorted(runs, key=lambda r: (_value_order(r.record.get("seed")), str(r.path))):
         repeats = by_key[run.key]
         free = next((g for g in repeats if all(r.record.get("seed") != run.record.get("seed") for r in g)), None)
         if free is None:
@@ -133,7 +133,13 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
 def _in_order(key: tuple) -> tuple:
     """A group key as rows are sorted: by identity, then setting by setting, numbers by value (β = 4 before 16)."""
     identity, settings = key
-    return identity, tuple((k, (0, v, "") if isinstance(v, float) else (1, 0.0, str(v))) for k, v in settings)
+    return identity, tuple((k, _value_order(v)) for k, v in settings)
+
+
+def _value_order(value: Any) -> tuple:
+    """Numbers by value, before anything else by its text: values of any kinds compare."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, float(value), "") if number else (1, 0.0, str(value))
 
 
 def read_json_file(path: Path) -> dict[str, Any] | None:
