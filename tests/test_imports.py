@@ -123,12 +123,7 @@ def _under(name: str, packages: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in packages)
 
 
-MOVING_OUT = pytest.mark.xfail(strict=True, reason="vae_lab.explore imports explorer/bench.py and libraries.py until "
-                               "they leave the package (issue 31, point 1): drop this mark then")
-
-
-@pytest.mark.parametrize("sources", [pytest.param(s, marks=MOVING_OUT) if "vae_lab.explore" in s else s
-                                     for s in FORBIDDEN], ids=lambda s: s[0])
+@pytest.mark.parametrize("sources", list(FORBIDDEN), ids=lambda s: s[0])
 def test_forbidden_imports(sources):
     edges = graph()
     starts = [m for m in edges if _under(m, sources) and not _under(m, FORBIDDEN[sources])]
