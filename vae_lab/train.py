@@ -25,6 +25,7 @@ from vae_lab.errors import (
     RunFolderError,
     StorageError,
     check_finite,
+    check_flag,
     check_number,
     check_seed,
     user_error,
@@ -71,8 +72,8 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"objective.direction={cfg.objective.direction!r}: choose minimize or maximize")
     check_ranges(cfg)
     check_checkpoint(cfg)
-    if cfg.eval.enabled:  # an evaluation option's typo would otherwise surface only after the whole training
-        eval_options(cfg.eval)
+    check_flag("eval.enabled", cfg.eval.enabled)
+    eval_options(cfg.eval)  # a typo would surface only after the whole training, or (off) be kept unseen in the config
 
 
 def check_ranges(cfg: DictConfig) -> None:
