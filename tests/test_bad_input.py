@@ -38,6 +38,14 @@ def write_checkpoint(path, **changes):
     return path
 
 
+def write_record(folder, **changes):
+    """A finished run's metrics.json (what the report reads), with fields changed."""
+    record = {"model": "vae", "net": "mlp", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0, "latent_dim": 10,
+              "seed": 0, "status": "ok", "test/loss": 100.0, **changes}
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(record))  # NaN as Python's json writes it
+
+
 def _make_read_only(folder):
     """Make `folder` read-only for this process: chmod for a user, a read-only tmpfs copy for root (chmod does not
     stop root); False where neither is possible."""
@@ -61,6 +69,7 @@ def read_only(tmp_path_factory):
     """A read-only folder holding a run folder with a checkpoint (skipped where none can be made)."""
     folder = tmp_path_factory.mktemp("read_only") / "ro"
     write_checkpoint(folder / "run" / "checkpoints" / "last.ckpt")
+    write_record(folder / "run")
     made = _make_read_only(folder)
     if made:
         try:
@@ -158,6 +167,10 @@ EVALUATE = [
     (["out={ro}/metrics.json"], "out={ro}/metrics.json: cannot write in {ro}"),
     (["ckpt_path={ro}/run/checkpoints/last.ckpt"], "out={ro}/run/metrics.json: cannot write in {ro}/run"),
 ]
+REPORT = [
+    (["{ro}"], "report.md, report.csv and figures/: cannot write in {ro}"),
+    (["{tmp}/runs", "samples=maybe"], "samples='maybe': must be true or false"),
+]
 BENCH = [
     (["json={ro}/bench.json"], "json={ro}/bench.json: cannot write in {ro}"),
     (["overrides=[model.compile=true]", "json={ro}/bench.json"], "json={ro}/bench.json: cannot write in {ro}"),
@@ -173,6 +186,7 @@ def scratch(tmp_path_factory, checkpoints):
     (folder / "data_with_a_folder" / "MNIST" / "raw" / "train-images-idx3-ubyte").mkdir(parents=True)
     shutil.copytree(checkpoints / "run", folder / "half")
     (folder / "half" / "metrics.json").write_text('{"model": "vae", "test/lo')
+    write_record(folder / "runs" / "0_vae")
     return folder
 
 
@@ -182,7 +196,7 @@ def runs(checkpoints, read_only, scratch, tmp_path_factory):
     interpreter; {entry: [(case, result, run folder)]}."""
     ckpt = f"ckpt_path={checkpoints}/run/checkpoints/last.ckpt"
     defaults = {"train": [*TINY, "hydra.run.dir={run}"], "generate": [ckpt, "out={run}/s.png"], "evaluate": [ckpt],
-                "bench": []}
+                "bench": [], "report": []}
     fill = {"ck": checkpoints, "ro": read_only, "tmp": scratch}
     cases, lines = [], []
     for entry, table in TABLES.items():
@@ -202,7 +216,7 @@ def runs(checkpoints, read_only, scratch, tmp_path_factory):
     return found
 
 
-TABLES = {"train": TRAIN, "generate": GENERATE, "evaluate": EVALUATE, "bench": BENCH}
+TABLES = {"train": TRAIN, "generate": GENERATE, "evaluate": EVALUATE, "bench": BENCH, "report": REPORT}
 
 
 @pytest.mark.parametrize(("entry", "case"), [(e, " ".join(a)) for e, t in TABLES.items() for a, _ in t])
@@ -259,6 +273,18 @@ def test_only_missing_files_are_fetched_and_good_ones_stay(tmp_path, monkeypatch
     assert fetched and fetched[0] != folder  # fetched beside, not into, the user's folder
     assert kept.stat().st_ino == inode and all((folder / n).read_bytes() == c for n, c in contents.items())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["MNIST"]  # the temporary folder is gone
+
+
+def test_a_seed_that_is_not_a_whole_number_is_not_counted_as_one(tmp_path):
+    from vae_lab.report import collect
+
+    for seed in (0, float("nan"), "1", 2.0, True):
+        write_record(tmp_path / f"{seed}_vae", seed=seed)
+    runs, failures = collect([tmp_path])
+    assert [run.record["seed"] for run in runs] == [0]
+    reasons = sorted(failure.reason for failure in failures)
+    assert reasons == [f"metrics.json has a bad seed ({s}; a seed is a whole number)" for s in ("'1'", "2.0", "True",
+                                                                                              "nan")]
 
 
 def test_report_says_what_it_left_out_of_a_mean(tmp_path):

@@ -27,8 +27,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from vae_lab.cli import user_errors
-from vae_lab.errors import ConfigError, VaeLabError
+from vae_lab.cli import user_errors, writable
+from vae_lab.errors import ConfigError, VaeLabError, check_flag
 from vae_lab.metrics.disentanglement import PROPERTY
 from vae_lab.timing import PARTS
 from vae_lab.timing_pass import TIMING_FILE, TIMING_HEADERS, agreement_line, read_timing, timing_pass
@@ -119,6 +119,9 @@ def load_run(path: Path) -> Run | Failure:
     missing = [k for k in GROUP_KEYS if k not in record]
     if missing:
         return Failure(path, f"metrics.json lacks {', '.join(missing)}")
+    seed = record.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):  # NaN would count as a seed
+        return Failure(path, f"metrics.json has a bad seed ({seed!r}; a seed is a whole number)")
     try:
         key = (str(record["model"]), str(record["net"]), str(record["dataset"]), _float(record["beta"]),
                _float(record["capacity_max"]), _int(record["latent_dim"]))
@@ -483,6 +486,9 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
     runs, failures = collect(dirs)
     out = Path(dirs[0])
+    check_flag("samples", cfg.samples)
+    check_flag("timing", cfg.get("timing", False))
+    writable("report.md, report.csv and figures/", out)  # before the timing pass, UDR and figures
     if cfg.get("timing"):
         print(f"wrote {timing_pass(timed_arms(runs), cfg.timing_options, out)}")
     attach_timing(runs, out)
