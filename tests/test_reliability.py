@@ -114,6 +114,25 @@ def test_a_flipped_bit_is_refused(ckpt):
         read_checkpoint(ckpt)
 
 
+def test_damaged_or_non_finite_optimizer_state_is_refused_on_resume(ckpt, tmp_path):
+    """A resume continues from Adam's moments as much as from the weights: a flipped bit or a NaN there is refused."""
+    from vae_lab.train import check
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    assert len(checkpoint["vae_lab_optimizer_digest"]) == 64
+    moments = checkpoint["optimizer_states"][0]["state"][0]["exp_avg_sq"]
+    moments.view(torch.int32).view(-1)[0] ^= 1 << 20  # one flipped bit, the digest as written
+    torch.save(checkpoint, ckpt)
+    with pytest.raises(CheckpointError, match="its optimizer state does not match the digest written with it"):
+        read_checkpoint(ckpt)
+    moments.view(-1)[0] = float("nan")
+    stamp(checkpoint)  # as a diverged run would have written it: the digest matches
+    torch.save(checkpoint, ckpt)
+    with pytest.raises(CheckpointError, match=r"non-finite optimizer state \(NaN or inf\) in \[0\].state\[0\]"
+                                              ".exp_avg_sq"):
+        check(compose_cfg(tmp_path / "run", *TINY, f"ckpt_path={ckpt}"))
+
+
 def test_non_finite_weights_are_refused_by_generate_and_evaluate(ckpt, tmp_path):
     from vae_lab.evaluate import evaluate
     from vae_lab.generate import generate
@@ -249,8 +268,11 @@ def test_overwrite_clears_the_previous_run(first_epoch, tmp_path):
 
 # --- exact resume --------------------------------------------------------------------------------------------
 def test_a_resumed_run_ends_bit_identical_to_the_uninterrupted_one(first_epoch, tmp_path, one_thread):
+    """In another folder than the one it started in (moved), and with a best checkpoint a killed run wrote after
+    its last.ckpt: the same checkpoint files as the uninterrupted run, no stale best-epochNN.ckpt."""
     resumed = tmp_path / "resumed"
     shutil.copytree(first_epoch, resumed)
+    shutil.copy(resumed / "checkpoints" / "best-epoch00.ckpt", resumed / "checkpoints" / "best-epoch07.ckpt")
     whole = train_tiny(tmp_path / "whole", "trainer.max_epochs=2")
     again = train_tiny(resumed, "trainer.max_epochs=2", "resume=true")
     tests = {k: v for k, v in whole.items() if k.startswith("test/")}
@@ -259,6 +281,8 @@ def test_a_resumed_run_ends_bit_identical_to_the_uninterrupted_one(first_epoch, 
     weights = [torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
                for folder in (tmp_path / "whole", resumed)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    files = [sorted(p.name for p in (folder / "checkpoints").iterdir()) for folder in (tmp_path / "whole", resumed)]
+    assert files[0] == files[1] and len(files[0]) == 2, files
 
 
 def test_resume_refuses_changed_settings_in_one_line(first_epoch, tmp_path):
