@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,33 @@ def test_resume_refuses_changed_settings_in_one_line(first_epoch, tmp_path):
                                           r"data.batch_size=64 \(the checkpoint's: 128\); a resumed run trains"):
         train_tiny(run, "trainer.max_epochs=2", "resume=true", "model.lr=1e6", "data.batch_size=64")
     assert not (run / "metrics.json").exists()
+
+
+# --- Ctrl+C ----------------------------------------------------------------------------------------------------
+INTERRUPTED = """
+import os, runpy, signal, sys, time
+import vae_lab.metrics.classifier
+
+def interrupted(*args, **kwargs):  # Ctrl+C while the evaluation trains or loads its classifier
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)
+
+vae_lab.metrics.classifier.get_classifier = interrupted
+sys.argv = ["vae_lab.evaluate", *sys.argv[1:]]
+runpy.run_module("vae_lab.evaluate", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_during_evaluate_is_one_line_and_loses_nothing(first_epoch, tmp_path):
+    from tests.conftest import ROOT, cli_env
+
+    run = tmp_path / "run"
+    shutil.copytree(first_epoch, run)
+    (run / "metrics.json").write_text('{"model": "vae", "status": "ok"}')
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED, f"ckpt_path={run}/checkpoints/last.ckpt",
+                           "projector.images=0"], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 130 and errors == ["error: interrupted (Ctrl+C)"], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr + done.stdout
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -58,10 +58,15 @@ def lightning_quiet() -> Iterator[None]:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """The console every entry point runs in: library noise silenced (`quiet_console`), a VaeLabError printed as
-    `error: …` on stderr with exit status 2; real bugs raise."""
+    `error: …` on stderr with exit status 2, Ctrl+C as one line with status 130 (the shell's for SIGINT); real bugs
+    raise."""
     quiet_console()
     try:
         yield
+    except KeyboardInterrupt:  # every result file is written whole or not at all: nothing to clean up
+        print("error: interrupted (Ctrl+C)", file=sys.stderr)
+        to_log_files("error: interrupted (Ctrl+C)")
+        sys.exit(130)
     except Exception as err:
         cause = user_error(err)
         if cause is None:
