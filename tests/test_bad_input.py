@@ -229,6 +229,39 @@ def test_bad_input_is_one_line_before_any_work(runs, entry, case):
     assert not list(folder.glob("*.png")) and not list(folder.glob("checkpoints/*"))  # no work was done
 
 
+ENTRY_POINTS = ("train", "evaluate", "generate", "report", "explore", "bench", "probe")
+# Hydra's own refusals of a command line, before any vae_lab code runs: (arguments, the error line's words)
+HYDRA_REFUSALS = [
+    (["nonexistent_key=3"], "Could not override 'nonexistent_key' (Key 'nonexistent_key' is not in struct). To "
+                            "append to your config use +nonexistent_key=3"),
+    (["hydra/job_logging=nope"], "Could not find 'hydra/job_logging/nope'; choose one of default, disabled, none"),
+    (["seed=[1"], "seed=[1: not an override Hydra can read (no viable alternative at input '[1'"),
+]
+TRAIN_REFUSALS = [
+    (["model=nope"], "In 'train': Could not find 'model/nope'; choose one of beta_tcvae, beta_vae, cvae, dip_vae"),
+    (["model.prior_components=0"], "Could not override 'model.prior_components' (Key 'prior_components' is not in "
+                                   "struct)"),
+]
+
+
+def test_hydra_refusals_are_one_line_on_every_entry_point(tmp_path):
+    cases = [(entry, args, needle) for entry in ENTRY_POINTS for args, needle in HYDRA_REFUSALS]
+    cases += [("train", args, needle) for args, needle in TRAIN_REFUSALS]
+    results = run_cli_cases("-", [[f"vae_lab.{entry}", *args, f"hydra.run.dir={tmp_path}"] for entry, args, _ in cases],
+                            cwd=tmp_path)
+    for (entry, args, needle), result in zip(cases, results, strict=True):
+        _one_line(result, needle)
+        lines = [line for line in result.stderr.splitlines() if "<frozen runpy>" not in line]  # the runner's own
+        assert len(lines) == 1 and not result.stdout, (entry, args, result.stderr)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_job_s_own_error_is_still_reported_by_hydra(tmp_path):
+    """Only the command line's refusals become one line: an error of the job itself keeps Hydra's report."""
+    result = run_cli_cases("vae_lab.train", [["+model.nonexistent_key=3", f"hydra.run.dir={tmp_path}", *TINY]])[0]
+    assert result.returncode == 1 and "unexpected keyword argument 'nonexistent_key'" in result.stderr
+
+
 def test_an_existing_file_failing_its_checksum_is_never_replaced(tmp_path, monkeypatch):
     """A wrong file beside a missing one: the run stops naming it, and nothing is fetched over it."""
     from vae_lab.data import sources

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from hydra import compose
@@ -21,7 +20,7 @@ from torch.utils.data import DataLoader, RandomSampler, Subset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import datasets, transforms
 
-from vae_lab.cli import lightning_quiet, output_folder, quote_override_lists, user_errors
+from vae_lab.cli import entry_point, lightning_quiet, output_folder, quote_override_lists, user_errors
 from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.hardware import cpu_description
@@ -444,7 +443,7 @@ def device_name() -> str:
     return f"{cpu_description()} ({torch.get_num_threads()} torch threads)"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
+@entry_point("bench")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

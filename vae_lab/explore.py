@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import tempfile
 
-import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import entry_point, user_errors
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue
@@ -86,7 +85,7 @@ def explore(cfg: DictConfig) -> None:
         demo.close()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="explore")
+@entry_point("explore")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import entry_point, user_errors
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.results import write_json
 
@@ -72,7 +71,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="probe")
+@entry_point("probe")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from vae_lab.cli import user_errors, writable
+from vae_lab.cli import entry_point, user_errors, writable
 from vae_lab.errors import ConfigError, VaeLabError, check_flag
 from vae_lab.metrics.disentanglement import PROPERTY
 from vae_lab.timing import PARTS
@@ -611,7 +610,7 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict
     return "\n".join(lines) + "\n"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@entry_point("report")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

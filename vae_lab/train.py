@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
-from vae_lab.cli import run_summary, user_errors
+from vae_lab.cli import entry_point, run_summary, user_errors
 from vae_lab.errors import (
     CheckpointError,
     ConfigError,
@@ -267,7 +267,7 @@ def write_failure(cfg: DictConfig, err: BaseException) -> None:
         log.error("%s", failed)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the run's objective value (what hydra/sweeper=optuna optimises)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
