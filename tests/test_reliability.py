@@ -253,6 +253,25 @@ def test_the_cli_refuses_a_crafted_checkpoint_and_a_folder_in_use_in_one_line(fi
     assert not (busy_job / "metrics.json").exists(), "a refused sweep job writes no metrics.json in the other run's"
 
 
+def test_two_runs_started_at_once_into_one_folder_leave_the_winner_whole(tmp_path, data_dir):
+    """The lock is taken before Hydra writes the run's `.hydra/` config, and held: the refused run writes nothing."""
+    from tests.conftest import ROOT, cli_env
+
+    run = tmp_path / "run"
+    jobs = [subprocess.Popen([sys.executable, "-m", "vae_lab.train", *TINY, "trainer.max_epochs=1", f"seed={seed}",
+                              f"hydra.run.dir={run}"], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    results = [(job.wait(timeout=600), job.communicate()[1]) for job in jobs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    seed, (_, refused) = next((s, r) for s, r in zip((2, 1), results) if r[0] == 2)  # the winner's seed, and the other
+    errors = [line for line in refused.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and ("is in use by another run" in errors[0] or "already holds a run" in errors[0]), refused
+    config = (run / ".hydra" / "config.yaml").read_text()
+    assert json.loads((run / "metrics.json").read_text())["seed"] == seed and f"\nseed: {seed}\n" in config
+    overrides = (run / ".hydra" / "overrides.yaml").read_text()
+    assert f"seed={seed}" in overrides and f"seed={3 - seed}" not in overrides
+
+
 def test_overwrite_clears_the_previous_run(first_epoch, tmp_path):
     """And a run that takes a folder removes the temporary files a killed run left there."""
     run = tmp_path / "run"
