@@ -209,6 +209,43 @@ def test_a_really_full_disk_keeps_the_last_good_checkpoint(small_tmpfs):
     assert path.read_bytes() == before and os.listdir(small_tmpfs) == ["last.ckpt"]
 
 
+FULL_DISK = """
+import errno, os, runpy, sys
+from pathlib import Path
+from tensorboard.compat.tensorflow_stub.io import gfile
+
+append = gfile.LocalFileSystem.append
+
+def append_until_full(self, filename, file_content, binary_mode=False):  # full once the first checkpoint is written
+    if (Path(os.fsdecode(filename)).parents[2] / "checkpoints" / "last.ckpt").exists():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return append(self, filename, file_content, binary_mode)
+
+gfile.LocalFileSystem.append = append_until_full
+sys.argv = ["vae_lab.train", *sys.argv[1:]]
+runpy.run_module("vae_lab.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_tensorboard_filling_the_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+    """TensorBoard's event writer (a thread) meets a full disk after epoch 0's checkpoint: one line, exit status 2,
+    the checkpoint kept and loadable, metrics.json saying why the run failed. (A real 200 KB run folder: the same line,
+    with no checkpoint yet; scripts/full_disk.sh.)"""
+    from tests.conftest import ROOT, cli_env
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run}"],
+                          check=False, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and errors == [
+        f"error: could not write in run folder {run}: No space left on device; kept: the last good checkpoint "
+        f"({run}/checkpoints/last.ckpt)"], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 0
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "failed" and "No space left on device" in record["reason"]
+
+
 # --- one run per folder --------------------------------------------------------------------------------------
 def test_a_folder_holding_a_run_is_refused(first_epoch, tmp_path):
     run = tmp_path / "run"

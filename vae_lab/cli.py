@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +44,16 @@ def quiet_console() -> None:
         logger = logging.getLogger(name)
         if _not_an_advert not in logger.filters:
             logger.addFilter(_not_an_advert)
+    if threading.excepthook is not _quiet_event_writer:
+        _quiet_event_writer.default = threading.excepthook  # type: ignore[attr-defined]
+        threading.excepthook = _quiet_event_writer
+
+
+def _quiet_event_writer(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's event-writer thread prints its write error (a full disk) as a traceback, then the writer raises
+    it again in the main thread, where the entry point reports it: drop the thread's copy, show any other."""
+    if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+        _quiet_event_writer.default(args)  # type: ignore[attr-defined]
 
 
 @contextmanager

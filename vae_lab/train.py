@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from vae_lab.errors import (
 )
 from vae_lab.evaluate import eval_options, test_set_metrics
 from vae_lab.models.base import BaseVAE
-from vae_lab.results import failed_record, objective_value, run_record, write_json
+from vae_lab.results import failed_record, objective_value, read_json, run_record, write_json
 from vae_lab.resume import check_same_settings
 from vae_lab.run_folder import claim
 from vae_lab.timing import Stopwatch, TrainTimer, job_ended, job_startup_seconds
@@ -196,7 +197,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if rank_zero_only.rank != 0:  # a DDP process Lightning started: rank 0 holds the folder
         return fit_and_test(cfg)
     with claim(cfg.paths.output_dir, continuing=resume_path(cfg) is not None, overwrite=cfg.get("overwrite", False)):
-        return fit_and_test(cfg)
+        try:
+            return fit_and_test(cfg)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise StorageError(full_disk(Path(cfg.paths.output_dir), err)) from err
+
+
+def full_disk(folder: Path, err: OSError) -> str:
+    """What a full disk (TensorBoard's events, images: a write other than the checkpoints' and results', which say
+    it themselves) stopped, and what of the run is kept."""
+    last = folder / "checkpoints" / "last.ckpt"
+    kept = [f"the last good checkpoint ({last})"] if last.is_file() else []
+    try:
+        finished = read_json(folder / "metrics.json").get("status") == "ok"  # the run's end failed to log
+    except (OSError, ValueError, AttributeError):
+        finished = False
+    kept += ["the results (metrics.json)"] if finished else []
+    return (f"could not write in run folder {folder}: {err.strerror}" + (f" ({err.filename})" if err.filename else "")
+            + (f"; kept: {' and '.join(kept)}" if kept else "; no checkpoint was written before it"))
 
 
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
@@ -214,11 +234,11 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     choices = dict(HydraConfig.get().runtime.choices)
     started = time.time()
-    tensorboard.log_run_start(logger, cfg)
     resume = resume_path(cfg)
     if resume is not None:  # Lightning would restore the checkpoint's optimiser (its rate) over changed settings
         check_same_settings(read_checkpoint(resume), model, datamodule)
     try:
+        tensorboard.log_run_start(logger, cfg)
         with watch("fit"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         with watch("test"):
