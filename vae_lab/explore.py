@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import tempfile
 
 import torch
@@ -20,11 +22,32 @@ def check(cfg: DictConfig) -> None:
     check_number("threads", cfg.threads, whole=True, minimum=1)
     check_number("bench", cfg.bench, whole=True, minimum=0)
     check_number("libraries", cfg.libraries, whole=True, minimum=0)
-    check_number("port", cfg.port, whole=True, minimum=1, nullable=True)
+    check_number("port", cfg.port, whole=True, minimum=1, maximum=65535, nullable=True)
+    check_address(str(cfg.host), cfg.port)
     paths = cfg.ckpt_path
     if isinstance(paths, ListConfig) and len(paths) > 2:
         raise ConfigError(f"ckpt_path: {len(paths)} checkpoints; the page shows one, or two side by side "
                           "(give a folder with run= to choose among more)")
+
+
+def check_address(host: str, port: int | None) -> None:
+    """The page can be served at host (and port, when given): one line if the host is no name or address of this
+    machine or the port is taken, before any model loads (the server would print its own errors, then a traceback)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise ConfigError(f"host={host}: not an address or host name this machine knows ({err}); 127.0.0.1 serves "
+                          "only this machine, 0.0.0.0 the network") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port={port}: in use on {host} by another program; choose another, or leave port "
+                                  "out (the first free one from 7860)") from None
+            raise ConfigError(f"host={host}: cannot serve there ({err.strerror}); 127.0.0.1 serves only this "
+                              "machine, 0.0.0.0 the network") from None
 
 
 def catalogue(cfg: DictConfig) -> Catalogue:
