@@ -232,15 +232,15 @@ def test_bad_input_is_one_line_before_any_work(runs, entry, case):
 ENTRY_POINTS = ("train", "evaluate", "generate", "report", "explore", "bench", "probe")
 # Hydra's own refusals of a command line, before any vae_lab code runs: (arguments, the error line's words)
 HYDRA_REFUSALS = [
-    (["nonexistent_key=3"], "Could not override 'nonexistent_key' (Key 'nonexistent_key' is not in struct). To "
-                            "append to your config use +nonexistent_key=3"),
+    (["nonexistent_key=3"], ("Could not override 'nonexistent_key' (Key 'nonexistent_key' is not in struct). To "
+                             "append to your config use +nonexistent_key=3")),
     (["hydra/job_logging=nope"], "Could not find 'hydra/job_logging/nope'; choose one of default, disabled, none"),
     (["seed=[1"], "seed=[1: not an override Hydra can read (no viable alternative at input '[1'"),
 ]
 TRAIN_REFUSALS = [
     (["model=nope"], "In 'train': Could not find 'model/nope'; choose one of beta_tcvae, beta_vae, cvae, dip_vae"),
-    (["model.prior_components=0"], "Could not override 'model.prior_components' (Key 'prior_components' is not in "
-                                   "struct)"),
+    (["model.prior_components=0"], ("Could not override 'model.prior_components' (Key 'prior_components' is not "
+                                    "in struct)")),
 ]
 
 

@@ -237,9 +237,9 @@ def test_tensorboard_filling_the_disk_is_one_line_and_keeps_the_last_good_checkp
     done = subprocess.run([sys.executable, "-c", FULL_DISK, *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run}"],
                           check=False, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert done.returncode == 2 and errors == [
+    assert done.returncode == 2 and errors == [(
         f"error: could not write in run folder {run}: No space left on device; kept: the last good checkpoint "
-        f"({run}/checkpoints/last.ckpt)"], done.stderr[-3000:]
+        f"({run}/checkpoints/last.ckpt)")], done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr
     assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 0
     record = json.loads((run / "metrics.json").read_text())
