@@ -37,6 +37,14 @@ def write_checkpoint(path, **changes):
     return path
 
 
+def write_record(folder, **changes):
+    """A finished run's metrics.json (what the report reads), with fields changed."""
+    record = {"model": "vae", "net": "mlp", "dataset": "mnist", "beta": 1.0, "capacity_max": 0.0, "latent_dim": 10,
+              "seed": 0, "status": "ok", "test/loss": 100.0, **changes}
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(record))  # NaN as Python's json writes it
+
+
 def _make_read_only(folder):
     """Make `folder` read-only for this process: chmod for a user, a read-only tmpfs copy for root (chmod does not
     stop root); False where neither is possible."""
@@ -60,6 +68,7 @@ def read_only(tmp_path_factory):
     """A read-only folder holding a run folder with a checkpoint (skipped where none can be made)."""
     folder = tmp_path_factory.mktemp("read_only") / "ro"
     write_checkpoint(folder / "run" / "checkpoints" / "last.ckpt")
+    write_record(folder / "run")
     made = _make_read_only(folder)
     if made:
         try:
@@ -111,6 +120,17 @@ TRAIN = [
     (["model.lr=nan"], "model.lr=nan: must be a finite number"),
     (["net.hidden=[0]"], "net.hidden=[0]: every layer width must be a whole number ≥ 1"),
     (["model.latent_dim=100000"], "model.latent_dim=100000: at most 1024"),
+    (["model=factor_vae", "model.disc_lr=-1"], "model.disc_lr=-1: must be a number > 0"),
+    (["model=factor_vae", "model.disc_hidden=0"], "model.disc_hidden=0: must be a whole number ≥ 1"),
+    (["model=factor_vae", "model.gamma=-5"], "model.gamma=-5: must be a number ≥ 0"),
+    (["model=beta_tcvae", "model.alpha=-1"], "model.alpha=-1: must be a number ≥ 0"),
+    (["model=beta_tcvae", "model.gamma=-0.5"], "model.gamma=-0.5: must be a number ≥ 0"),
+    (["model=dip_vae", "model.lambda_d=-1"], "model.lambda_d=-1: must be a number ≥ 0 or null"),
+    (["model=cvae", "model.prior_components=0"], "model.prior_components=0: must be a whole number ≥ 1"),
+    (["model.compile=maybe"], "model.compile='maybe': must be true or false"),
+    (["+eval.iwae_samples=0"], "eval.iwae_samples=0: must be a whole number ≥ 1"),  # eval.enabled=false too
+    (["+eval.bogus=1"], "unknown eval option(s) ['bogus']"),
+    (["eval.enabled=maybe"], "eval.enabled='maybe': must be true or false"),
     (["ckpt_path={ck}/truncated.ckpt"], "truncated.ckpt: not a readable checkpoint"),
     (["ckpt_path={ck}/random.ckpt"], "random.ckpt: not a readable checkpoint"),
     (["ckpt_path={ck}/run/checkpoints/last.ckpt", "model=beta_vae"], "a checkpoint of VAE, but this run's model is BetaVAE"),
@@ -146,6 +166,10 @@ EVALUATE = [
     (["out={ro}/metrics.json"], "out={ro}/metrics.json: cannot write in {ro}"),
     (["ckpt_path={ro}/run/checkpoints/last.ckpt"], "out={ro}/run/metrics.json: cannot write in {ro}/run"),
 ]
+REPORT = [
+    (["{ro}"], "report.md, report.csv and figures/: cannot write in {ro}"),
+    (["{tmp}/runs", "samples=maybe"], "samples='maybe': must be true or false"),
+]
 BENCH = [
     (["json={ro}/bench.json"], "json={ro}/bench.json: cannot write in {ro}"),
     (["overrides=[model.compile=true]", "json={ro}/bench.json"], "json={ro}/bench.json: cannot write in {ro}"),
@@ -161,6 +185,7 @@ def scratch(tmp_path_factory, checkpoints):
     (folder / "data_with_a_folder" / "MNIST" / "raw" / "train-images-idx3-ubyte").mkdir(parents=True)
     shutil.copytree(checkpoints / "run", folder / "half")
     (folder / "half" / "metrics.json").write_text('{"model": "vae", "test/lo')
+    write_record(folder / "runs" / "0_vae")
     return folder
 
 
@@ -170,7 +195,7 @@ def runs(checkpoints, read_only, scratch, tmp_path_factory):
     interpreter; {entry: [(case, result, run folder)]}."""
     ckpt = f"ckpt_path={checkpoints}/run/checkpoints/last.ckpt"
     defaults = {"train": [*TINY, "hydra.run.dir={run}"], "generate": [ckpt, "out={run}/s.png"], "evaluate": [ckpt],
-                "bench": []}
+                "bench": [], "report": []}
     fill = {"ck": checkpoints, "ro": read_only, "tmp": scratch}
     cases, lines = [], []
     for entry, table in TABLES.items():
@@ -190,7 +215,7 @@ def runs(checkpoints, read_only, scratch, tmp_path_factory):
     return found
 
 
-TABLES = {"train": TRAIN, "generate": GENERATE, "evaluate": EVALUATE, "bench": BENCH}
+TABLES = {"train": TRAIN, "generate": GENERATE, "evaluate": EVALUATE, "bench": BENCH, "report": REPORT}
 MODULES = {"bench": "benchmarks.bench"}  # the others are vae_lab.ENTRY
 
 
@@ -202,6 +227,45 @@ def test_bad_input_is_one_line_before_any_work(runs, entry, case):
     needle, result, folder = found[0]
     _one_line(result, needle)
     assert not list(folder.glob("*.png")) and not list(folder.glob("checkpoints/*"))  # no work was done
+
+
+ENTRY_POINTS = ("train", "evaluate", "generate", "report", "explore", "timing_pass")
+# Hydra's own refusals of a command line, before any vae_lab code runs: (arguments, the error line's words)
+HYDRA_REFUSALS = [
+    (["nonexistent_key=3"], ("Could not override 'nonexistent_key' (Key 'nonexistent_key' is not in struct). To "
+                             "append to your config use +nonexistent_key=3")),
+    (["hydra/job_logging=nope"], "Could not find 'hydra/job_logging/nope'; choose one of default, disabled, none"),
+    (["seed=[1"], "seed=[1: not an override Hydra can read (no viable alternative at input '[1'"),
+]
+TRAIN_REFUSALS = [
+    (["model=nope"], "In 'train': Could not find 'model/nope'; choose one of beta_tcvae, beta_vae, cvae, dip_vae"),
+    (["model.prior_components=0"], ("Could not override 'model.prior_components' (Key 'prior_components' is not "
+                                    "in struct)")),
+]
+
+
+def test_hydra_refusals_are_one_line_on_every_entry_point(tmp_path):
+    cases = [(entry, args, needle) for entry in ENTRY_POINTS for args, needle in HYDRA_REFUSALS]
+    cases += [("train", args, needle) for args, needle in TRAIN_REFUSALS]
+    results = run_cli_cases("-", [[f"vae_lab.{entry}", *args, f"hydra.run.dir={tmp_path}"] for entry, args, _ in cases],
+                            cwd=tmp_path)
+    for (entry, args, needle), result in zip(cases, results, strict=True):
+        _one_line(result, needle)
+        lines = [line for line in result.stderr.splitlines() if "<frozen runpy>" not in line]  # the runner's own
+        assert len(lines) == 1 and not result.stdout, (entry, args, result.stderr)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_seed_that_is_not_a_whole_number_is_not_counted_as_one(tmp_path):
+    from vae_lab.results.runs import collect
+
+    for seed in (0, float("nan"), "1", 2.0, True):
+        write_record(tmp_path / f"{seed}_vae", seed=seed)
+    runs, failures = collect([tmp_path])
+    assert [run.record["seed"] for run in runs] == [0]
+    reasons = sorted(failure.reason for failure in failures)
+    assert reasons == [f"metrics.json has a bad seed ({s}; a seed is a whole number)" for s in ("'1'", "2.0", "True",
+                                                                                              "nan")]
 
 
 def test_report_says_what_it_left_out_of_a_mean(tmp_path):

@@ -302,9 +302,9 @@ def test_a_multirun_goes_on_past_a_failed_job_and_ends_naming_it(tmp_path, data_
     assert result.returncode == 1, output[-3000:]
     records = {p.parent.name[0]: json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")}
     assert {k: r["status"] for k, r in records.items()} == {"0": "failed", "1": "ok", "2": "failed"}
-    assert records["2"]["reason"] == "ConfigError: model.lr=-1: must be > 0"
+    assert records["2"]["reason"] == "ConfigError: model.lr=-1: must be a number > 0"
     assert "2 of 3 jobs failed:" in output and "Traceback" not in output
-    assert f"{tmp_path / '2_vae_mnist'}: ConfigError: model.lr=-1: must be > 0" in output
+    assert f"{tmp_path / '2_vae_mnist'}: ConfigError: model.lr=-1: must be a number > 0" in output
 
 
 def test_killed_run_resumes_to_the_same_number_of_epochs(tmp_path, data_dir):

@@ -177,14 +177,16 @@ def small_shapes3d(tmp_path, monkeypatch):
     return tmp_path
 
 
-def check_grid(module, data_dir: Path, name: str, truth_images: np.ndarray, in_memory: bool, train: bool) -> None:
+def check_grid(module, data_dir: Path, name: str, truth_images: np.ndarray, in_memory: bool, train: bool,
+               *overrides: str) -> None:
     """Round trip, batch shape and range, each batch the file's image of its factors; with `train`, a few falling
     loss steps and the disentanglement metrics."""
     from vae_lab.metrics.ground_truth import disentanglement_metrics
 
     cfg = compose_cfg(data_dir / "run", "+experiment=disentangle_cpu", "+arm=beta_4", f"data={name}",
                       f"paths.data_dir={data_dir}", "net.image_size=64", "net.channels=8", "net.hidden=32",
-                      "data.val_size=8", "data.test_size=16", "data.batch_size=16", f"data.in_memory={in_memory}")
+                      "data.val_size=8", "data.test_size=16", "data.batch_size=16", f"data.in_memory={in_memory}",
+                      *overrides)
     if train:
         first, last = loss_falls(cfg, steps=12)
         assert last < first
@@ -227,21 +229,53 @@ def test_shapes3d_refuses_labels_out_of_factor_order(small_shapes3d, monkeypatch
     expect_line(err, str(path), "not in factor order")
 
 
-@pytest.mark.parametrize("compressed, in_memory", [(False, False), (True, False), (True, True)])
-def test_mpi3d_memory_maps_or_decompresses_once_or_loads(tmp_path, monkeypatch, compressed, in_memory, one_thread):
-    path = write_mpi3d(tmp_path / "mpi3d" / mpi3d.FILE.name, MPI3D_GRID, compressed)
-    monkeypatch.setattr(mpi3d, "FILE", known_for_test(mpi3d.FILE, path))
+@pytest.mark.parametrize("variant, compressed, in_memory", [("toy", False, False), ("realistic", True, False),
+                                                            ("real", True, True)])
+def test_mpi3d_memory_maps_or_decompresses_once_or_loads(tmp_path, monkeypatch, variant, compressed, in_memory,
+                                                         one_thread):
+    """Each variant (data.variant) from its own file, in the published format."""
+    path = write_mpi3d(tmp_path / "mpi3d" / f"mpi3d_{variant}.npz", MPI3D_GRID, compressed)
+    monkeypatch.setitem(mpi3d.FILES, variant, known_for_test(mpi3d.FILES[variant], path))
     monkeypatch.setattr(mpi3d.MPI3D, "factor_sizes", MPI3D_GRID)
     images = np.load(path)["images"]
-    check_grid(mpi3d.MPI3DDataModule, tmp_path, "mpi3d", images, in_memory, train=not compressed)
-    assert (tmp_path / "mpi3d" / "mpi3d_toy_images.npy").exists() == (compressed and not in_memory)
+    check_grid(mpi3d.MPI3DDataModule, tmp_path, "mpi3d", images, in_memory, not compressed, f"data.variant={variant}")
+    assert (tmp_path / "mpi3d" / f"mpi3d_{variant}_images.npy").exists() == (compressed and not in_memory)
 
 
-def test_mpi3d_refuses_a_file_of_the_wrong_shape(tmp_path, monkeypatch):
-    path = tmp_path / "mpi3d" / mpi3d.FILE.name
+def test_mpi3d_refuses_a_file_of_the_wrong_shape_and_an_unknown_variant(tmp_path, monkeypatch):
+    path = tmp_path / "mpi3d" / mpi3d.FILES["toy"].name
     path.parent.mkdir()
     np.savez(path, images=np.zeros((5, 64, 64, 3), np.uint8))
-    monkeypatch.setattr(mpi3d, "FILE", known_for_test(mpi3d.FILE, path))
+    monkeypatch.setitem(mpi3d.FILES, "toy", known_for_test(mpi3d.FILES["toy"], path))
     with pytest.raises(DataError) as err:
         mpi3d.MPI3DDataModule(data_dir=str(tmp_path), download=False).prepare_data()
     expect_line(err, str(path), "expected uint8 (1036800, 64, 64, 3)")
+    with pytest.raises(ConfigError, match="^data.variant='sim': choose one of toy, realistic, real$"):
+        mpi3d.MPI3DDataModule(data_dir=str(tmp_path), variant="sim")
+
+
+def test_mpi3d_is_fetched_from_the_hub_else_from_its_first_address(tmp_path, monkeypatch):
+    """Each variant's current address first; where that fails, the pre-2024 one; a file already there is never
+    fetched again."""
+    import dataclasses
+    import hashlib
+
+    from vae_lab.data import files
+
+    tried, content = [], b"the published file"
+
+    def download(path, known):  # only the first address answers
+        tried.append(known.url)
+        if known.url.startswith(mpi3d.FIRST):
+            path.write_bytes(content)
+
+    monkeypatch.setattr(files, "_download", download)
+    for variant in mpi3d.FILES:
+        known = dataclasses.replace(mpi3d.FILES[variant], md5=hashlib.md5(content).hexdigest())
+        monkeypatch.setitem(mpi3d.FILES, variant, known)
+        assert mpi3d.ensure_variant(tmp_path, variant, download=True) == tmp_path / f"mpi3d_{variant}.npz"
+    assert tried == [f"{address}mpi3d_{v}.npz" for v in ("toy", "realistic", "real") for address in (
+        "https://huggingface.co/datasets/waleedgondal/mpi3d/resolve/main/",
+        "https://storage.googleapis.com/disentanglement_dataset/Final_Dataset/")]
+    mpi3d.ensure_variant(tmp_path, "toy", download=True)
+    assert len(tried) == 6

@@ -180,6 +180,58 @@ def test_the_server_refuses_other_paths_and_bad_indices(server, shelf, checkpoin
     assert set(shelf.loaded) <= set(shelf.names)
 
 
+def test_the_server_refuses_non_finite_codes_and_other_sites(server, shelf):
+    """Raw requests: a NaN or infinite slider value, temperature or t is one line, not a black image; a POST (a model
+    run, an upload) from another site's page is refused before any work, and the page takes no upload at all."""
+    import httpx
+
+    _, url = server
+    a = shelf.names[0]
+    cases = [("slider_0", f'["{a}", null, 0, NaN{", 0" * 11}]', "z: every slider value must be a finite number"),
+             ("download", f'["{a}", null, 0, NaN{", 0" * 11}]', "z: every slider value must be a finite number"),
+             ("draw", f'["{a}", null, 0, NaN]', "temperature=nan: must be a finite number"),
+             ("interpolate", f'["{a}", null, 0, 3, 4, NaN]', "t=nan: must be a finite number")]
+    for api, data, message in cases:  # JSON as Python's json writes NaN: what a hand-made request may send
+        answer = httpx.post(f"{url}gradio_api/run/{api}", content='{"data": ' + data + "}",
+                            headers={"Content-Type": "application/json"})
+        assert message in answer.text and answer.status_code >= 400, (api, answer.status_code, answer.text)
+    host = url.split("//")[1].rstrip("/")
+    upload = {"files": ("x.txt", b"payload", "text/plain")}
+    foreign = httpx.post(f"{url}gradio_api/upload", files=upload, headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403
+    run = httpx.post(f"{url}gradio_api/call/reset", json={"data": [a, None, 0]}, headers={"Origin": "null"})
+    assert run.status_code == 403
+    own = httpx.post(f"{url}gradio_api/upload", files=upload, headers={"Origin": f"http://{host}"})
+    assert own.status_code == 413  # same origin, but the page takes no uploads
+    assert httpx.post(f"{url}gradio_api/call/reset", json={"data": [a, None, 0]},
+                      headers={"Origin": f"http://{host}"}).status_code == 200
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["port=99999"], "port=99999: must be a whole number ≥ 1 and ≤ 65535 or null"),
+    (["host=not-a-host.invalid"], "host=not-a-host.invalid: not an address or host name this machine knows"),
+    (["host=192.0.2.1"], "host=192.0.2.1: cannot serve there (Cannot assign requested address)"),
+    (["port={busy}"], "port={busy}: in use on 127.0.0.1 by another program; choose another"),
+])
+def test_launch_options_are_one_line_before_any_model_loads(args, message, tmp_path):
+    import socket
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF
+    from vae_lab.explore import check
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = OmegaConf.merge(OmegaConf.load(CONF / "explore.yaml"),
+                              OmegaConf.from_dotlist([a.format(busy=port) for a in args]))
+        with pytest.raises(ConfigError) as err:
+            check(cfg)
+    assert str(err.value).startswith(message.format(busy=port)), err.value
+
+
 def test_a_ground_truth_image_shows_its_factor_values(tmp_path, data_dir):
     path = tiny_checkpoint(tmp_path / "shapes", "model=beta_vae", "data=shapes2d", "net.image_size=32")
     session = Catalogue(candidates([str(path)], None), kl_images=50).session(

@@ -14,8 +14,10 @@ from torch import nn
 from tests.conftest import CONF, compose_cfg
 from vae_lab.errors import ConfigError
 from vae_lab.models import load_model
+from vae_lab.models.beta_tcvae import BetaTCVAE
 from vae_lab.models.beta_vae import BetaVAE, capacity
 from vae_lab.models.cvae import CVAE
+from vae_lab.models.dip_vae import DIPVAE
 from vae_lab.models.factor_vae import FactorVAE
 from vae_lab.models.likelihood import nll
 from vae_lab.models.reparam import ReparametrizationMixin
@@ -74,6 +76,17 @@ def test_capacity_objective_uses_the_step(monkeypatch):
 def test_bad_hyper_parameters_are_named(bad, match):
     with pytest.raises(ConfigError, match=match):
         BetaVAE(MLP, **bad)
+
+
+@pytest.mark.parametrize(("model", "key", "value"), [
+    (FactorVAE, "disc_lr", -1.0), (FactorVAE, "disc_hidden", 0), (FactorVAE, "disc_layers", 0), (FactorVAE, "gamma", -5),
+    (BetaTCVAE, "alpha", -1.0), (BetaTCVAE, "gamma", -1.0), (BetaTCVAE, "dataset_size", 0),
+    (DIPVAE, "lambda_od", "x"), (DIPVAE, "lambda_d", -1.0), (CVAE, "prior_components", 0),
+    (CVAE, "learned_prior", "yes"), (BetaVAE, "capacity_steps", 0), (VAE, "num_classes", 0),
+    (VAE, "latent_dim", 2.5), (VAE, "fused_adam", "maybe"), (VAE, "obs_sigma", 0.0)])
+def test_each_model_refuses_its_settings_out_of_range(model, key, value):
+    with pytest.raises(ConfigError, match=f"^model.{key}={value!r}: must be"):
+        model(MLP, **{key: value})
 
 
 def test_burgess_rejects_sizes_it_cannot_take():

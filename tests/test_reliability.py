@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,25 @@ def test_a_flipped_bit_is_refused(ckpt):
         read_checkpoint(ckpt)
 
 
+def test_damaged_or_non_finite_optimizer_state_is_refused_on_resume(ckpt, tmp_path):
+    """A resume continues from Adam's moments as much as from the weights: a flipped bit or a NaN there is refused."""
+    from vae_lab.train import check
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    assert len(checkpoint["vae_lab_optimizer_digest"]) == 64
+    moments = checkpoint["optimizer_states"][0]["state"][0]["exp_avg_sq"]
+    moments.view(torch.int32).view(-1)[0] ^= 1 << 20  # one flipped bit, the digest as written
+    torch.save(checkpoint, ckpt)
+    with pytest.raises(CheckpointError, match="its optimizer state does not match the digest written with it"):
+        read_checkpoint(ckpt)
+    moments.view(-1)[0] = float("nan")
+    stamp(checkpoint)  # as a diverged run would have written it: the digest matches
+    torch.save(checkpoint, ckpt)
+    with pytest.raises(CheckpointError, match=r"non-finite optimizer state \(NaN or inf\) in \[0\].state\[0\]"
+                                              ".exp_avg_sq"):
+        check(compose_cfg(tmp_path / "run", *TINY, f"ckpt_path={ckpt}"))
+
+
 def test_non_finite_weights_are_refused_by_generate_and_evaluate(ckpt, tmp_path):
     from vae_lab.evaluate import evaluate
     from vae_lab.generate import generate
@@ -189,6 +209,43 @@ def test_a_really_full_disk_keeps_the_last_good_checkpoint(small_tmpfs):
     assert path.read_bytes() == before and os.listdir(small_tmpfs) == ["last.ckpt"]
 
 
+FULL_DISK = """
+import errno, os, runpy, sys
+from pathlib import Path
+from tensorboard.compat.tensorflow_stub.io import gfile
+
+append = gfile.LocalFileSystem.append
+
+def append_until_full(self, filename, file_content, binary_mode=False):  # full once the first checkpoint is written
+    if (Path(os.fsdecode(filename)).parents[2] / "checkpoints" / "last.ckpt").exists():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return append(self, filename, file_content, binary_mode)
+
+gfile.LocalFileSystem.append = append_until_full
+sys.argv = ["vae_lab.train", *sys.argv[1:]]
+runpy.run_module("vae_lab.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_tensorboard_filling_the_disk_is_one_line_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+    """TensorBoard's event writer (a thread) meets a full disk after epoch 0's checkpoint: one line, exit status 2,
+    the checkpoint kept and loadable, metrics.json saying why the run failed. (A real 200 KB run folder: the same line,
+    with no checkpoint yet; scripts/full_disk.sh.)"""
+    from tests.conftest import ROOT, cli_env
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run}"],
+                          check=False, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and errors == [(
+        f"error: could not write in run folder {run}: No space left on device; kept: the last good checkpoint "
+        f"({run}/checkpoints/last.ckpt)")], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Exception in thread" not in done.stderr
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 0
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "failed" and "No space left on device" in record["reason"]
+
+
 # --- one run per folder --------------------------------------------------------------------------------------
 def test_a_folder_holding_a_run_is_refused(first_epoch, tmp_path):
     run = tmp_path / "run"
@@ -233,6 +290,25 @@ def test_the_cli_refuses_a_crafted_checkpoint_and_a_folder_in_use_in_one_line(fi
     assert not (busy_job / "metrics.json").exists(), "a refused sweep job writes no metrics.json in the other run's"
 
 
+def test_two_runs_started_at_once_into_one_folder_leave_the_winner_whole(tmp_path, data_dir):
+    """The lock is taken before Hydra writes the run's `.hydra/` config, and held: the refused run writes nothing."""
+    from tests.conftest import ROOT, cli_env
+
+    run = tmp_path / "run"
+    jobs = [subprocess.Popen([sys.executable, "-m", "vae_lab.train", *TINY, "trainer.max_epochs=1", f"seed={seed}",
+                              f"hydra.run.dir={run}"], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    results = [(job.wait(timeout=600), job.communicate()[1]) for job in jobs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    seed, (_, refused) = next((s, r) for s, r in zip((2, 1), results) if r[0] == 2)  # the winner's seed, and the other
+    errors = [line for line in refused.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and ("is in use by another run" in errors[0] or "already holds a run" in errors[0]), refused
+    config = (run / ".hydra" / "config.yaml").read_text()
+    assert json.loads((run / "metrics.json").read_text())["seed"] == seed and f"\nseed: {seed}\n" in config
+    overrides = (run / ".hydra" / "overrides.yaml").read_text()
+    assert f"seed={seed}" in overrides and f"seed={3 - seed}" not in overrides
+
+
 def test_overwrite_clears_the_previous_run(first_epoch, tmp_path):
     """And a run that takes a folder removes the temporary files a killed run left there."""
     run = tmp_path / "run"
@@ -249,8 +325,11 @@ def test_overwrite_clears_the_previous_run(first_epoch, tmp_path):
 
 # --- exact resume --------------------------------------------------------------------------------------------
 def test_a_resumed_run_ends_bit_identical_to_the_uninterrupted_one(first_epoch, tmp_path, one_thread):
+    """In another folder than the one it started in (moved), and with a best checkpoint a killed run wrote after
+    its last.ckpt: the same checkpoint files as the uninterrupted run, no stale best-epochNN.ckpt."""
     resumed = tmp_path / "resumed"
     shutil.copytree(first_epoch, resumed)
+    shutil.copy(resumed / "checkpoints" / "best-epoch00.ckpt", resumed / "checkpoints" / "best-epoch07.ckpt")
     whole = train_tiny(tmp_path / "whole", "trainer.max_epochs=2")
     again = train_tiny(resumed, "trainer.max_epochs=2", "resume=true")
     tests = {k: v for k, v in whole.items() if k.startswith("test/")}
@@ -259,6 +338,8 @@ def test_a_resumed_run_ends_bit_identical_to_the_uninterrupted_one(first_epoch, 
     weights = [torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
                for folder in (tmp_path / "whole", resumed)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    files = [sorted(p.name for p in (folder / "checkpoints").iterdir()) for folder in (tmp_path / "whole", resumed)]
+    assert files[0] == files[1] and len(files[0]) == 2, files
 
 
 def test_resume_refuses_changed_settings_in_one_line(first_epoch, tmp_path):
@@ -268,3 +349,34 @@ def test_resume_refuses_changed_settings_in_one_line(first_epoch, tmp_path):
                                           r"data.batch_size=64 \(the checkpoint's: 128\); a resumed run trains"):
         train_tiny(run, "trainer.max_epochs=2", "resume=true", "model.lr=1e6", "data.batch_size=64")
     assert not (run / "metrics.json").exists()
+
+
+# --- Ctrl+C ----------------------------------------------------------------------------------------------------
+INTERRUPTED = """
+import os, runpy, signal, sys, time
+import vae_lab.metrics.classifier
+
+def interrupted(*args, **kwargs):  # Ctrl+C while the evaluation trains or loads its classifier
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)
+
+vae_lab.metrics.classifier.get_classifier = interrupted
+sys.argv = ["vae_lab.evaluate", *sys.argv[1:]]
+runpy.run_module("vae_lab.evaluate", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_during_evaluate_is_one_line_and_loses_nothing(first_epoch, tmp_path):
+    from tests.conftest import ROOT, cli_env
+
+    run = tmp_path / "run"
+    shutil.copytree(first_epoch, run)
+    (run / "metrics.json").write_text('{"model": "vae", "status": "ok"}')
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED, f"ckpt_path={run}/checkpoints/last.ckpt",
+                           "projector.images=0"], check=False, cwd=ROOT, env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 130 and errors == ["error: interrupted (Ctrl+C)"], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr + done.stdout
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

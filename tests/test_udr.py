@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import scipy.stats
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, compose_cfg
@@ -66,6 +67,28 @@ def test_uninformative_latents_are_left_out(sources):
     extra = [np.concatenate([sources, rng.normal(size=(N, 2))], axis=1) for _ in range(2)]
     kl = np.concatenate([ACTIVE, [0.001, 0.001]])
     assert udr(extra, [kl, kl])["model_scores"] == pytest.approx([0.9, 0.9], abs=0.005)
+    by_rank = udr(extra, [kl, kl], correlation="spearman")["model_scores"]  # each zeroed latent is constant
+    without = udr([e[:, :D] for e in extra], [ACTIVE] * 2, correlation="spearman")["model_scores"]
+    assert by_rank == pytest.approx(without, abs=1e-12) and min(by_rank) > 0.85
+    with pytest.raises(ValueError, match="at least 2"):
+        udr([sources], [ACTIVE])
+
+
+def test_spearman_strength_is_scipy_s_per_pair_and_0_for_a_constant_latent(sources):
+    """As disentanglement_lib computes it: SciPy's spearmanr of each pair of latents (ties ranked by their average)."""
+    from vae_lab.metrics.udr import spearman_strength
+
+    rng = np.random.default_rng(4)
+    source = np.round(sources[:200], 0)  # ties
+    target = np.concatenate([source[:, :3] + rng.normal(size=(200, 3)), np.zeros((200, 1))], axis=1)
+    strength = spearman_strength(np.concatenate([source, np.zeros((200, 1))], axis=1), target)
+    expected = [[abs(scipy.stats.spearmanr(source[:, i], target[:, j]).statistic) for j in range(3)] for i in range(D)]
+    np.testing.assert_allclose(strength[:D, :3], expected, atol=1e-12)
+    assert strength.shape == (D + 1, 4) and not strength[D].any() and not strength[:, 3].any()
+    kl = np.concatenate([ACTIVE[:3], [0.0]])  # a model with an inactive latent, against itself and another seed
+    scores = udr([target, target.copy(), target + 0.1 * rng.normal(size=target.shape)], [kl] * 3,
+                 correlation="spearman")["model_scores"]
+    assert np.isfinite(scores).all() and min(scores) > 0.5
     with pytest.raises(ValueError, match="at least 2"):
         udr([sources], [ACTIVE])
 

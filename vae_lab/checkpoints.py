@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +12,35 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import Container, OmegaConf
 
-from vae_lab.errors import CheckpointError, StorageError
+from vae_lab.errors import CheckpointError, StorageError, leaves
 from vae_lab.files import write_atomically
 
 DIGEST_KEY = "vae_lab_digest"  # sha256 of the state dict's names, dtypes, shapes and bytes, written at save time
+OPTIMIZER_DIGEST_KEY = "vae_lab_optimizer_digest"  # the same over the optimisers' states (Adam's moments, steps, rates)
+
+
+def digest_of(named: Iterable[tuple[str, Any]]) -> str:
+    """sha256 over (name, value) pairs: a tensor's dtype, shape and raw bytes, any other value's repr."""
+    digest = hashlib.sha256()
+    for name, value in named:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{name}|{value!r}|".encode())
+    return digest.hexdigest()
 
 
 def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
     """sha256 over every tensor of a state dict (name, dtype, shape and raw bytes), in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return digest_of((name, state_dict[name]) for name in sorted(state_dict))
+
+
+def optimizer_digest(optimizer_states: Any) -> str:
+    """sha256 over every value of the optimisers' states (tensors by their bytes), in name order: what a resume
+    continues from besides the weights."""
+    return digest_of(sorted(leaves(optimizer_states), key=lambda item: item[0]))
 
 
 def plain(value: Any) -> Any:
@@ -59,17 +74,29 @@ def load_plain(path: str | Path) -> Any:
 
 
 def check_weights(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Refuse weights that differ from the digest written with them, or that are not finite."""
+    """Refuse weights or optimiser states that differ from the digests written with them, or that are not finite."""
     state_dict = checkpoint.get("state_dict")
     if not isinstance(state_dict, dict) or not all(isinstance(t, torch.Tensor) for t in state_dict.values()):
         raise CheckpointError(f"{path}: not a vae_lab checkpoint (no state dict of tensors)")
     expected = checkpoint.get(DIGEST_KEY)
     if expected is not None and weights_digest(state_dict) != expected:
         raise CheckpointError(f"{path}: its weights do not match the digest written with them: the file is damaged")
-    bad = [name for name, t in state_dict.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    _check_finite(path, "weights", state_dict.items())
+    optimizer_states = checkpoint.get("optimizer_states")
+    expected = checkpoint.get(OPTIMIZER_DIGEST_KEY)
+    if expected is not None and optimizer_digest(optimizer_states) != expected:
+        raise CheckpointError(f"{path}: its optimizer state does not match the digest written with it: the file is "
+                              "damaged")
+    _check_finite(path, "optimizer state", leaves(optimizer_states or []))
+
+
+def _check_finite(path: Path, what: str, named: Iterable[tuple[str, Any]]) -> None:
+    """Refuse a checkpoint naming the first of its tensors holding NaN or ±inf."""
+    bad = [name for name, t in named if isinstance(t, torch.Tensor) and t.is_floating_point()
+           and not bool(torch.isfinite(t).all())]
     if bad:
         more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {bad[0]}{more}; the run that wrote it "
+        raise CheckpointError(f"{path}: non-finite {what} (NaN or inf) in {bad[0]}{more}; the run that wrote it "
                               "diverged: use an earlier checkpoint")
 
 
@@ -85,8 +112,10 @@ def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
 
 
 def stamp(checkpoint: dict[str, Any]) -> None:
-    """Record the digest of a checkpoint's weights in it (called as it is saved)."""
+    """Record the digests of a checkpoint's weights and optimiser states in it (called as it is saved)."""
     checkpoint[DIGEST_KEY] = weights_digest(checkpoint["state_dict"])
+    if "optimizer_states" in checkpoint:
+        checkpoint[OPTIMIZER_DIGEST_KEY] = optimizer_digest(checkpoint["optimizer_states"])
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import hydra
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.errors import ConfigError, user_error
 
@@ -38,6 +44,16 @@ def quiet_console() -> None:
         logger = logging.getLogger(name)
         if _not_an_advert not in logger.filters:
             logger.addFilter(_not_an_advert)
+    if threading.excepthook is not _quiet_event_writer:
+        _quiet_event_writer.default = threading.excepthook  # type: ignore[attr-defined]
+        threading.excepthook = _quiet_event_writer
+
+
+def _quiet_event_writer(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's event-writer thread prints its write error (a full disk) as a traceback, then the writer raises
+    it again in the main thread, where the entry point reports it: drop the thread's copy, show any other."""
+    if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+        _quiet_event_writer.default(args)  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -55,13 +71,77 @@ def lightning_quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """`hydra.main` on vae_lab's conf/CONFIG_NAME.yaml, with Hydra's own refusals of a command line (a key not in the
+    config, an unknown option of a group, a grammar error) printed as one line `error: …`, exit status 2.
+
+    Hydra prints those itself, in several lines, unless HYDRA_FULL_ERROR=1 asks it to raise them: set here until the
+    job starts, and given back to the user's value when the job itself raises (Hydra then reports that its usual
+    way); a user's own HYDRA_FULL_ERROR=1 gets Hydra's full reports throughout."""
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        users: str | None = None  # the user's own HYDRA_FULL_ERROR
+
+        @functools.wraps(task)
+        def job(cfg: DictConfig) -> Any:
+            try:
+                return task(cfg)
+            except BaseException:
+                _set_full_error(users)
+                raise
+
+        main = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(job)
+
+        @functools.wraps(task)
+        def run() -> Any:
+            nonlocal users
+            users = os.environ.get("HYDRA_FULL_ERROR")
+            if users == "1":
+                return main()
+            _set_full_error("1")
+            try:
+                return main()
+            except (ConfigCompositionException, OverrideParseException) as err:
+                print(f"error: {hydra_refusal(err)}", file=sys.stderr)
+                sys.exit(2)
+            finally:
+                _set_full_error(users)
+        return run
+    return decorate
+
+
+def _set_full_error(value: str | None) -> None:
+    """HYDRA_FULL_ERROR as `value` (None: unset)."""
+    if value is None:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+    else:
+        os.environ["HYDRA_FULL_ERROR"] = value
+
+
+def hydra_refusal(err: ConfigCompositionException | OverrideParseException) -> str:
+    """Hydra's refusal of a command line in one line: what it refused, why, and what to do."""
+    if isinstance(err, OverrideParseException):
+        return f"{err.override}: not an override Hydra can read ({err.message.splitlines()[0]}; " \
+               "https://hydra.cc/docs/advanced/override_grammar/basic)"
+    lines = [line.strip() for line in str(err).split("Config search path:")[0].splitlines() if line.strip()]
+    if isinstance(err, MissingConfigException) and err.options:
+        return f"{lines[0]}; choose one of {', '.join(err.options)}"
+    cause = err.__cause__
+    why = f" ({str(cause).splitlines()[0]})" if isinstance(cause, OmegaConfBaseException) and str(cause) else ""
+    return " ".join([lines[0].rstrip(".") + why + ".", *lines[1:]]) if lines else f"{type(err).__name__}{why}"
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """The console every entry point runs in: library noise silenced (`quiet_console`), a VaeLabError printed as
-    `error: …` on stderr with exit status 2; real bugs raise."""
+    `error: …` on stderr with exit status 2, Ctrl+C as one line with status 130 (the shell's for SIGINT); real bugs
+    raise."""
     quiet_console()
     try:
         yield
+    except KeyboardInterrupt:  # every result file is written whole or not at all: nothing to clean up
+        print("error: interrupted (Ctrl+C)", file=sys.stderr)
+        to_log_files("error: interrupted (Ctrl+C)")
+        sys.exit(130)
     except Exception as err:
         cause = user_error(err)
         if cause is None:

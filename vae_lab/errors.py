@@ -52,20 +52,28 @@ def user_error(err: BaseException | None) -> VaeLabError | None:
 
 
 def check_number(key: str, value: object, whole: bool = False, minimum: float | None = None,
-                 nullable: bool = False, maximum: float | None = None) -> None:
-    """Raise a one-line ConfigError unless `value` is a finite (whole) number in [minimum, maximum] (or None when
-    nullable)."""
+                 nullable: bool = False, maximum: float | None = None, above: float | None = None) -> None:
+    """Raise a one-line ConfigError unless `value` is a finite (whole) number in [minimum, maximum] and > above (or
+    None when nullable)."""
     if value is None and nullable:
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key}={value}: must be a finite number")
     kind = "a whole number" if whole else "a number"
     kind += f" ≥ {_bound(minimum)}" if minimum is not None else ""
+    kind += f" > {_bound(above)}" if above is not None else ""
     kind += f" and ≤ {_bound(maximum)}" if maximum is not None else ""
     kind += " or null" if nullable else ""
     ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
-    if not ok or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if not ok or (minimum is not None and value < minimum) or (maximum is not None and value > maximum) or (
+            above is not None and value <= above):
         raise ConfigError(f"{key}={value!r}: must be {kind}")
+
+
+def check_flag(key: str, value: object) -> None:
+    """A true/false setting: `maybe` (a non-empty string, so truthy) would otherwise silently mean true."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r}: must be true or false")
 
 
 def _bound(value: float) -> str:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vae_lab.cli import user_errors
+from vae_lab.cli import entry_point, user_errors
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue
@@ -22,11 +24,32 @@ def check(cfg: DictConfig) -> None:
     """Reject bad arguments before anything loads."""
     check_number("kl_images", cfg.kl_images, whole=True, minimum=2)
     check_number("threads", cfg.threads, whole=True, minimum=1)
-    check_number("port", cfg.port, whole=True, minimum=1, nullable=True)
+    check_number("port", cfg.port, whole=True, minimum=1, maximum=65535, nullable=True)
+    check_address(str(cfg.host), cfg.port)
     paths = cfg.ckpt_path
     if isinstance(paths, ListConfig) and len(paths) > 2:
         raise ConfigError(f"ckpt_path: {len(paths)} checkpoints; the page shows one, or two side by side "
                           "(give a folder with run= to choose among more)")
+
+
+def check_address(host: str, port: int | None) -> None:
+    """The page can be served at host (and port, when given): one line if the host is no name or address of this
+    machine or the port is taken, before any model loads (the server would print its own errors, then a traceback)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise ConfigError(f"host={host}: not an address or host name this machine knows ({err}); 127.0.0.1 serves "
+                          "only this machine, 0.0.0.0 the network") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port={port}: in use on {host} by another program; choose another, or leave port "
+                                  "out (the first free one from 7860)") from None
+            raise ConfigError(f"host={host}: cannot serve there ({err.strerror}); 127.0.0.1 serves only this "
+                              "machine, 0.0.0.0 the network") from None
 
 
 def catalogue(cfg: DictConfig) -> Catalogue:
@@ -73,7 +96,7 @@ def explore(cfg: DictConfig) -> None:
         demo.block_thread()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="explore")
+@entry_point("explore")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

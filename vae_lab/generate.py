@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import matplotlib.pyplot as plt
 import numpy as np
 import pytorch_lightning as pl
@@ -12,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
-from vae_lab.cli import output_folder, require, user_errors
+from vae_lab.cli import entry_point, output_folder, require, user_errors
 from vae_lab.data.datamodule import test_split
 from vae_lab.errors import ConfigError, check_number, check_seed
 from vae_lab.models import load_model, read_checkpoint
@@ -111,7 +110,7 @@ def generate(cfg: DictConfig) -> Path:
     return path
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@entry_point("generate")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

@@ -19,12 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from vae_lab.cli import positional_dirs, user_errors
-from vae_lab.errors import ConfigError, VaeLabError
+from vae_lab.cli import entry_point, positional_dirs, user_errors, writable
+from vae_lab.errors import ConfigError, VaeLabError, check_flag
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
 from vae_lab.results.runs import (
@@ -375,6 +374,8 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
     runs, failures = collect(dirs)
     out = Path(dirs[0])
+    check_flag("samples", cfg.samples)
+    writable("report.md, report.csv and figures/", out)  # before UDR and the figures
     groups = group_runs(runs)
     timing = read_timing(out)
     attach_timing(groups, timing)
@@ -462,7 +463,7 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict
     return "\n".join(lines) + "\n"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+@entry_point("report")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     with user_errors():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from vae_lab.errors import ConfigError
 
@@ -57,6 +59,45 @@ class RandomState(pl.Callback):
         if self._restore is not None:
             set_random_state(self._restore)
             self._restore = None
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint of the best epochs, which a resumed run continues exactly: it keeps its record of
+    the best files when the run folder was moved (Lightning forgets it, and then keeps the old best beside the new
+    one), and removes the best files its record does not name (a killed run's, written after its last.ckpt)."""
+
+    _resumed = False
+
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's own: checkpoints written with either class resume into the other."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:  # the folder moved, its files with it
+            state_dict = {**state_dict, "dirpath": self.dirpath, **moved(state_dict, Path(old), Path(self.dirpath))}
+        super().load_state_dict(state_dict)
+        self._resumed = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (self._resumed and trainer.is_global_zero and self.dirpath and self.filename):
+            return
+        kept = {Path(path).resolve() for path in self.best_k_models}
+        pattern = self.filename.split("{")[0] + "*" + self.FILE_EXTENSION
+        for path in Path(self.dirpath).glob(pattern):
+            if path.resolve() not in kept:
+                path.unlink()
+
+
+def moved(state_dict: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+    """A ModelCheckpoint state's file paths moved from folder `old` to `new` (those elsewhere as they are)."""
+    def move(path: str) -> str:
+        return str(new / Path(path).relative_to(old)) if path and Path(path).is_relative_to(old) else path
+
+    paths = {key: move(state_dict.get(key) or "") for key in ("best_model_path", "kth_best_model_path",
+                                                              "last_model_path")}
+    return {**paths, "best_k_models": {move(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
 
 
 def changed_settings(checkpoint: dict[str, Any], model: pl.LightningModule,

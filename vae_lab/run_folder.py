@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from vae_lab.errors import ConfigError, RunFolderError, StorageError
 
 LOCK = ".lock"  # holds the pid of the run using the folder; flock'ed while it does
 RESULTS = ("checkpoints", "metrics.json", "tensorboard")  # what overwrite=true clears
+HELD_FOR_HYDRA: dict[Path, ExitStack] = {}  # run folders locked before Hydra wrote the run's config there
 
 
 @contextmanager
@@ -30,6 +31,20 @@ def claim(folder: str | Path, continuing: bool, overwrite: bool, clear: bool = T
     folder = Path(folder)
     if continuing and overwrite:
         raise ConfigError("overwrite=true and resume/ckpt_path: choose one (overwrite starts afresh)")
+    with ExitStack() as stack:
+        held = HELD_FOR_HYDRA.pop(folder.resolve(), None)  # this run's own lock, taken by RunFolderCheck
+        stack.enter_context(held if held is not None else locked(folder))
+        if clear:
+            for stale in [*folder.glob(".*.tmp"), *folder.glob("checkpoints/.*.tmp")]:  # a killed run's half-writes
+                stale.unlink(missing_ok=True)
+        check_free(folder, continuing, overwrite, clear)
+        yield
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the folder's lock (made with the folder if need be), its file naming this process; one line if another
+    process holds it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         lock = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 — closed by the `with` below
@@ -48,10 +63,6 @@ def claim(folder: str | Path, continuing: bool, overwrite: bool, clear: bool = T
             lock.truncate(0)
             lock.write(f"{os.getpid()}\n")
             lock.flush()
-            if clear:
-                for stale in [*folder.glob(".*.tmp"), *folder.glob("checkpoints/.*.tmp")]:  # a killed run's half-writes
-                    stale.unlink(missing_ok=True)
-            check_free(folder, continuing, overwrite, clear)
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -88,9 +99,10 @@ def check_free(folder: Path, continuing: bool, overwrite: bool, clear: bool = Tr
 
 class RunFolderCheck(Callback):
     """A Hydra callback, before Hydra makes or writes the run (or sweep) folder: one line if it cannot be made or
-    written (not Hydra's traceback from `mkdir`), and a single run refused its folder (`claim`'s checks) is refused
-    before Hydra writes the command's `.hydra/` files into it, so nothing of the other run changes. (A sweep's jobs
-    are refused by `claim` itself, once Hydra has written theirs.)"""
+    written (not Hydra's traceback from `mkdir`), and a single training run takes its folder's lock (`claim`'s
+    checks) before Hydra writes the command's `.hydra/` files into it, holding it until the run ends: a run refused
+    the folder, even one started at the same instant, changes nothing of the other's. (A sweep's jobs are refused by
+    `claim` itself, once Hydra has written theirs.)"""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with user_errors():
@@ -100,8 +112,15 @@ class RunFolderCheck(Callback):
         folder = Path(config.hydra.run.dir)
         with user_errors():
             creatable("hydra.run.dir", folder)
-        if "resume" not in config or rank_zero_only.rank != 0 or not folder.is_dir():
-            return  # not a training run, a DDP process Lightning started, or a new folder
+        if "resume" not in config or rank_zero_only.rank != 0:
+            return  # not a training run, or a DDP process Lightning started
         continuing = bool(config.get("ckpt_path") or config.get("resume"))
-        with user_errors(), claim(folder, continuing, bool(config.get("overwrite")), clear=False):
-            pass
+        held = ExitStack()
+        with user_errors():
+            held.enter_context(claim(folder, continuing, bool(config.get("overwrite")), clear=False))
+        HELD_FOR_HYDRA[folder.resolve()] = held  # until the run's own `claim` ends
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        held = HELD_FOR_HYDRA.pop(Path(config.hydra.run.dir).resolve(), None)
+        if held is not None:  # the job ended before its `claim`
+            held.close()

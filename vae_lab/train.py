@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from pathlib import Path
@@ -18,13 +19,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
-from vae_lab.cli import run_summary, user_errors
+from vae_lab.cli import entry_point, run_summary, user_errors
 from vae_lab.errors import (
     CheckpointError,
     ConfigError,
     RunFolderError,
     StorageError,
     check_finite,
+    check_flag,
     check_number,
     check_seed,
     user_error,
@@ -34,7 +36,7 @@ from vae_lab.data import DATAMODULES
 from vae_lab.models.base import MODELS, BaseVAE
 from vae_lab.nets import NETS
 from vae_lab.registry import HYDRA_KEYS, check_settings
-from vae_lab.results import failed_record, objective_value, run_record, write_json
+from vae_lab.results import failed_record, objective_value, read_json, run_record, write_json
 from vae_lab.resume import check_same_settings
 from vae_lab.run_folder import claim
 from vae_lab.timing import Stopwatch, TrainTimer, job_ended, job_startup_seconds
@@ -54,8 +56,8 @@ def check(cfg: DictConfig) -> None:
         raise ConfigError(f"objective.direction={cfg.objective.direction!r}: choose minimize or maximize")
     check_ranges(cfg)
     check_checkpoint(cfg)
-    if cfg.eval.enabled:  # an evaluation option's typo would otherwise surface only after the whole training
-        eval_options(cfg.eval)
+    check_flag("eval.enabled", cfg.eval.enabled)
+    eval_options(cfg.eval)  # a typo would surface only after the whole training, or (off) be kept unseen in the config
 
 
 def settings(node: DictConfig) -> dict[str, Any]:
@@ -213,7 +215,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if rank_zero_only.rank != 0:  # a DDP process Lightning started: rank 0 holds the folder
         return fit_and_test(cfg)
     with claim(cfg.paths.output_dir, continuing=resume_path(cfg) is not None, overwrite=cfg.get("overwrite", False)):
-        return fit_and_test(cfg)
+        try:
+            return fit_and_test(cfg)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise StorageError(full_disk(Path(cfg.paths.output_dir), err)) from err
+
+
+def full_disk(folder: Path, err: OSError) -> str:
+    """What a full disk (TensorBoard's events, images: a write other than the checkpoints' and results', which say
+    it themselves) stopped, and what of the run is kept."""
+    last = folder / "checkpoints" / "last.ckpt"
+    kept = [f"the last good checkpoint ({last})"] if last.is_file() else []
+    try:
+        finished = read_json(folder / "metrics.json").get("status") == "ok"  # the run's end failed to log
+    except (OSError, ValueError, AttributeError):
+        finished = False
+    kept += ["the results (metrics.json)"] if finished else []
+    return (f"could not write in run folder {folder}: {err.strerror}" + (f" ({err.filename})" if err.filename else "")
+            + (f"; kept: {' and '.join(kept)}" if kept else "; no checkpoint was written before it"))
 
 
 def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
@@ -231,11 +252,11 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
     choices = dict(HydraConfig.get().runtime.choices)
     started = time.time()
-    tensorboard.log_run_start(logger, cfg)
     resume = resume_path(cfg)
     if resume is not None:  # Lightning would restore the checkpoint's optimiser (its rate) over changed settings
         check_same_settings(read_checkpoint(resume), model, datamodule)
     try:
+        tensorboard.log_run_start(logger, cfg)
         with watch("fit"):
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
         with watch("test"):
@@ -284,7 +305,7 @@ def write_failure(cfg: DictConfig, err: BaseException) -> None:
         log.error("%s", failed)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@entry_point("train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the run's objective value (what hydra/sweeper=optuna optimises)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN

@@ -1,11 +1,15 @@
-"""MPI3D-toy: 1,036,800 RGB 64×64 renderings over object colour 6 × shape 6 × size 2 × camera height 3 × background
-colour 3 × horizontal axis 40 × vertical axis 40, in `mpi3d_toy.npz` (one array, `images`, uint8 1036800×64×64×3, in
-factor order, vertical axis fastest; no labels: the order is the factors)."""
+"""MPI3D: 1,036,800 RGB 64×64 images over object colour 6 × shape 6 × size 2 × camera height 3 × background colour
+3 × horizontal axis 40 × vertical axis 40, in `mpi3d_VARIANT.npz` (one array, `images`, uint8 1036800×64×64×3, in
+factor order, vertical axis fastest; no labels: the order is the factors). Three variants of the same grid
+(`data.variant`): `toy` (simple renderings), `realistic` (realistic renderings) and `real` (camera photographs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import ClassVar
+from contextlib import suppress
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -14,18 +18,31 @@ from vae_lab.data.files import KnownFile, ensure_file
 from vae_lab.data.ground_truth import GroundTruthDataModule
 from vae_lab.data.npz import iter_rows, memmap_member, npz_info, npz_to_npy
 from vae_lab.data.stored_grid import StoredGrid
-from vae_lab.errors import DataError
+from vae_lab.errors import ConfigError, DataError
 
-FILE = KnownFile(
-    name="mpi3d_toy.npz",
-    # The MD5 disent (nmichlo/disent, Mpi3dData's "toy" uri_hash "full") and other public loaders check for this
-    # file; the publisher (rr-learning/disentanglement_dataset) gives none.
-    md5="55889cb7c7dfc655d6e0277beee88868",
-    size=12_740_000_000,
-    url="https://storage.googleapis.com/disentanglement_dataset/Final_Dataset/mpi3d_toy.npz",
-    page="https://github.com/rr-learning/disentanglement_dataset",
-    hash_source="disent's Mpi3dData uri_hash (full MD5) for the toy subset",
-)
+# The publisher's address since 2025 (rr-learning/disentanglement_dataset's README), and its first one, where
+# disentanglement_lib and disent fetch from; the MD5s are disent's (Mpi3dData's uri_hash "full", of the files at the
+# first address; the publisher gives none). Each file holds the same 1,036,800×64×64×3 uint8 images: 12.7 GB.
+HUB = "https://huggingface.co/datasets/waleedgondal/mpi3d/resolve/main/"
+FIRST = "https://storage.googleapis.com/disentanglement_dataset/Final_Dataset/"
+MD5 = {"toy": "55889cb7c7dfc655d6e0277beee88868", "realistic": "59a6225b88b635365f70c91b3e52f70f",
+       "real": "0f33f609918fb5c97996692f91129802"}
+FILES = {variant: KnownFile(name=f"mpi3d_{variant}.npz", md5=md5, size=12_740_000_000, url=f"{HUB}mpi3d_{variant}.npz",
+                            page="https://github.com/rr-learning/disentanglement_dataset",
+                            hash_source=f"disent's Mpi3dData uri_hash (full MD5) for the {variant} subset")
+         for variant, md5 in MD5.items()}
+FILE = FILES["toy"]
+
+
+def ensure_variant(folder: Path, variant: str, download: bool) -> Path:
+    """The variant's verified file in `folder`: fetched from the publisher's current address, else from its first."""
+    known = FILES[variant]
+    if download and not (folder / known.name).exists():
+        with suppress(DataError):  # not fetched (offline, moved, or another file there): the first address next
+            return ensure_file(folder, known, download=True)
+    if not (folder / known.name).exists():
+        known = dataclasses.replace(known, url=FIRST + known.name)
+    return ensure_file(folder, known, download)
 
 
 class MPI3D(StoredGrid):
@@ -36,12 +53,12 @@ class MPI3D(StoredGrid):
     factor_sizes: ClassVar[list[int]] = [6, 6, 2, 3, 3, 40, 40]
 
 
-def check_images(path) -> None:
+def check_images(path: Path) -> None:
     """The file's `images` array has the grid's shape and dtype."""
     shape, dtype = npz_info(path, "images")
     expected = (math.prod(MPI3D.factor_sizes), 64, 64, 3)
     if shape != expected or dtype != np.uint8:
-        raise DataError(f"{path}: images is {dtype} {shape}, expected uint8 {expected}: not the MPI3D-toy file")
+        raise DataError(f"{path}: images is {dtype} {shape}, expected uint8 {expected}: not an MPI3D file")
 
 
 class MPI3DDataModule(GroundTruthDataModule):
@@ -51,16 +68,22 @@ class MPI3DDataModule(GroundTruthDataModule):
     datasets = ("mpi3d",)
     data_class = MPI3D
 
+    def __init__(self, variant: str = "toy", **kwargs: Any) -> None:
+        if variant not in FILES:
+            raise ConfigError(f"data.variant={variant!r}: choose one of {', '.join(FILES)}")
+        super().__init__(**kwargs)
+        self.hparams["variant"] = self.variant = variant
+
     def prepare_data(self) -> None:
         """Find, fetch and verify the file (once per machine)."""
-        check_images(ensure_file(self.data_dir / "mpi3d", FILE, self.hparams.download))
+        check_images(ensure_variant(self.data_dir / "mpi3d", self.variant, self.hparams.download))
 
     def make_ground_truth(self, device: torch.device) -> MPI3D:
-        path = ensure_file(self.data_dir / "mpi3d", FILE, download=False)
+        path = ensure_file(self.data_dir / "mpi3d", FILES[self.variant], download=False)
         check_images(path)
         if self.hparams.in_memory:
             return MPI3D(self.image_size, device, self.channels, chunks=lambda: iter_rows(path, "images", 8192))
         store = memmap_member(path, "images")
         if store is None:  # compressed: no random access into it
-            store = np.load(npz_to_npy(path, "images", path.with_name("mpi3d_toy_images.npy")), mmap_mode="r")
+            store = np.load(npz_to_npy(path, "images", path.with_name(f"mpi3d_{self.variant}_images.npy")), mmap_mode="r")
         return MPI3D(self.image_size, device, self.channels, store=store)

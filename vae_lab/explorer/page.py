@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from starlette.middleware import Middleware
 
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import ConfigError, VaeLabError
+from vae_lab.explorer.origin import SameOrigin
 from vae_lab.explorer.session import SPAN, Catalogue, Session
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports (before gradio is imported)
@@ -53,8 +55,13 @@ class Page:
     def z_of(self, session: Session, values: tuple[float, ...]) -> np.ndarray:
         """The code the sliders show (slider k holds latent order[k])."""
         z = np.zeros(session.size, np.float32)
-        for slot, dim in enumerate(session.order()):
-            z[dim] = float(values[slot] or 0.0)
+        try:
+            for slot, dim in enumerate(session.order()):
+                z[dim] = float(values[slot] or 0.0)
+        except (TypeError, ValueError) as err:
+            raise _fail(ConfigError(f"z: every slider value must be a number ({err})")) from None
+        if not np.isfinite(z).all():  # a request made by hand: a NaN would decode to a black image
+            raise _fail(ConfigError("z: every slider value must be a finite number, not NaN or ±inf"))
         return z
 
     def slider_values(self, session: Session, z: np.ndarray) -> list[float]:
@@ -245,8 +252,10 @@ def build(catalogue: Catalogue) -> gr.Blocks:
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:
     """Start serving the page in the background (nothing shared, no analytics, no server-side rendering, no run
     history: Gradio would keep every call in the browser's localStorage, rewritten on each event, so that each slider
-    move takes longer than the last); its URL."""
+    move takes longer than the last; no uploads, which the page never needs; nothing done for another site's page:
+    `SameOrigin`); its URL."""
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
                             inbrowser=False, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
-                            enable_monitoring=False, run_history=False, css=CSS, footer_links=["api"])
+                            enable_monitoring=False, run_history=False, css=CSS, footer_links=["api"],
+                            max_file_size=0, app_kwargs={"middleware": [Middleware(SameOrigin)]})
     return url

@@ -17,7 +17,7 @@ from torchvision.utils import make_grid
 from vae_lab.api import decode as decode_images
 from vae_lab.api import encode as encode_images
 from vae_lab.data.datamodule import test_datamodule
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.explorer.runs import Candidate
 from vae_lab.metrics.latent import active_dims, encode_means
 from vae_lab.models import load_model, read_checkpoint
@@ -143,8 +143,7 @@ class Session:
     def prior(self, temperature: float = 1.0, label: int | None = None) -> np.ndarray:
         """A code from the first model's prior p(z[|label]) (its `sample_latents`) with its std scaled by
         temperature; further latents of a larger second model from N(0, temperature²)."""
-        if temperature < 0:
-            raise ConfigError(f"temperature={temperature}: must be ≥ 0")
+        check_number("temperature", temperature, minimum=0)
         m = self.first
         z = torch.randn(self.size) * temperature
         z[: m.latent_dim] = m.model.sample_latents(1, self.labels(m, label), temperature)[0].cpu()
@@ -182,6 +181,7 @@ class Session:
     def interpolate(self, i: int, j: int, t: float, label: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The code a fraction t of the way from test image i's posterior mean to image j's, and the path's strip
         (STRIP_STEPS codes decoded as one batch per model)."""
+        check_number("t", t, minimum=0, maximum=1)
         a, b = self.encode(i)["z"], self.encode(j)["z"]
         steps = torch.linspace(0, 1, STRIP_STEPS)[:, None]
         path = torch.from_numpy(a)[None] * (1 - steps) + torch.from_numpy(b)[None] * steps

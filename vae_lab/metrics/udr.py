@@ -39,11 +39,14 @@ def lasso_strength(source: np.ndarray, target: np.ndarray, alpha: float = 0.1, s
 
 
 def spearman_strength(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """D×D absolute Spearman rank correlations between source and target latents (source × target; 0 if constant)."""
-    d = source.shape[1]
+    """D×D absolute Spearman rank correlations of each source latent with each target latent (source × target), pair
+    by pair as the library's `spearman_correlation_conv`: the Pearson correlation of their average ranks, 0 where a
+    latent is constant (an uninformative one, zeroed: SciPy's joint `spearmanr` then gives one NaN for the lot)."""
+    centred = [ranks - ranks.mean(axis=0) for ranks in (scipy.stats.rankdata(m, axis=0) for m in (source, target))]
+    norms = [np.sqrt((c**2).sum(axis=0)) for c in centred]
     with np.errstate(divide="ignore", invalid="ignore"):
-        correlation = scipy.stats.spearmanr(source, target).statistic
-    return np.nan_to_num(np.abs(np.atleast_2d(correlation)[:d, d:]))
+        correlation = centred[0].T @ centred[1] / np.outer(*norms)
+    return np.nan_to_num(np.abs(correlation))
 
 
 CORRELATIONS = ("lasso", "spearman")

@@ -13,7 +13,7 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 
 from vae_lab.checkpoints import stamp
 from vae_lab.data.datamodule import step_batches
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_flag, check_number
 from vae_lab.hardware import amx_cpu
 from vae_lab.models.graphed import StepGraph
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
@@ -39,14 +39,18 @@ class BaseVAE(ReparametrizationMixin, pl.LightningModule):
                  fused_adam: bool = True, compile: bool = False, channels_last: bool | str = "auto",
                  lr_schedule: str = "constant", cuda_graph: bool = False, flush_denormal: bool = True) -> None:
         super().__init__()
-        _check(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
+        check_number("model.latent_dim", latent_dim, whole=True, minimum=1)
+        check_number("model.num_classes", num_classes, whole=True, minimum=1)
+        for key, value in {"fused_adam": fused_adam, "compile": compile, "cuda_graph": cuda_graph,
+                           "flush_denormal": flush_denormal}.items():
+            check_flag(f"model.{key}", value)
         _check(latent_dim <= MAX_LATENT_DIM, f"model.latent_dim={latent_dim}: at most {MAX_LATENT_DIM} (each dimension "
                "is a logged KL curve, kl_dim/val/i, and a traversal row; a code that wide is not a VAE's)")
-        _check(beta >= 0, f"model.beta={beta}: must be ≥ 0")
-        _check(lr > 0, f"model.lr={lr}: must be > 0")
-        _check(weight_decay >= 0, f"model.weight_decay={weight_decay}: must be ≥ 0")
+        check_number("model.beta", beta, minimum=0)
+        check_number("model.lr", lr, above=0)
+        check_number("model.weight_decay", weight_decay, minimum=0)
         _check(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
-        _check(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
+        check_number("model.obs_sigma", obs_sigma, above=0)
         _check(lr_schedule in LR_SCHEDULES, f"model.lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
         _check(not (cuda_graph and compile), "model.cuda_graph=true and model.compile=true: choose one")
         _check(channels_last in CHANNELS_LAST, f"model.channels_last={channels_last!r}: choose true, false or auto")

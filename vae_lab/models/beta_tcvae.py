@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from vae_lab.errors import check_number
 from vae_lab.models.base import BaseVAE, Posterior
 from vae_lab.models.reparam import gaussian_log_density
 
@@ -35,6 +36,9 @@ class BetaTCVAE(BaseVAE):
 
     def __init__(self, net: Any, alpha: float = 1.0, beta: float = 6.0, gamma: float = 1.0,
                  dataset_size: int | None = None, **kwargs: Any) -> None:
+        check_number("model.alpha", alpha, minimum=0)
+        check_number("model.gamma", gamma, minimum=0)
+        check_number("model.dataset_size", dataset_size, whole=True, minimum=1, nullable=True)
         super().__init__(net, beta=beta, **kwargs)
         self.dataset_size = dataset_size
 

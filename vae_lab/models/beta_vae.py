@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from vae_lab.errors import ConfigError
+from vae_lab.errors import check_number
 from vae_lab.models.base import BaseVAE, Batch, Posterior
 
 
@@ -20,9 +20,9 @@ class BetaVAE(BaseVAE):
 
     def __init__(self, net: Any, beta: float = 4.0, gamma: float = 1000.0, capacity_max: float = 0.0,
                  capacity_steps: int = 100_000, **kwargs: Any) -> None:
-        if capacity_max < 0 or gamma < 0 or capacity_steps < 1:
-            raise ConfigError(f"model.capacity_max={capacity_max}, model.gamma={gamma} must be ≥ 0 and "
-                              f"model.capacity_steps={capacity_steps} ≥ 1")
+        check_number("model.capacity_max", capacity_max, minimum=0)
+        check_number("model.gamma", gamma, minimum=0)
+        check_number("model.capacity_steps", capacity_steps, whole=True, minimum=1)
         super().__init__(net, beta=beta, **kwargs)
         # C lives on the device and is set before each step, so that a captured CUDA graph reads its new value
         self.register_buffer("capacity_now", torch.zeros(()), persistent=False)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_flag, check_number
 from vae_lab.models.base import BaseVAE
 from vae_lab.models.reparam import gaussian_log_density
 
@@ -23,10 +23,11 @@ class CVAE(BaseVAE):
     conditional = True
 
     def __init__(self, net: Any, learned_prior: bool = False, prior_components: int = 1, **kwargs: Any) -> None:
+        check_flag("model.learned_prior", learned_prior)
+        check_number("model.prior_components", prior_components, whole=True, minimum=1)
+        if prior_components > 1 and not learned_prior:
+            raise ConfigError(f"model.prior_components={prior_components}: > 1 only with model.learned_prior=true")
         super().__init__(net, **kwargs)
-        if prior_components < 1 or (prior_components > 1 and not learned_prior):
-            raise ConfigError(f"model.prior_components={prior_components}: must be ≥ 1, and > 1 only with "
-                              "model.learned_prior=true")
         self.components = prior_components
         width = prior_components * 2 * self.latent_dim
         self.prior_net = nn.Embedding(self.num_classes, width) if learned_prior else None

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE, Posterior
 
 VARIANTS = ("i", "ii")
@@ -42,9 +42,9 @@ class DIPVAE(BaseVAE):
         variant = str(variant).lower()
         if variant not in VARIANTS:
             raise ConfigError(f"model.variant={variant!r}: choose i or ii")
+        check_number("model.lambda_od", lambda_od, minimum=0)
+        check_number("model.lambda_d", lambda_d, minimum=0, nullable=True)
         lambda_d = resolved_lambda_d(variant, lambda_od, lambda_d)
-        if lambda_od < 0 or lambda_d < 0:
-            raise ConfigError(f"model.lambda_od={lambda_od}, model.lambda_d={lambda_d}: must be ≥ 0")
         super().__init__(net, **kwargs)
         self.variant, self.lambda_od, self.lambda_d = variant, float(lambda_od), float(lambda_d)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE, Batch, Posterior, capturing
 
 
@@ -33,6 +33,11 @@ class FactorVAE(BaseVAE):
 
     def __init__(self, net: Any, gamma: float = 35.0, disc_lr: float = 1e-4, disc_hidden: int = 1000,
                  disc_layers: int = 6, **kwargs: Any) -> None:
+        check_number("model.gamma", gamma, minimum=0)
+        check_number("model.disc_lr", disc_lr, above=0)
+        check_number("model.disc_hidden", disc_hidden, whole=True, minimum=1)
+        # no hidden layer: a linear discriminator sees only means, which the joint and its shuffle share
+        check_number("model.disc_layers", disc_layers, whole=True, minimum=1)
         super().__init__(net, **kwargs)
         if self.hparams.get("lr_schedule", "constant") != "constant":
             raise ConfigError("model.lr_schedule: FactorVAE's two optimisers keep a constant rate (Kim & Mnih)")

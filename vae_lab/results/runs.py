@@ -74,6 +74,9 @@ def load_run(path: Path) -> Run | Failure:
     missing = [k for k in IDENTITY if k not in record]
     if missing:
         return Failure(path, f"metrics.json lacks {', '.join(missing)}")
+    seed = record.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):  # NaN would count as a seed
+        return Failure(path, f"metrics.json has a bad seed ({seed!r}; a seed is a whole number)")
     try:
         settings = run_settings(path, record)
     except (OSError, ValueError) as err:  # OmegaConf's YAML errors are ValueErrors

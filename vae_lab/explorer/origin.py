@@ -1,0 +1,30 @@
+"""The explorer's server answers only its own page: requests that change something, sent by another site's page, are
+refused before any work."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+class SameOrigin:
+    """ASGI middleware: a POST (a model run, an upload) whose `Origin` is not the server's own host is refused with
+    403. Gradio's CORS check only withholds the answer from the other page, after the work is done (an upload stored,
+    a decode run); a browser sends `Origin` with every such request, so the page's own requests pass."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            if origin is not None and urlsplit(origin).netloc != headers.get("host"):
+                await PlainTextResponse("cross-origin request refused", status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
