@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import lightning_quiet, positional_dirs, user_errors
+from vae_lab.cli import entry_point, lightning_quiet, positional_dirs, user_errors
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import eval_options
 from vae_lab.metrics import evaluate_model
@@ -202,7 +201,7 @@ def timed_arms(dirs: Sequence[str]) -> list[tuple[str, dict[str, Any], Path]]:
                                  **{k: g.first.settings.get(k) for k in shown}}, g.first.path) for g in groups]
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="timing_pass")
+@entry_point("timing_pass")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: time the arms of the runs under `dirs` into the first folder's timing.json."""
     with user_errors():
