@@ -181,7 +181,7 @@ def _fails_with(result, *needles):
 
 
 TRAIN_BAD_INPUT = [
-    (["model=gan"], ["Could not find 'model/gan'", "Available options", "cvae"]),
+    (["model=gan"], ["error: In 'train': Could not find 'model/gan'; choose one of", "cvae"]),
     (["data=cifar"], ["Could not find 'data/cifar'", "fashion_mnist"]),
     (["model=beta_vae", "model.beta=-1"], ["error: model.beta=-1"]),
     (["model.latent_dim=0"], ["error: model.latent_dim=0"]),

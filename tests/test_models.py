@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from tests.conftest import CONF, compose_cfg
+from vae_lab.checkpoints import stamp
 from vae_lab.errors import ConfigError
 from vae_lab.models import load_model
 from vae_lab.models.beta_tcvae import BetaTCVAE
@@ -453,6 +454,7 @@ def test_a_checkpoint_from_a_cuda_graph_run_resumes_on_the_cpu_without_graphs(tm
     checkpoint = torch.load(tmp_path / "graphed.ckpt", weights_only=False)
     for group in checkpoint["optimizer_states"][0]["param_groups"]:
         group["lr"], group["capturable"] = torch.tensor(float(group["lr"])), True  # as a graphed run writes them
+    stamp(checkpoint)  # and digests them
     torch.save(checkpoint, tmp_path / "graphed.ckpt")
     cfg = compose_cfg(tmp_path, "+arm=capacity", "net=mlp", "model.capacity_steps=4", "data.train_subset=512",
                       "data.batch_size=64", "trainer.precision=32-true", "model.lr_schedule=cosine",
