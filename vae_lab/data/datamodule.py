@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vae_lab.data.binarize import Redrawn, binarized, check_binarize
 from vae_lab.data.idx import read_idx
 from vae_lab.data.sources import ensure_raw
 from vae_lab.errors import ConfigError, check_number
@@ -182,11 +183,13 @@ class ImageDataModule(pl.LightningDataModule):
 
     def __init__(self, name: str = "mnist", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
                  val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
-                 download: bool = True, steps_per_batch: int = 1, channels: int = 1) -> None:
+                 download: bool = True, steps_per_batch: int = 1, channels: int = 1, binarize: str = "none",
+                 binarize_seed: int = 777) -> None:
         super().__init__()
         if name not in CLASS_NAMES:
             raise ConfigError(f"data.name={name!r}: choose one of {sorted(CLASS_NAMES)}")
         check_batching(batch_size, steps_per_batch)
+        check_binarize(binarize)
         check_channels(channels)
         check_split({"val_size": val_size}, train_subset, TRAIN_IMAGES)
         if image_size not in IMAGE_SIZES:
@@ -210,9 +213,14 @@ class ImageDataModule(pl.LightningDataModule):
         device = self._device()
         train_x, train_y = self._load(folder, "train", device)
         train_idx, val_idx = (idx.to(device) for idx in self.train_val_indices(len(train_y)))
-        self.splits["train"] = ResidentImages(train_x[train_idx], train_y[train_idx])
-        self.splits["val"] = ResidentImages(train_x[val_idx], train_y[val_idx])
+        mode, seed = self.hparams.get("binarize", "none"), self.hparams.get("binarize_seed", 777)
+        fixed_x = train_x if mode == "none" else binarized(train_x, seed)  # data.binarize: drawn once
+        self.splits["train"] = ResidentImages((train_x if mode == "dynamic" else fixed_x)[train_idx], train_y[train_idx])
+        if mode == "dynamic":
+            self.splits["train"] = Redrawn(self.splits["train"])
+        self.splits["val"] = ResidentImages(fixed_x[val_idx], train_y[val_idx])
         test_x, test_y = self._load(folder, "t10k", device)
+        test_x = test_x if mode == "none" else binarized(test_x, seed + 1)
         if self.hparams.train_subset:
             test_x, test_y = test_x[: self.hparams.train_subset // 10 or 1], test_y[: self.hparams.train_subset // 10 or 1]
         self.splits["test"] = ResidentImages(test_x, test_y)
