@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.errors import ConfigError, user_error
+from vae_lab.errors import ConfigError, check_number, user_error
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
 from vae_lab.models.training import Batch, TrainingModule, capturing, check_training_options, require
@@ -29,7 +29,8 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
     def __init__(self, net: DictConfig | dict, latent_dim: int = 10, num_classes: int = 10, beta: float = 1.0,
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
                  fused_adam: bool = True, compile: bool = False, channels_last: bool | str = "auto",
-                 lr_schedule: str = "constant", cuda_graph: bool = False, flush_denormal: bool = True) -> None:
+                 lr_schedule: str = "constant", cuda_graph: bool = False, flush_denormal: bool = True,
+                 adam_eps: float = 1e-8, kl_warmup_epochs: int = 0, lr_scheduler: DictConfig | dict | None = None) -> None:
         super().__init__()
         require(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         require(latent_dim <= MAX_LATENT_DIM, f"model.latent_dim={latent_dim}: at most {MAX_LATENT_DIM} (each dimension "
@@ -39,13 +40,18 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         require(weight_decay >= 0, f"model.weight_decay={weight_decay}: must be ≥ 0")
         require(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
         require(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
-        check_training_options(lr_schedule, cuda_graph, compile, channels_last)
-        net = OmegaConf.to_container(net, resolve=True) if isinstance(net, DictConfig) else dict(net)
-        self.save_hyperparameters(ignore=["net"])  # collects the subclasses' arguments too
+        check_number("model.kl_warmup_epochs", kl_warmup_epochs, whole=True, minimum=0)
+        lr_scheduler = plain(lr_scheduler)
+        check_training_options(lr_schedule, cuda_graph, compile, channels_last, adam_eps, lr_scheduler)
+        net = plain(net)
+        self.save_hyperparameters(ignore=["net", "lr_scheduler"])  # collects the subclasses' arguments too
         self.hparams["net"] = net
+        if lr_scheduler is not None:
+            self.hparams["lr_scheduler"] = lr_scheduler
         self.latent_dim, self.num_classes, self.beta = latent_dim, num_classes, beta
         self.net = build_net(net, latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
         self.image_size = int(net.get("image_size", 28))
+        self.register_buffer("warmup", torch.ones(()), persistent=False)  # the KL's warm-up weight, this epoch
 
     # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -104,7 +110,18 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
 
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
         """recon + β·KL (β = 1: the VAE's negative ELBO); `posterior` = (z, μ, log σ²) for objectives that need it."""
-        return {"loss": terms["recon"] + self.beta * terms["kl"]}
+        return {"loss": terms["recon"] + self.kl_weight() * terms["kl"]}
+
+    def kl_weight(self) -> torch.Tensor | float:
+        """β, times the warm-up's weight while training (`model.kl_warmup_epochs`); validation and test: β."""
+        return self.beta * self.warmup if self.training and self.hparams.get("kl_warmup_epochs") else self.beta
+
+    def on_train_epoch_start(self) -> None:
+        """The KL warm-up's weight this epoch: epoch / kl_warmup_epochs (counted from 1), then 1 (Tomczak & Welling)."""
+        super().on_train_epoch_start()
+        epochs = self.hparams.get("kl_warmup_epochs")
+        if epochs:
+            self.warmup.fill_(min(1.0, (self.current_epoch + 1) / epochs))
 
     # --- sampling --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -158,6 +175,13 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
 def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The loggable terms: drop the per-dimension KL and the latent sample."""
     return {k: v for k, v in terms.items() if v.dim() == 0}
+
+
+def plain(config: DictConfig | dict | None) -> dict[str, Any] | None:
+    """A config as a plain dict (what the checkpoint's hyper-parameters hold)."""
+    if config is None:
+        return None
+    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
 
 
 def build_net(net: dict[str, Any], **kwargs: Any) -> torch.nn.Module:

@@ -34,8 +34,9 @@ class FactorVAE(BaseVAE):
     def __init__(self, net: Any, gamma: float = 35.0, disc_lr: float = 1e-4, disc_hidden: int = 1000,
                  disc_layers: int = 6, **kwargs: Any) -> None:
         super().__init__(net, **kwargs)
-        if self.hparams.get("lr_schedule", "constant") != "constant":
-            raise ConfigError("model.lr_schedule: FactorVAE's two optimisers keep a constant rate (Kim & Mnih)")
+        if self.hparams.get("lr_schedule", "constant") != "constant" or self.hparams.get("lr_scheduler"):
+            raise ConfigError("model.lr_schedule, model.lr_scheduler: FactorVAE's two optimisers keep a constant rate "
+                              "(Kim & Mnih)")
         self.discriminator = discriminator(self.latent_dim, disc_hidden, disc_layers)
 
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:

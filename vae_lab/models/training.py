@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import hydra
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.core.optimizer import LightningOptimizer
@@ -20,6 +21,7 @@ from vae_lab.models.graphed import StepGraph
 Batch = tuple[torch.Tensor, torch.Tensor]
 LR_SCHEDULES = ("constant", "cosine")
 CHANNELS_LAST = (True, False, "auto")
+SCHEDULERS = "torch.optim.lr_scheduler."  # model.lr_scheduler names one of torch's, stepped once per epoch
 AUTOMATIC, MANUAL = "epoch_loop.automatic_optimization", "epoch_loop.manual_optimization"  # Lightning's loop keys
 
 
@@ -29,9 +31,17 @@ def require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def check_training_options(lr_schedule: str, cuda_graph: bool, compile: bool, channels_last: bool | str) -> None:
+def check_training_options(lr_schedule: str, cuda_graph: bool, compile: bool, channels_last: bool | str,
+                           adam_eps: float = 1e-8, lr_scheduler: dict[str, Any] | None = None) -> None:
     """The training options' ranges (the constructor's arguments of the same names)."""
     require(lr_schedule in LR_SCHEDULES, f"model.lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
+    require(adam_eps > 0, f"model.adam_eps={adam_eps}: must be > 0")
+    if lr_scheduler is not None:
+        target = str(lr_scheduler.get("_target_"))
+        plain = not any("_target_" in str(value) for key, value in lr_scheduler.items() if key != "_target_")
+        require(target.startswith(SCHEDULERS) and plain, f"model.lr_scheduler: _target_={target!r}: name one of "
+                f"{SCHEDULERS}*, with plain settings (the optimiser is passed in)")
+        require(lr_schedule == "constant", f"model.lr_schedule={lr_schedule} and model.lr_scheduler: choose one")
     require(not (cuda_graph and compile), "model.cuda_graph=true and model.compile=true: choose one")
     require(channels_last in CHANNELS_LAST, f"model.channels_last={channels_last!r}: choose true, false or auto")
 
@@ -86,10 +96,15 @@ class TrainingModule(pl.LightningModule):
             for _ in self.trainer.optimizers:
                 progress.increment_ready()
                 progress.increment_completed()
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+        if self.schedule_interval() == "step":
+            self.lr_schedulers().step()
         return terms
+
+    def schedule_interval(self) -> str | None:
+        """When the learning-rate schedule steps: `step` (model.lr_schedule=cosine), `epoch` (model.lr_scheduler), or
+        None without one; Lightning keeps the interval, and the model steps the schedule itself."""
+        configs = self.trainer.lr_scheduler_configs
+        return configs[0].interval if configs else None
 
     def take_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The loss and one Adam step on it; what a CUDA graph captures (subclasses with more optimisers override)."""
@@ -117,7 +132,12 @@ class TrainingModule(pl.LightningModule):
         self._train_count += n
 
     def on_train_epoch_start(self) -> None:
+        """A fresh epoch's sums; a per-epoch schedule stepped to this epoch (caught up to it after a resume)."""
         self._train_sums, self._train_count = None, 0
+        if self.schedule_interval() == "epoch":
+            scheduler = self.lr_schedulers()
+            while scheduler.last_epoch < self.current_epoch:
+                scheduler.step()
 
     def on_train_epoch_end(self) -> None:
         if self._train_sums is not None:
@@ -148,8 +168,12 @@ class TrainingModule(pl.LightningModule):
         return pairs if len(pairs) > 1 else pairs[0]
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        """Adam (fused unless `model.fused_adam=false`); `model.lr_schedule=cosine` decays its rate to 0 by the last step."""
+        """Adam (fused unless `model.fused_adam=false`); `model.lr_schedule=cosine` decays its rate to 0 by the last
+        step; `model.lr_scheduler` is a torch scheduler stepped at each epoch's start."""
         adam = torch.optim.Adam(self.parameters(), **self.adam_options(self.hparams.lr))
+        if self.hparams.get("lr_scheduler"):
+            scheduler = hydra.utils.instantiate(self.hparams.lr_scheduler, optimizer=adam, _convert_="all")
+            return {"optimizer": adam, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         if self.hparams.get("lr_schedule", "constant") == "constant":
             return adam
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(adam, T_max=self.planned_steps())
@@ -157,7 +181,8 @@ class TrainingModule(pl.LightningModule):
 
     def adam_options(self, lr: float) -> dict[str, Any]:
         """Adam's settings beside its betas (`on_train_start` adapts them to CUDA graphs)."""
-        return {"lr": lr, "weight_decay": self.hparams.weight_decay, "fused": self.hparams.get("fused_adam", True) or None}
+        return {"lr": lr, "eps": self.hparams.get("adam_eps", 1e-8), "weight_decay": self.hparams.weight_decay,
+                "fused": self.hparams.get("fused_adam", True) or None}
 
     def on_train_start(self) -> None:
         """Fit the optimisers to this run: with CUDA graphs, capturable, the rate a device tensor (a graph reads it
