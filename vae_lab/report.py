@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from vae_lab.cli import user_errors
 from vae_lab.errors import ConfigError, VaeLabError
 from vae_lab.metrics.disentanglement import PROPERTY
+from vae_lab.published import published_section
 from vae_lab.timing import PARTS
 from vae_lab.timing_pass import TIMING_FILE, TIMING_HEADERS, agreement_line, read_timing, timing_pass
 from vae_lab.viz import plots
@@ -498,6 +499,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)
+                       + published_section([r.path for r in runs])
                        + time_section(runs, read_sweep(out), read_json_file(out / TIMING_FILE)))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))
