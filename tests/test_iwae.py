@@ -159,7 +159,8 @@ def test_the_warmup_weighs_the_kl_while_training_only():
      "plain settings"),
     ({"lr_scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2}, "lr_schedule": "cosine"},
      "choose one"),
-    ({"adam_eps": 0.0}, "model.adam_eps=0.0"), ({"kl_warmup_epochs": -1}, "model.kl_warmup_epochs=-1"),
+    ({"adam_eps": 0.0}, "model.adam_eps=0.0"), ({"adam_eps": "tiny"}, "model.adam_eps='tiny'"),
+    ({"kl_warmup_epochs": -1}, "model.kl_warmup_epochs=-1"), ({"lr_scheduler": 5}, "model.lr_scheduler=5"),
 ])
 def test_bad_schedule_settings_are_refused_in_one_line(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -41,6 +41,8 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         require(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
         require(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
         check_number("model.kl_warmup_epochs", kl_warmup_epochs, whole=True, minimum=0)
+        require(lr_scheduler is None or isinstance(lr_scheduler, (dict, DictConfig)),
+                f"model.lr_scheduler={lr_scheduler!r}: a torch scheduler's _target_ and settings, or null")
         lr_scheduler = plain(lr_scheduler)
         check_training_options(lr_schedule, cuda_graph, compile, channels_last, adam_eps, lr_scheduler)
         net = plain(net)

@@ -14,7 +14,7 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 
 from vae_lab.checkpoints import stamp
 from vae_lab.data.datamodule import step_batches
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, check_number
 from vae_lab.hardware import amx_cpu
 from vae_lab.models.graphed import StepGraph
 
@@ -35,6 +35,7 @@ def check_training_options(lr_schedule: str, cuda_graph: bool, compile: bool, ch
                            adam_eps: float = 1e-8, lr_scheduler: dict[str, Any] | None = None) -> None:
     """The training options' ranges (the constructor's arguments of the same names)."""
     require(lr_schedule in LR_SCHEDULES, f"model.lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
+    check_number("model.adam_eps", adam_eps)
     require(adam_eps > 0, f"model.adam_eps={adam_eps}: must be > 0")
     if lr_scheduler is not None:
         target = str(lr_scheduler.get("_target_"))
