@@ -52,9 +52,13 @@ def interval(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def budget(cfg: DictConfig, record: dict[str, Any], paper_epochs: int | None) -> str:
-    """The epochs a run trained, and whether its budget was smaller than the paper's."""
+    """The epochs a run trained (on a subset of the images, if so), and whether its budget was smaller than the
+    paper's."""
     planned = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    subset = OmegaConf.select(cfg, "data.train_subset", default=None)
     trained = f"{record.get('epochs', '?')} epochs (at most {planned})"
+    if subset:
+        trained += f" on {subset} training images (data.train_subset)"
     if paper_epochs is not None and planned is not None and planned < paper_epochs:
         return f"{trained}: smaller than the paper's {paper_epochs}"
     return trained
