@@ -30,7 +30,8 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
                  lr: float = 1e-3, weight_decay: float = 0.0, likelihood: str = "bernoulli", obs_sigma: float = 0.1,
                  fused_adam: bool = True, compile: bool = False, channels_last: bool | str = "auto",
                  lr_schedule: str = "constant", cuda_graph: bool = False, flush_denormal: bool = True,
-                 adam_eps: float = 1e-8, kl_warmup_epochs: int = 0, lr_scheduler: DictConfig | dict | None = None) -> None:
+                 adam_eps: float = 1e-8, kl_warmup_epochs: int = 0,
+                 lr_scheduler: DictConfig | dict | None = None) -> None:
         super().__init__()
         require(latent_dim >= 1, f"model.latent_dim={latent_dim}: must be at least 1")
         require(latent_dim <= MAX_LATENT_DIM, f"model.latent_dim={latent_dim}: at most {MAX_LATENT_DIM} (each dimension "
@@ -41,11 +42,8 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         require(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
         require(obs_sigma > 0, f"model.obs_sigma={obs_sigma}: must be > 0")
         check_number("model.kl_warmup_epochs", kl_warmup_epochs, whole=True, minimum=0)
-        require(lr_scheduler is None or isinstance(lr_scheduler, (dict, DictConfig)),
-                f"model.lr_scheduler={lr_scheduler!r}: a torch scheduler's _target_ and settings, or null")
-        lr_scheduler = plain(lr_scheduler)
         check_training_options(lr_schedule, cuda_graph, compile, channels_last, adam_eps, lr_scheduler)
-        net = plain(net)
+        net, lr_scheduler = plain(net), plain(lr_scheduler)
         self.save_hyperparameters(ignore=["net", "lr_scheduler"])  # collects the subclasses' arguments too
         self.hparams["net"] = net
         if lr_scheduler is not None:

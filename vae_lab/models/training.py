@@ -5,6 +5,7 @@ compile). `BaseVAE` builds on it; a model supplies `loss_terms` and `curves`."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import hydra
@@ -32,8 +33,10 @@ def require(ok: bool, message: str) -> None:
 
 
 def check_training_options(lr_schedule: str, cuda_graph: bool, compile: bool, channels_last: bool | str,
-                           adam_eps: float = 1e-8, lr_scheduler: dict[str, Any] | None = None) -> None:
+                           adam_eps: float = 1e-8, lr_scheduler: Mapping[str, Any] | None = None) -> None:
     """The training options' ranges (the constructor's arguments of the same names)."""
+    require(lr_scheduler is None or isinstance(lr_scheduler, Mapping),
+            f"model.lr_scheduler={lr_scheduler!r}: a torch scheduler's _target_ and settings, or null")
     require(lr_schedule in LR_SCHEDULES, f"model.lr_schedule={lr_schedule!r}: choose one of {LR_SCHEDULES}")
     check_number("model.adam_eps", adam_eps)
     require(adam_eps > 0, f"model.adam_eps={adam_eps}: must be > 0")
