@@ -377,7 +377,7 @@ def test_the_finite_loss_guard_checks_before_a_validation_during_fit(every):
 
 def test_a_checkpoint_from_automatic_optimisation_resumes_at_its_step(tmp_path, data_dir):
     """Checkpoints written before the models took their own steps kept the count in Lightning's automatic loop."""
-    from vae_lab.models.base import AUTOMATIC, MANUAL
+    from vae_lab.models.training import AUTOMATIC, MANUAL
     from vae_lab.train import build
 
     _, trainer = _fit_steps(tmp_path, max_steps=3)
@@ -555,9 +555,9 @@ def test_the_gradient_free_bernoulli_nll_equals_the_elementwise_one(side):
 
 @pytest.mark.parametrize("amx", [True, False])
 def test_auto_channels_last_takes_the_burgess_net_on_an_amx_cpu_only(monkeypatch, amx):
-    from vae_lab.models import base
+    from vae_lab.models import training
 
-    monkeypatch.setattr(base, "amx_cpu", lambda: amx)
+    monkeypatch.setattr(training, "amx_cpu", lambda: amx)
     burgess = {"_target_": "vae_lab.nets.burgess.BurgessNet", "image_size": 32}
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     assert VAE(burgess).trains_channels_last(cpu) is amx  # auto is the default

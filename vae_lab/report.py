@@ -37,6 +37,7 @@ from vae_lab.results.runs import (
     read_sweep,
     read_timing,
 )
+from vae_lab.published import published_section
 from vae_lab.timing import PARTS
 from vae_lab.viz import plots
 
@@ -391,6 +392,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     csv_path, md_path = out / "report.csv", out / "report.md"
     write_csv(rows, metrics, csv_path)
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)
+                       + published_section([r.path for r in runs])
                        + time_section(runs, read_sweep(out), timing))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from vae_lab.data.base import DataModule, check_split, to_channels
 from vae_lab.data.batches import ResidentImages
@@ -54,6 +55,14 @@ class ArrayDataModule(DataModule):
         """N×C×H×W uint8 images at image_size."""
         return resize_to(images, self.image_size)
 
+    def drawn(self, train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The images the training, validation and test splits are cut from (a dataset may draw them: binarize)."""
+        return train_x, train_x, test_x
+
+    def training_split(self, split: ResidentImages) -> Dataset:
+        """The training split as batches read it (a dataset may re-draw it at each read: binarize)."""
+        return split
+
     def setup(self, stage: str | None = None) -> None:
         """Load the arrays once, at the configured size and channels, onto the training device, and cut the splits."""
         if self.splits:
@@ -69,8 +78,9 @@ class ArrayDataModule(DataModule):
         val_idx, train_idx = order[:val].to(device), order[val:].to(device)
         if self.hparams.train_subset:
             train_idx, val_idx = train_idx[: self.hparams.train_subset], val_idx[: max(1, self.hparams.train_subset // 10)]
-        self.splits["train"] = ResidentImages(train_x[train_idx], train_y[train_idx])
-        self.splits["val"] = ResidentImages(train_x[val_idx], train_y[val_idx])
+        train_x, val_x, test_x = self.drawn(train_x, test_x)
+        self.splits["train"] = self.training_split(ResidentImages(train_x[train_idx], train_y[train_idx]))
+        self.splits["val"] = ResidentImages(val_x[val_idx], train_y[val_idx])
         if self.hparams.train_subset:
             keep = max(1, self.hparams.train_subset // 10)
             test_x, test_y = test_x[:keep], test_y[:keep]

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from vae_lab.data.arrays import ArrayDataModule, Arrays
 from vae_lab.data.base import constructor_arguments
+from vae_lab.data.batches import ResidentImages
+from vae_lab.data.binarize import Redrawn, binarized, check_binarize
 from vae_lab.data.files import KnownFile, by_torchvision, ensure_files
 from vae_lab.data.idx import read_idx
 from vae_lab.data.offline import MNIST_WHEEL, gunzip_missing, offline_fetch
@@ -108,7 +111,9 @@ class MNISTDataModule(ArrayDataModule):
 
     def __init__(self, name: str = "mnist", data_dir: str = "data", batch_size: int = 128, image_size: int = 28,
                  val_size: int = 5000, split_seed: int = 12345, seed: int = 0, train_subset: int | None = None,
-                 download: bool = True, steps_per_batch: int = 1, channels: int = 1) -> None:
+                 download: bool = True, steps_per_batch: int = 1, channels: int = 1, binarize: str = "none",
+                 binarize_seed: int = 777) -> None:
+        check_binarize(binarize)
         super().__init__(constructor_arguments(locals()))
 
     def count_classes(self) -> int:
@@ -130,6 +135,19 @@ class MNISTDataModule(ArrayDataModule):
             return F.pad(images, (2, 2, 2, 2))
         return F.interpolate(images.float(), size=self.image_size, mode="bilinear",
                              align_corners=False).round_().to(torch.uint8)
+
+
+    def drawn(self, train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`data.binarize`: the validation and test images drawn once by the seed (static: the training ones too)."""
+        mode, seed = self.hparams.binarize, self.hparams.binarize_seed
+        if mode == "none":
+            return train_x, train_x, test_x
+        fixed = binarized(train_x, seed)
+        return (train_x if mode == "dynamic" else fixed), fixed, binarized(test_x, seed + 1)
+
+    def training_split(self, split: ResidentImages) -> Dataset:
+        """`data.binarize=dynamic`: each training image re-drawn as Bernoulli(pixel) at every read."""
+        return Redrawn(split) if self.hparams.binarize == "dynamic" else split
 
 
 def read_split(folder: Path, prefix: str) -> Arrays:

@@ -39,8 +39,9 @@ class FactorVAE(BaseVAE):
         # no hidden layer: a linear discriminator sees only means, which the joint and its shuffle share
         check_number("model.disc_layers", disc_layers, whole=True, minimum=1)
         super().__init__(net, **kwargs)
-        if self.hparams.get("lr_schedule", "constant") != "constant":
-            raise ConfigError("model.lr_schedule: FactorVAE's two optimisers keep a constant rate (Kim & Mnih)")
+        if self.hparams.get("lr_schedule", "constant") != "constant" or self.hparams.get("lr_scheduler"):
+            raise ConfigError("model.lr_schedule, model.lr_scheduler: FactorVAE's two optimisers keep a constant rate "
+                              "(Kim & Mnih)")
         self.discriminator = discriminator(self.latent_dim, disc_hidden, disc_layers)
 
     def objective(self, terms: dict[str, torch.Tensor], posterior: Posterior) -> dict[str, torch.Tensor]:
