@@ -98,3 +98,18 @@ def test_train_and_validation_curves_are_two_coloured_series_of_the_logged_point
     assert list(val.get_ydata()) == pytest.approx([109.51, 99.0])  # exactly the logged values: no smoothing
     assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train", "validation"]
     plt.close(fig)
+
+
+def test_hparams_show_whole_numbers_as_whole_numbers():
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    from vae_lab.viz.tensorboard import experiment_summary, hparam_values
+
+    records = [{"model": "beta_vae", "beta": 1.0, "latent_dim": 10, "lr": 1e-3, "test/nelbo": 100.0},
+               {"model": "beta_vae", "beta": 4.0, "latent_dim": 10, "lr": 1e-3, "test/nelbo": 110.0}]
+    assert hparam_values(records[0]) == {"01_model": "beta_vae", "04_beta": "1", "05_latent_dim": "10",
+                                         "06_lr": "0.001"}
+    experiment = experiment_summary(records).value[0].metadata.plugin_data.content
+    infos = {h.display_name: h for h in metadata.parse_experiment_plugin_data(experiment).hparam_infos}
+    assert infos["β"].type == api_pb2.DATA_TYPE_STRING and list(infos["β"].domain_discrete) == ["1", "4"]
+    assert infos["β"].differs and not infos["latent size"].differs

@@ -1,5 +1,5 @@
-"""What a run writes to TensorBoard beside Lightning's curves: the HParams sessions and experiment, the Custom
-Scalars layout, the composed config, and the final metrics once at the last step (docs/tensorboard.md)."""
+"""What a run writes to TensorBoard beside Lightning's curves: the HParams sessions and experiment, the composed
+config, and the final metrics once at the last step (docs/tensorboard.md)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,14 @@ def hparam_name(key: str) -> str:
 
 
 def hparam_values(record: dict[str, Any]) -> dict[str, bool | float | str]:
-    """A run's hyper-parameters as the HParams plugin takes them (numbers as floats); unset ones left out."""
+    """A run's hyper-parameters as the HParams plugin takes them; unset ones left out. Numbers go as their shortest
+    text ("8", "4", "0.002"): the tab prints a number as 8.0000, a whole number as a fraction."""
     values = {}
     for key in HPARAMS:
         value = record.get(key)
         if value is None:
             continue
-        values[hparam_name(key)] = value if isinstance(value, (bool, str)) else float(value)
+        values[hparam_name(key)] = value if isinstance(value, (bool, str)) else f"{float(value):g}"
     return values
 
 
@@ -133,18 +134,6 @@ def write_sweep_experiment(folder: Path, records: Sequence[dict[str, Any]]) -> b
     return True
 
 
-LAYOUT_TERMS = (("loss", "loss"), ("reconstruction (nats)", "recon"), ("KL (nats)", "kl"))
-
-
-def custom_scalars_layout() -> dict[str, dict[str, list]]:
-    """The Custom Scalars tab: train (epoch means) against validation for loss, recon and KL, and every latent's KL
-    in one chart."""
-    charts = {title: ["Multiline", [rf"^train_epoch/{term}$", rf"^val/{term}$"]] for title, term in LAYOUT_TERMS}
-    return {"train vs validation": charts,
-            "KL per latent dimension (nats)": {"validation": ["Multiline", [r"^kl_dim/val/\d+$"]],
-                                               "test": ["Multiline", [r"^kl_dim/test/\d+$"]]}}
-
-
 def config_text(cfg: DictConfig) -> str:
     """The composed config as Markdown (an indented code block) for the Text tab; Hydra's own settings left out."""
     job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
@@ -152,9 +141,9 @@ def config_text(cfg: DictConfig) -> str:
 
 
 def log_run_start(logger: Any, cfg: DictConfig) -> None:
-    """At the run's start: the Custom Scalars layout and the composed config as text."""
+    """At the run's start: the composed config as text. (No Custom Scalars layout: its charts smooth a short run's
+    few points into gaps that are not in the data; `curves/train_vs_val` and `latent/kl_per_latent` draw them.)"""
     writer = getattr(logger, "experiment", None)
-    if not hasattr(writer, "add_custom_scalars"):
+    if not hasattr(writer, "add_text"):
         return
-    writer.add_custom_scalars(custom_scalars_layout())
     writer.add_text("config", config_text(cfg))
