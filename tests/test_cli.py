@@ -70,6 +70,8 @@ def test_final_metrics_are_logged_once_at_the_last_step(cvae_run):
         points = events.Scalars(key)
         assert [p.step for p in points] == [last], key
         assert points[0].value == pytest.approx(metrics[key], rel=1e-5, abs=1e-5), key
+    table = events.Tensors("results/text_summary")[0].tensor_proto.string_val[0].decode().splitlines()
+    assert table[0] == "| metric | value |" and len(table) > 10  # the end-of-run values, as one table
 
 
 def test_scalars_are_grouped_and_tensorboard_gets_its_extras(cvae_run):

@@ -113,3 +113,13 @@ def test_hparams_show_whole_numbers_as_whole_numbers():
     infos = {h.display_name: h for h in metadata.parse_experiment_plugin_data(experiment).hparam_infos}
     assert infos["β"].type == api_pb2.DATA_TYPE_STRING and list(infos["β"].domain_discrete) == ["1", "4"]
     assert infos["β"].differs and not infos["latent size"].differs
+
+
+def test_the_end_of_run_values_are_one_table():
+    from vae_lab.viz.tensorboard import results_table
+
+    record = {"model": "cvae", "test/nelbo": 101.23456, "test/active_units": 8.0, "time/train_seconds": 12.5,
+              "test/fid": float("nan"), "status": "ok"}
+    lines = results_table(record).splitlines()
+    assert lines[:2] == ["| metric | value |", "|---|--:|"] and len(lines) == 5  # NaN left out, hyper-parameters too
+    assert lines[2].endswith("| 101.2 |") and lines[3].endswith("| 8 |") and lines[4].endswith("| 12.5 |")

@@ -106,6 +106,21 @@ def final_metrics(record: dict[str, Any]) -> dict[str, float]:
             and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def number_text(value: float) -> str:
+    """A metric as a table shows it: whole numbers whole, others to four significant digits."""
+    return f"{int(value)}" if float(value).is_integer() else f"{value:.4g}"
+
+
+def results_table(record: dict[str, Any]) -> str:
+    """The run's final metrics as one Markdown table (the Text tab's `results`), headline metrics first, by the
+    report's names: the end-of-run values at a glance instead of one single-point card each."""
+    from vae_lab.report import header  # one naming scheme for report.md and TensorBoard
+
+    rows = [f"| {header(m)} | {number_text(record[m])} |" for m in metric_names([record])
+            if math.isfinite(float(record[m]))]
+    return "\n".join(["| metric | value |", "|---|--:|", *rows])
+
+
 def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: float, end_time: float,
                 experiment: bool) -> None:
     """At the run's end: its final metrics once, at the last step; its HParams session; with `experiment`, its own
@@ -114,6 +129,7 @@ def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: floa
     if not hasattr(writer, "add_scalar"):
         return
     logger.log_metrics(final_metrics(record), step=step)
+    writer.add_text("results", results_table(record), step)
     file_writer = writer._get_file_writer()  # torch's SummaryWriter writes raw Summary protos through it
     summaries = ([experiment_summary([record])] if experiment else []) + session_summaries(record, start_time,
                                                                                          end_time)
