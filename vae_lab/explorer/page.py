@@ -251,7 +251,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
     page = Page(catalogue)
     names = catalogue.names
     with gr.Blocks(title="vae_lab explorer", analytics_enabled=False) as demo:
-        gr.Markdown("## vae_lab explorer\n" + HOW_TO_READ)
+        gr.Markdown("## vae_lab explorer\n" + HOW_TO_READ, elem_id="how-to-read")
         with gr.Row(visible=len(names) > 1):
             first = gr.Dropdown(names, value=names[0], label="model A", scale=3)
             second = gr.Dropdown([NONE, *names], value=names[1] if len(names) == 2 else NONE,
@@ -263,29 +263,29 @@ def build(catalogue: Catalogue) -> gr.Blocks:
             with gr.Column(scale=3, min_width=300):
                 classes = next((c.class_names for c in catalogue.candidates.values() if c.class_names), ())
                 label = gr.Dropdown([(n, i) for i, n in enumerate(classes)], value=0 if classes else None,
-                                    label="class", visible=bool(classes),
+                                    label="class", visible=bool(classes), elem_id="class",
                                     info="what kind of image to draw; the design keeps its slider changes")
                 with gr.Row():
-                    draw = gr.Button("random design", size="sm")
-                    reset = gr.Button("typical design", size="sm")
+                    draw = gr.Button("random design", size="sm", elem_id="draw")
+                    reset = gr.Button("typical design", size="sm", elem_id="reset")
                 temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="variety of random designs",
                                         info="0: always the typical design; 1: as varied as the model learned")
                 draw_problem = problem_line("draw-problem")
                 with gr.Row():
-                    index = gr.Number(0, precision=0, label="test image number", min_width=120)
+                    index = gr.Number(0, precision=0, label="test image number", min_width=120, elem_id="index")
                     pick = gr.Button("any", size="sm", min_width=60)
-                    encode = gr.Button("start from it", size="sm", variant="primary")
+                    encode = gr.Button("start from it", size="sm", variant="primary", elem_id="encode")
                 help_line("sets the sliders to the code the model reads from that real image")
                 encode_problem = problem_line("encode-problem")
                 with gr.Row():
                     start = gr.Number(0, precision=0, label="blend from image", min_width=90)
                     end = gr.Number(1, precision=0, label="to image", min_width=90)
-                    t = gr.Slider(0, 1, value=0.5, step=0.05, label="how far", min_width=120)
-                interpolate = gr.Button("blend the two test images", size="sm", variant="primary")
+                t = gr.Slider(0, 1, value=0.5, step=0.05, label="how far from the first to the second")
+                interpolate = gr.Button("blend the two test images", size="sm", variant="primary", elem_id="blend")
                 help_line("the strip shows the path from one image to the other")
                 path_problem = problem_line("path-problem")
-                save = gr.Button("download this design (image and its code)", size="sm")
-                files = gr.File(label="downloads", file_count="multiple", interactive=False, height=80)
+                save = gr.Button("download this design (image and its code)", size="sm", elem_id="download")
+                files = gr.File(label="downloads", file_count="multiple", interactive=False, height=80, elem_id="files")
             with gr.Column(scale=4, min_width=360):
                 with gr.Row():
                     image_a = picture("A" if len(names) > 1 else "the design", 300, elem_id="image-a")
@@ -294,7 +294,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
                 strip = picture("strip", 110, elem_id="strip", show_label=False)
                 strip_note = gr.Markdown(elem_id="strip-note", elem_classes="help")
                 with gr.Row():
-                    original = picture("test image", 110)
+                    original = picture("test image", 110, elem_id="original")
                     recon = picture("as model A redraws it", 110)
                     about = gr.Textbox(label="its class or factors", interactive=False, lines=2)
                 code = gr.JSON(label="the code z (numbers on the sliders)", open=False)

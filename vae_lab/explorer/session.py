@@ -56,11 +56,6 @@ class Loaded:
     def latent_dim(self) -> int:
         return self.model.latent_dim
 
-    @property
-    def size(self) -> int:
-        """The model's image side in pixels."""
-        return self.model.image_size
-
     def labels(self, label: int | None, n: int = 1) -> torch.Tensor | None:
         """The label tensor the decoder takes: None for an unconditional model, else `label` (default 0)."""
         if not self.model.conditional:
