@@ -18,7 +18,7 @@ from vae_lab.metrics.latent import active_units
 from vae_lab.models.base import BaseVAE
 from vae_lab.models.likelihood import mean_image
 
-CARD_PX = 520   # about the width at which TensorBoard's image cards show a picture: figures are drawn this wide or less
+CARD_PX = 360   # about the width at which TensorBoard's Images cards show a picture: figures are drawn about this wide
 FONT = 11       # points at 100 dpi (≈ 15 px): legible once a card has scaled the figure to its width
 CHAR_PX = 8.2   # an average character's width at FONT, for margins and title wrapping
 STILL = 0.01    # a traversal row whose images differ by less than this (mean pixel std) shows no change
@@ -165,9 +165,8 @@ def labelled_rows(grid: torch.Tensor, row_labels: Sequence[str], title: str = ""
     margin = 12 + CHAR_PX * max((len(label) for label in row_labels), default=0)  # pixels for the row labels
     scale = min(4.0, max(1.0, (CARD_PX - margin - 10) / width))  # the grid's pixels, enlarged to fill the card
     image_w, image_h = width * scale, height * scale
-    fig_w = margin + image_w + 10
-    room = 2 * min(margin + image_w / 2, fig_w - margin - image_w / 2)  # the title is centred over the grid
-    lines = [w for line in title.split("\n") if line for w in textwrap.wrap(line, int(room / CHAR_PX))]
+    fig_w = max(margin + image_w + 10, CARD_PX)  # at least a card wide: room for the title
+    lines = [w for line in title.split("\n") if line for w in textwrap.wrap(line, int(fig_w / CHAR_PX) - 2)]
     top, bottom = 8 + 1.45 * FONT * len(lines) * 100 / 72, 8 + (22 if column_labels else 0)
     fig_h = image_h + top + bottom
     fig, ax = plt.subplots(figsize=(fig_w / 100, fig_h / 100), dpi=100)
@@ -179,7 +178,7 @@ def labelled_rows(grid: torch.Tensor, row_labels: Sequence[str], title: str = ""
     columns = len(column_labels)
     ax.set_xticks([(i + 0.5) * width / columns for i in range(columns)], list(column_labels), fontsize=FONT - 1)
     ax.tick_params(length=0)
-    ax.set_title("\n".join(lines), fontsize=FONT)
+    ax.set_title("\n".join(lines), fontsize=FONT, x=(fig_w / 2 - margin) / image_w)  # centred on the figure
     return fig
 
 
@@ -187,17 +186,17 @@ def curves_figure(history: dict[int, dict[str, float]], terms: Sequence[tuple[st
     """Train (epoch means) against validation, one panel per loss term, as logged: one marker per epoch, train and
     validation in two colours with a legend (no smoothing, so a short run shows exactly its few points)."""
     epochs = sorted(history)
-    fig, axes = plt.subplots(1, len(terms), figsize=(CARD_PX / 100 * 1.6, 2.6), dpi=100, squeeze=False)
-    for ax, (name, term) in zip(axes[0], terms):
+    fig, axes = plt.subplots(len(terms), 1, figsize=(CARD_PX / 100, 2.1 * len(terms)), dpi=100, squeeze=False)
+    for ax, (name, term) in zip(axes[:, 0], terms):
         for stage, colour, label in (("train_epoch", "tab:blue", "train"), ("val", "tab:orange", "validation")):
             points = [(e, history[e][f"{stage}/{term}"]) for e in epochs if f"{stage}/{term}" in history[e]]
             if points:
                 ax.plot(*zip(*points), marker="o", color=colour, label=label)
         ax.set_title(name, fontsize=FONT - 1)
-        ax.set_xlabel("epoch", fontsize=FONT - 2)
-        ax.tick_params(labelsize=FONT - 3)
+        ax.tick_params(labelsize=FONT - 2)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0][0].legend(fontsize=FONT - 3)
+    axes[-1][0].set_xlabel("epoch", fontsize=FONT - 1)
+    axes[0][0].legend(fontsize=FONT - 2)
     fig.tight_layout()
     return fig
 
@@ -208,16 +207,16 @@ def kl_bars(kl: torch.Tensor, active: torch.Tensor | None = None, title: str = "
     kl = kl.detach().float().cpu()
     order = kl.argsort(descending=True).tolist()
     colours = ["tab:blue" if active is None or bool(active[d]) else "0.7" for d in order]
-    fig, ax = plt.subplots(figsize=(CARD_PX / 100, 3.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(CARD_PX / 100, 3.0), dpi=100)
     bars = ax.bar(range(len(order)), [float(kl[d]) for d in order], color=colours)
     ax.bar_label(bars, fmt="%.2f", fontsize=FONT - 3)
-    ax.set_xticks(range(len(order)), [f"z{d}" for d in order], fontsize=FONT - 2 if len(order) <= 16 else 6)
+    ax.set_xticks(range(len(order)), [f"z{d}" for d in order], fontsize=FONT - 2 if len(order) <= 10 else 6)
     ax.set_ylabel("KL (nats)", fontsize=FONT - 1)
     ax.margins(y=0.15)
     summary = f"KL per latent, largest first ({kl.sum():.1f} nats in all)"
     if active is not None:
         summary += f"; grey: unused ({int((~active.bool()).sum())} of {len(kl)})"
-    lines = [line for part in filter(None, [title, summary]) for line in textwrap.wrap(part, 62)]
+    lines = [line for part in filter(None, [title, summary]) for line in textwrap.wrap(part, 44)]
     ax.set_title("\n".join(lines), fontsize=FONT - 1)
     fig.tight_layout()
     return fig
