@@ -43,13 +43,14 @@ chromium:
 test-browser: install browser data chromium
 	$(BIN)/python -m pytest -q -s tests/test_explore_browser.py
 
-# docs/img/explore.png: the browser test's screenshot of a VAE trained for two epochs on 30,000 Fashion-MNIST images.
+# docs/img/explore.png and explore_walk_*.png: the browser tests' screenshots of the default CVAE trained for two
+# epochs on 30,000 Fashion-MNIST images (the walk-through of docs/explore.md).
 EXPLORE_RUN := outputs/runs/docs_explore
 docs-explore: install browser data chromium
-	$(BIN)/python -m vae_lab.train model=vae data=fashion_mnist data.train_subset=30000 trainer.max_epochs=2 \
+	$(BIN)/python -m vae_lab.train model=cvae data=fashion_mnist data.train_subset=30000 trainer.max_epochs=2 \
 	  eval.enabled=false hydra.run.dir=$(EXPLORE_RUN)
 	VAE_LAB_EXPLORE_CKPT=$(EXPLORE_RUN)/checkpoints/last.ckpt VAE_LAB_EXPLORE_SCREENSHOT=docs/img/explore.png \
-	  $(BIN)/python -m pytest -q -s tests/test_explore_browser.py -k moving
+	  VAE_LAB_EXPLORE_WALK=docs/img $(BIN)/python -m pytest -q -s tests/test_explore_browser.py -k "moving or walk"
 
 # The measurements of vae_lab itself (benchmarks/, not installed): vae_lab's training path against a plain PyTorch
 # loop (docs/speed.md), on the CPU and on a GPU.
@@ -103,7 +104,7 @@ docs-results:
 docs-study:
 	$(BIN)/python scripts/report_into_page.py $(STUDY) docs/disentanglement.md docs/img/study
 
-docs-screenshots: install data
+docs-screenshots: install data docs-explore
 	bash scripts/docs_screenshots.sh $(BIN)/python
 
 clean:

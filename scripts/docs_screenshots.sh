@@ -34,5 +34,4 @@ PYEOF
 }
 mkdir -p "$OUT"
 shot hparams hparams
-shot custom_scalars custom_scalars
 shot images images

@@ -53,7 +53,8 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "kl_dim/val/0"} <= scalars, scalars
     assert events.PluginTagToContent("hparams"), "the HParams tab needs the hparams summary"
     images = set(events.Tags()["images"])
-    assert {"images/reconstructions", "images/samples", "images/traversals", "images/class_grid"} <= images
+    assert {"images/reconstructions", "images/traversals", "images/class_grid", "latent/kl_per_latent",
+            "curves/train_vs_val"} <= images and "images/samples" not in images  # a CVAE's: the labelled class grid
     names = check_projector(cvae_run / "tensorboard" / "cvae_mnist", 200, 8, 28)  # FAST: a test set of train_subset // 10
     assert set(names) <= {str(i) for i in range(10)} and len(set(names)) > 1  # MNIST's class names
 
@@ -69,13 +70,14 @@ def test_final_metrics_are_logged_once_at_the_last_step(cvae_run):
         points = events.Scalars(key)
         assert [p.step for p in points] == [last], key
         assert points[0].value == pytest.approx(metrics[key], rel=1e-5, abs=1e-5), key
+    table = events.Tensors("results/text_summary")[0].tensor_proto.string_val[0].decode().splitlines()
+    assert table[0] == "| metric | value |" and len(table) > 10  # the end-of-run values, as one table
 
 
 def test_scalars_are_grouped_and_tensorboard_gets_its_extras(cvae_run):
     """Per-dimension KL in its own group (and really per dimension for the mixture prior); no nelbo curve that
-    repeats the loss; learning rate, μ / log σ² histograms, the config text and the Custom Scalars layout."""
-    from tensorboard.plugins.custom_scalar import layout_pb2
-
+    repeats the loss; learning rate, μ / log σ² histograms, the config text; no Custom Scalars layout (its smoothed
+    charts invent gaps on short runs: the curves are a figure)."""
     events = run_events(cvae_run)
     scalars = set(events.Tags()["scalars"])
     per_dim = [events.Scalars(f"kl_dim/val/{d}")[-1].value for d in range(8)]
@@ -86,9 +88,7 @@ def test_scalars_are_grouped_and_tensorboard_gets_its_extras(cvae_run):
     assert {"latent/mu", "latent/logvar"} <= set(events.Tags()["histograms"])
     text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "_target_: vae_lab.models.cvae.CVAE" in text and "prior_components: 10" in text
-    layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
-    charts = {chart.title: list(chart.multiline.tag) for category in layout.category for chart in category.chart}
-    assert charts["loss"] == ["^train_epoch/loss$", "^val/loss$"] and charts["validation"] == [r"^kl_dim/val/\d+$"]
+    assert "custom_scalars__config__" not in events.Tags()["tensors"]
 
 
 def test_a_single_run_has_its_hparams_session_and_experiment(cvae_run):
@@ -98,7 +98,7 @@ def test_a_single_run_has_its_hparams_session_and_experiment(cvae_run):
 
     content = run_events(cvae_run).PluginTagToContent("hparams")
     start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
-    assert start.hparams["model"].string_value == "cvae" and start.hparams["model.latent_dim"].number_value == 8
+    assert start.hparams["model"].string_value == "cvae" and start.hparams["model.latent_dim"].string_value == "8"
     assert "data.batch_size" in start.hparams and "seed" in start.hparams and "threads" not in start.hparams
     assert not [name for name in start.hparams if "/" in name]
     experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])

@@ -8,23 +8,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from benchmarks.browser import free_port
 from tests.explorer_helpers import tiny_checkpoint
 from vae_lab.errors import ConfigError
 from vae_lab.explorer.runs import candidates
-from vae_lab.explorer.session import Catalogue, Session, to_uint8
-from vae_lab.metrics.latent import active_dims
+from vae_lab.explorer.session import SPAN, Catalogue, Session, factor_names_of, pad_to, to_uint8
+from vae_lab.metrics.latent import active_dims, encode_means
 from vae_lab.models.likelihood import mean_image
+
+CELL_A, CELL = 28, 32  # the CVAE's images (MLP net) and the β-VAE's (Burgess net): strips pad both to 32
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, data_dir, one_thread):
-    """A CVAE with 8 latents and a VAE with 12 (untrained: what matters is that the page shows what they decode)."""
+    """The project's defaults side by side (untrained: what matters is that the page shows what they decode): the
+    CVAE (MLP, 28×28, 8 latents, a learned mixture prior p(z|y)) and a β-VAE (Burgess net, 32×32) with 12 latents."""
     root = tmp_path_factory.mktemp("explore")
-    return (tiny_checkpoint(root / "cvae", "model=cvae", "model.latent_dim=8"),
-            tiny_checkpoint(root / "vae", "model=vae", "model.latent_dim=12"))
+    return (tiny_checkpoint(root / "cvae", "model=cvae"),
+            tiny_checkpoint(root / "beta_vae", "model=beta_vae", "model.latent_dim=12"))
 
 
 @pytest.fixture(scope="module")
@@ -44,37 +48,74 @@ def model_image(loaded, z, label):
         return to_uint8(mean_image(loaded.model.decode(torch.as_tensor(z[: loaded.latent_dim])[None].float(), y)))[0]
 
 
-def is_prior_mean(pair, z, label):
-    """Whether z is a mean of the first model's prior p(z|label) (a mixture's component), 0 beyond its latents."""
-    means = torch.as_tensor(pair.first.model.prior(torch.tensor([label]))[0]).reshape(-1, pair.first.latent_dim)
-    return not np.any(z[pair.first.latent_dim:]) and bool(torch.isclose(means, torch.as_tensor(z[:8])).all(1).any())
-
-
-def test_two_models_share_the_sliders_they_have_and_say_so(pair):
-    cvae = pair.models[0]
-    assert pair.size == 12 and sorted(pair.order()) == list(range(12))
-    assert pair.order()[:8] == np.argsort(-cvae.kl, kind="stable").tolist() and set(pair.order()[8:]) == {8, 9, 10, 11}
-    assert all(cvae.kl[a] >= cvae.kl[b] for a, b in zip(pair.order()[:7], pair.order()[1:8]))
-    assert "8 and 12 latents" in pair.note()
-    x, y = cvae.test[torch.arange(300)]
+def prior_mean(pair, label):
+    """The CVAE's prior mean for a class: its heaviest mixture component's mean."""
+    model = pair.first.model
     with torch.no_grad():
-        mu, _ = cvae.model.encode(x, y)
+        mu, _, log_pi = model.mixture(torch.tensor([label]))
+    return mu[0, log_pi[0].argmax()].numpy()
+
+
+def is_component_mean(pair, z, label):
+    """Whether z is a mean of one of the CVAE's prior components for the label (0 beyond its latents)."""
+    with torch.no_grad():
+        means = pair.first.model.prior(torch.tensor([label]))[0][0]
+    return not np.any(z[8:]) and bool(torch.isclose(means, torch.as_tensor(z[:8])).all(1).any())
+
+
+def cells(strip, row, side=CELL, left=12):
+    """The images of one row of a strip picture (grid padding 1, a label column of `left` pixels)."""
+    top = 1 + row * (side + 1)
+    count = (strip.shape[1] - left - 1) // (side + 1)
+    return [strip[top:top + side, left + 1 + k * (side + 1): left + 1 + k * (side + 1) + side] for k in range(count)]
+
+
+def padded(image28):
+    """A 28×28 uint8 image as the strips show it in a 32×32 cell (grey frame), RGB."""
+    x = torch.as_tensor(image28).float()[None, None] / 255
+    return to_uint8(pad_to(x, CELL).expand(-1, 3, -1, -1))[0]
+
+
+def test_the_kl_is_the_models_own_against_its_prior(pair):
+    cvae = pair.first
+    mu, logvar, y = encode_means(cvae.model, cvae.test, 300)
+    with torch.no_grad():
+        own = cvae.model.kl_per_dimension(mu, logvar, y).mean(0).numpy()
+        standard = cvae.model.kl_per_dim(mu, logvar).mean(0).numpy()
+    assert np.allclose(cvae.kl, own, atol=1e-5) and not np.allclose(cvae.kl, standard, atol=1e-2)
     assert np.array_equal(cvae.active, active_dims(mu).numpy())
+    assert pair.order()[:8] == np.argsort(-cvae.kl, kind="stable").tolist() and set(pair.order()[8:]) == {8, 9, 10, 11}
 
 
-def test_a_code_decodes_as_each_model_decodes_it(pair):
+def test_two_models_of_different_sizes_share_the_sliders_and_say_what_that_means(pair):
+    note = pair.note()
+    assert "A and B" in note and "its own meaning" in note and "A has 8 latents and B 12" in note
     z = np.random.default_rng(0).normal(size=12).astype(np.float32)
     a, b = pair.decode(z, label=3)
-    assert a.shape == b.shape == (28, 28) and a.dtype == np.uint8
+    assert a.shape == (CELL_A, CELL_A) and b.shape == (CELL, CELL) and a.dtype == np.uint8
     assert np.array_equal(a, model_image(pair.models[0], z, 3)) and np.array_equal(b, model_image(pair.models[1], z, 0))
-    assert not np.array_equal(pair.decode(z, label=7)[0], a)  # the CVAE's class changes its image…
-    assert np.array_equal(pair.decode(z, label=7)[1], b)      # …and not the VAE's
+    assert not np.array_equal(pair.decode(z, label=7)[0], a) and np.array_equal(pair.decode(z, label=7)[1], b)
+    strip = pair.traversal(z, pair.order()[0], 3)
+    assert strip.shape == (2 * 33 + 1, 12 + 9 * 33 + 1, 3)  # rows A and B, 9 steps, a label column
+    for row in (0, 1):  # each row's label (dark text) beside it
+        assert strip[1 + row * 33: (row + 1) * 33, :12].min() < 100
+    assert pair.traversal(z, 11).shape == (33 + 1, 12 + 9 * 33 + 1, 3)  # latent 11: B's only, one labelled row
 
 
-def test_strips_encode_interpolate_and_prior(pair):
-    z = np.zeros(12, np.float32)
-    assert pair.traversal(z, pair.order()[0]).shape == (2 * 29 + 1, 9 * 29 + 1, 3)  # a row per model, 9 steps
-    assert pair.traversal(z, 11).shape == (29 + 1, 9 * 29 + 1, 3)                  # latent 11: the VAE's only
+def test_a_learned_prior_starts_at_the_class_mean_and_the_sliders_cover_its_mass(pair):
+    for label in (0, 7):
+        z = pair.centre(label)
+        assert np.allclose(z[:8], prior_mean(pair, label)) and not z[8:].any()
+    reach = pair.reach()
+    with torch.no_grad():
+        mu, logvar = pair.first.model.prior(torch.arange(10))
+    lo, hi = (mu - SPAN * (0.5 * logvar).exp()).amin((0, 1)), (mu + SPAN * (0.5 * logvar).exp()).amax((0, 1))
+    assert (reach[:8, 0] <= lo.numpy()).all() and (reach[:8, 1] >= hi.numpy()).all() and reach[:8, 1].max() > SPAN
+    assert (reach[8:] == [-SPAN, SPAN]).all()  # B's own latents: its standard normal prior
+    assert is_component_mean(pair, pair.prior(0.0, label=2), 2) and pair.prior(1.0).std() > 0.3
+
+
+def test_encode_and_interpolate_show_their_ends_under_their_classes(pair):
     out = pair.encode(5)
     x, y = pair.first.test[torch.tensor([5])]
     with torch.no_grad():
@@ -82,12 +123,31 @@ def test_strips_encode_interpolate_and_prior(pair):
     assert np.allclose(out["z"][:8], mu[0].numpy()) and not out["z"][8:].any()
     assert np.array_equal(out["image"], to_uint8(x)[0]) and out["label"] == int(y)
     assert out["about"].startswith(f"class {int(y)}")
-    at, path = pair.interpolate(5, 9, 0.0)
-    assert np.allclose(at, out["z"]) and np.allclose(pair.interpolate(5, 9, 1.0)[0], pair.encode(9)["z"])
-    assert path.shape == (2 * 29 + 1, 9 * 29 + 1, 3)
-    assert is_prior_mean(pair, pair.prior(0.0, label=2), 2) and pair.prior(1.0).std() > 0.3
+    i, j = 0, next(k for k in range(1, 50) if int(pair.first.test[torch.tensor([k])][1]) != int(y))
+    ends = [int(pair.first.test[torch.tensor([k])][1]) for k in (i, j)]
+    path = pair.interpolate(i, j, 0.25)
+    assert np.allclose(path["z"], 0.75 * pair.encode(i)["z"] + 0.25 * pair.encode(j)["z"]) and path["label"] == ends[0]
+    assert path["strip"].shape == (2 * 33 + 1, 12 + 11 * 33 + 1, 3)  # start image, 9 steps, end image
+    row_a = cells(path["strip"], 0)
+    assert np.array_equal(row_a[0], padded(pair.encode(i)["image"])) and np.array_equal(row_a[-1],
+                                                                                      padded(pair.encode(j)["image"]))
+    model = pair.first.model
+    with torch.no_grad():  # step 4 of 9 (half way): the two classes' one-hot labels half and half
+        half = 0.5 * (pair.encode(i)["z"] + pair.encode(j)["z"])
+        blend = 0.5 * F.one_hot(torch.tensor(ends), 10).float().sum(0, keepdim=True)
+        expected = to_uint8(mean_image(model.net.decode(torch.as_tensor(half[:8])[None], blend)))[0]
+    assert np.array_equal(row_a[5], padded(expected))
+    assert "blended" in path["about"] and "held" in pair.interpolate(i, i, 0.5)["about"]
     with pytest.raises(ConfigError, match="test image 10000: choose 0…9999"):
         pair.encode(10_000)
+
+
+def test_a_latent_is_named_by_the_factor_it_best_predicts():
+    rng = np.random.default_rng(0)
+    factors = torch.as_tensor(rng.integers(0, 5, (400, 2)))
+    mu = torch.stack([factors[:, 1].float() + 0.01 * torch.randn(400), torch.randn(400),
+                      factors[:, 0].float()], 1)
+    assert factor_names_of(mu, factors, ["shape", "scale"]) == ["scale", None, "shape"]
 
 
 def test_only_the_checkpoints_given_are_listed_and_loaded(shelf, checkpoints, tmp_path):
@@ -108,6 +168,9 @@ def test_only_the_checkpoints_given_are_listed_and_loaded(shelf, checkpoints, tm
 
 # ------------------------------------------------------------------------------------------------- the server
 
+SLOTS = 12  # sliders on the page; then the outputs of `Page.view`: image A, image B, code, strip, strip line
+
+
 @pytest.fixture(scope="module")
 def server(shelf):
     """The page served on a free port of 127.0.0.1, and a Gradio client of it."""
@@ -126,48 +189,73 @@ def read_png(path: str) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-def test_the_server_decodes_what_the_models_decode(server, pair, shelf):
+def check_view(pair, view, label, dim):
+    """Sliders, image A, code and strip show one code and class: the strip is latent `dim`'s traversal around it."""
+    view = list(view)
+    values, (image_a, image_b, code, strip, line) = view[:SLOTS], view[SLOTS:SLOTS + 5]
+    z = np.array(code["z"], np.float32)
+    assert code["class"] == label and values == [pytest.approx(float(z[d])) for d in pair.order()]
+    assert np.array_equal(read_png(image_a), model_image(pair.models[0], z, label))
+    assert np.array_equal(read_png(image_b), model_image(pair.models[1], z, label))
+    assert np.array_equal(read_png(strip), pair.traversal(z, dim, label)) and f"slider z{dim} " in line
+    return z
+
+
+def test_every_control_keeps_sliders_image_and_strip_on_one_code(server, pair, shelf):
     client, url = server
     assert url.startswith("http://127.0.0.1:")
     a, b = shelf.names
-    client.predict(a, b, api_name="/choose")
-    values = [0.0] * 12
+    out = client.predict(a, b, api_name="/choose")
+    sliders, (label, note), slot = out[:SLOTS], out[SLOTS:SLOTS + 2], out[-1]  # (B's column: not an output here)
+    assert label["value"] == 0 and [c[0] for c in label["choices"]] == [str(k) for k in range(10)]
+    assert "A and B" in note["value"] and note["visible"] and slot == 0
+    reach = pair.reach()
+    assert [(s["minimum"], s["maximum"]) for s in sliders] == [tuple(reach[d]) for d in pair.order()]
+    assert sliders[0]["label"].startswith(f"z{pair.order()[0]} · A ") and "not in A" in sliders[-1]["label"]
+    z = check_view(pair, [s["value"] for s in sliders] + list(out[SLOTS + 2:SLOTS + 7]), 0, pair.order()[0])
+    assert np.allclose(z, pair.centre(0), atol=0.0051)  # the start: class 0's prior mean
+    values = [0.0] * SLOTS
     values[0], values[5] = 2.5, -1.25  # slider k holds latent order[k]
-    image_a, image_b, code = client.predict(a, b, 4, *values, api_name="/slider_0")
+    image_a, image_b, code = client.predict(a, b, 4, *values, api_name="/slider_5")
+    assert np.array_equal(read_png(image_b), model_image(pair.models[1], z := np.array(code["z"], np.float32), 4))
     z = np.array(code["z"], np.float32)
     assert z[pair.order()[0]] == 2.5 and z[pair.order()[5]] == -1.25 and np.count_nonzero(z) == 2
     assert np.array_equal(read_png(image_a), model_image(pair.models[0], z, 4))
-    assert np.array_equal(read_png(image_b), model_image(pair.models[1], z, 0))
-    strip = read_png(client.predict(a, b, 4, *values, api_name="/strip_0"))
-    assert np.array_equal(strip, pair.traversal(z, pair.order()[0], 4))
-    other = client.predict(a, b, 9, *values, api_name="/set_class")
-    assert np.array_equal(read_png(other[0]), model_image(pair.models[0], z, 9))
+    strip, line, slot = client.predict(a, b, 4, *values, api_name="/strip_5")
+    assert slot == 5 and f"slider z{pair.order()[5]} " in line and np.array_equal(read_png(strip), pair.traversal(z, pair.order()[5], 4))
+    moved = client.predict(a, b, 9, {"z": z.tolist(), "class": 4}, 5, *values, api_name="/set_class")
+    shifted = check_view(pair, moved, 9, pair.order()[5])  # the new class, and the strip of the latent last moved
+    assert np.allclose(shifted, np.round(z - pair.centre(4) + pair.centre(9), 2), atol=1e-5)
+    check_view(pair, client.predict(a, b, 2, 5, api_name="/reset"), 2, pair.order()[5])
+    drawn = check_view(pair, client.predict(a, b, 2, 1.0, 5, api_name="/draw"), 2, pair.order()[5])
+    assert not np.allclose(drawn, pair.centre(2), atol=0.01)
+    out = client.predict(a, b, 0, 7, 5, api_name="/encode")
+    encoded = pair.encode(7)
+    label = encoded["label"]
+    assert out[SLOTS] == label and out[SLOTS + 3].startswith("class ")
+    assert np.array_equal(read_png(out[SLOTS + 1]), encoded["image"])
+    z = check_view(pair, list(out[:SLOTS]) + list(out[SLOTS + 4:SLOTS + 9]), label, pair.order()[5])
+    assert np.allclose(z, encoded["z"], atol=0.006)
 
 
-def test_the_server_draws_encodes_interpolates_and_downloads(server, pair, shelf):
+def test_the_server_interpolates_and_downloads(server, pair, shelf):
     client, _ = server
     a, b = shelf.names
-    out = client.predict(a, b, 2, 0.0, api_name="/draw")
-    assert is_prior_mean(pair, np.array(out[-1]["z"], np.float32), 2)  # temperature 0: the prior's mean
-    assert np.array_equal(read_png(out[12]), model_image(pair.models[0], np.array(out[-1]["z"], np.float32), 2))
-    out = client.predict(a, b, 0, 7, api_name="/encode")
-    z = np.array(out[-1]["z"], np.float32)
-    assert np.allclose(z, pair.encode(7)["z"]) and out[12] == pair.encode(7)["label"]
-    assert [out[k] for k in range(12)] == [round(float(z[d]), 3) for d in pair.order()]
-    assert np.array_equal(read_png(out[13]), pair.encode(7)["image"]) and out[15].startswith("class ")
-    assert np.array_equal(read_png(out[16]), model_image(pair.models[0], z, out[12]))
     out = client.predict(a, b, 0, 3, 4, 0.25, api_name="/interpolate")
-    assert np.allclose(out[-2]["z"], pair.interpolate(3, 4, 0.25)[0])
+    path = pair.interpolate(3, 4, 0.25)
+    assert np.allclose(out[SLOTS + 3]["z"], path["z"], atol=0.006) and out[SLOTS] == path["label"]
+    assert np.array_equal(read_png(out[SLOTS + 4]), path["strip"]) and out[SLOTS + 5] == path["about"]
     files = client.predict(a, b, 1, *([0.5] + [0.0] * 11), api_name="/download")
     names = sorted(Path(f).name for f in files)
     assert names == ["image_A.png", "image_B.png", "z.json", "z.npy"]
     saved = {Path(f).name: f for f in files}
     z = np.load(saved["z.npy"])
-    assert json.loads(Path(saved["z.json"]).read_text())["z"] == pytest.approx(z.tolist())
+    record = json.loads(Path(saved["z.json"]).read_text())
+    assert record["z"] == pytest.approx(z.tolist()) and record["label"] == 1
     assert np.array_equal(read_png(saved["image_A.png"]), model_image(pair.models[0], z, 1))
 
 
-def test_the_server_refuses_other_paths_and_bad_indices(server, shelf, checkpoints, tmp_path):
+def test_a_mistake_shows_under_its_control_only(server, shelf, checkpoints, tmp_path):
     from gradio_client.exceptions import AppError
 
     client, _ = server
@@ -175,8 +263,12 @@ def test_the_server_refuses_other_paths_and_bad_indices(server, shelf, checkpoin
     for name in (str(other), str(checkpoints[0])):
         with pytest.raises(AppError, match="not in the list of choices"):
             client.predict(name, None, api_name="/choose")
-    with pytest.raises(AppError, match="test image 10000: choose 0…9999"):
-        client.predict(shelf.names[0], None, 0, 10_000, api_name="/encode")
+    a, b = shelf.names
+    out = client.predict(a, b, 0, 10_000, 0, api_name="/encode")
+    assert "test image 10000: choose 0…9999" in out[-1]["value"] and out[-1]["visible"]
+    assert all(o == {"__type__": "update"} for o in out[:-1])  # nothing else marked or changed
+    out = client.predict(a, b, 0, 3, 10_000, 0.5, api_name="/interpolate")
+    assert "test image 10000" in str(out[-1])
     assert set(shelf.loaded) <= set(shelf.names)
 
 
@@ -240,3 +332,4 @@ def test_a_ground_truth_image_shows_its_factor_values(tmp_path, data_dir):
     _, factors = session.first.test[torch.tensor([3])]
     assert out["about"] == ", ".join(f"{n}={v}" for n, v in zip(session.first.factor_names, factors[0].tolist()))
     assert out["image"].shape == (32, 32) and out["label"] is None and session.first.class_names is None
+    assert len(session.first.factors) == session.first.latent_dim

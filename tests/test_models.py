@@ -624,7 +624,7 @@ def test_images_are_logged_at_the_step_of_the_scalar_curves(tmp_path):
                               fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=7)))
     x = torch.rand(8, 1, 28, 28)
     ImageLogger(n=2).log_images(trainer, model, x, torch.arange(8) % 10)
-    assert steps == [7, 7, 7]
+    assert steps == [7, 7, 7, 7]
 
 
 def test_the_finite_loss_guard_stops_every_process_when_one_sees_a_nan():

@@ -1,4 +1,8 @@
-"""The explorer's web page (Gradio): the layout and its events; every picture comes from `session.Session`."""
+"""The explorer's web page (Gradio): the layout and its events; every picture comes from `session.Session`.
+
+Every event that changes the code or the class returns the sliders, the large image(s), the code and the strip
+together, so that they always show the same z and class; a mistake in one control is shown under that control only.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from starlette.middleware import Middleware
 
 from vae_lab.errors import ConfigError, VaeLabError
 from vae_lab.explorer.origin import SameOrigin
-from vae_lab.explorer.session import SPAN, Catalogue, Session
+from vae_lab.explorer.session import Catalogue, Loaded, Session
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage reports (before gradio is imported)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -26,12 +30,43 @@ import gradio as gr  # the optional `explore` extra
 
 NONE = "(none)"
 CSS = (".pixelated img { image-rendering: pixelated; width: 100% !important; height: 100% !important;"
-       " max-width: none !important; max-height: none !important; object-fit: contain !important; }")
+       " max-width: none !important; max-height: none !important; object-fit: contain !important; }"
+       " .help p { font-size: 0.85em; opacity: 0.8; margin: 0 !important; }"
+       " .problem p { color: #b91c1c; font-weight: 600; margin: 0 !important; }")
+HOW_TO_READ = (
+    "**How to read this page.** The large picture is what the model draws from the numbers on the sliders at the "
+    "right (its *latent code*). Move one slider at a time: the strip under the picture shows what that slider does "
+    "over its whole range. Sliders are sorted by how much the model uses them (in nats); *unused* ones change "
+    "nothing. Pick a class, try a random design, start from a real test image, or blend two; keep a design with "
+    "**download**.")
+STEP = 0.01  # slider resolution: every code the page shows is rounded to it, so that sliders and image agree
 
 
 def _fail(err: Exception) -> gr.Error:
-    """A user's mistake (bad index, unknown checkpoint) as the page's one-line error."""
+    """A wrong model name (the page's own lists prevent it) as a one-line error."""
     return gr.Error(str(err), print_exception=False)
+
+
+def _problem(err: Exception) -> dict:
+    """A user's mistake as the message under the control that caused it."""
+    return gr.update(value=f"⚠ {err}", visible=True)
+
+
+CLEAR = {"value": "", "visible": False}
+
+
+def slider_label(dim: int, session: Session) -> str:
+    """A slider's name: the factor it best predicts (data with known factors), the latent, and what each model puts
+    in it (nats of KL against the model's prior; `unused` when its mean never moves)."""
+    parts = []
+    for tag, m in zip("AB", session.models):
+        prefix = f"{tag} " if len(session.models) > 1 else ""
+        if dim >= m.latent_dim:
+            parts.append(f"not in {tag}")
+        else:
+            parts.append(f"{prefix}{m.kl[dim]:.2f} nats" + ("" if m.active[dim] else " (unused)"))
+    factor = next((m.factors[dim] for m in session.models if dim < len(m.factors) and m.factors[dim]), None)
+    return " · ".join(([factor] if factor else []) + [f"z{dim}"] + parts)
 
 
 class Page:
@@ -68,97 +103,124 @@ class Page:
         """Slider positions for a code (unused sliders at 0)."""
         values = [0.0] * self.slots
         for slot, dim in enumerate(session.order()):
-            values[slot] = round(float(z[dim]), 3)
+            values[slot] = round(float(z[dim]), 6)
         return values
 
     def pictures(self, session: Session, z: np.ndarray, label: int | None) -> list[Any]:
-        """The large image(s) and the code as JSON."""
+        """The large image(s) and the code (with its class) as JSON."""
         images = session.decode(z, label)
-        return [images[0], images[1] if len(images) > 1 else None, {"z": [float(v) for v in z]}]
+        return [images[0], images[1] if len(images) > 1 else None, {"z": [round(float(v), 6) for v in z], "class": label}]
+
+    def strip_of(self, session: Session, z: np.ndarray, label: int | None, slot: int) -> list[Any]:
+        """The traversal strip of slider `slot`'s latent around z, and the line saying what it shows."""
+        order = session.order()
+        slot = int(slot or 0) if 0 <= int(slot or 0) < len(order) else 0
+        dim = order[slot]
+        lo, hi = session.reach()[dim]
+        rows = " (row A, then row B)" if len(session.models) > 1 else ""
+        return [session.traversal(z, dim, label),
+                f"The strip: slider z{dim} from {lo:g} to {hi:g}{rows}, every other slider as set."]
+
+    def view(self, session: Session, z: np.ndarray, label: int | None, slot: int) -> list[Any]:
+        """Everything that shows the code: the sliders, the large image(s), the code, the strip and its line."""
+        z = (np.round(z / STEP) * STEP).astype(np.float32)
+        return [*self.slider_values(session, z), *self.pictures(session, z, label),
+                *self.strip_of(session, z, label, slot)]
+
+    @staticmethod
+    def conditional(session: Session) -> Loaded | None:
+        """The first conditional model on the page (whose classes the class selector lists), if any."""
+        return next((m for m in session.models if m.model.conditional), None)
 
     # --- events ------------------------------------------------------------------------------------
     def choose(self, first: str, second: str | None) -> list[Any]:
-        """New model(s): relabel and show the sliders, the class selector and the note; decode z = 0."""
+        """New model(s): name the sliders and set their ranges, show the class selector and the note; start at the
+        first class's prior mean."""
         session = self.session(first, second)
-        order = session.order()
-        sliders = []
-        for slot in range(self.slots):
-            if slot >= len(order):
-                sliders.append(gr.update(visible=False, value=0.0))
-                continue
-            dim = order[slot]
-            parts = []
-            for tag, m in zip("AB", session.models):
-                if dim < m.latent_dim:
-                    state = "" if m.active[dim] else " inactive"
-                    parts.append(f"{tag if len(session.models) > 1 else ''} KL {m.kl[dim]:.2f}{state}".strip())
-                elif len(session.models) > 1:
-                    parts.append(f"not in {tag}")
-            sliders.append(gr.update(visible=True, value=0.0, label=f"z{dim} · " + " · ".join(parts)))
-        conditional = [m for m in session.models if m.model.conditional]
-        names = conditional[0].class_names if conditional else None
-        label = gr.update(visible=bool(conditional), value=0 if conditional else None,
-                          choices=[(n, i) for i, n in enumerate(names or [])])
-        note = session.note() or ""
-        z = np.zeros(session.size, np.float32)
-        images = self.pictures(session, z, 0)
-        strip = session.traversal(z, order[0], 0)
-        return [*sliders, label, gr.update(value=note, visible=bool(note)), gr.update(visible=len(session.models) > 1),
-                *images, strip]
+        order, reach = session.order(), session.reach()
+        conditional = self.conditional(session)
+        label = 0 if conditional else None
+        view = self.view(session, session.centre(label), label, 0)
+        sliders = [gr.update(visible=False, value=0.0) for _ in range(self.slots)]
+        for slot, dim in enumerate(order):
+            lo, hi = reach[dim]
+            sliders[slot] = gr.update(visible=True, value=view[slot], minimum=float(lo), maximum=float(hi),
+                                      label=slider_label(dim, session))
+        names = conditional.class_names if conditional else None
+        classes = gr.update(visible=bool(conditional), value=label,
+                            choices=[(n, i) for i, n in enumerate(names or [])])
+        note = session.note()
+        return [*sliders, classes, gr.update(value=note, visible=bool(note)),
+                gr.update(visible=len(session.models) > 1), *view[self.slots:], 0]
 
     def move(self, first: str, second: str | None, label: int | None, *values: float) -> list[Any]:
         """A slider moved: re-decode."""
         session = self.session(first, second)
         return self.pictures(session, self.z_of(session, values), label)
 
-    def strip(self, slot: int, first: str, second: str | None, label: int | None, *values: float) -> np.ndarray | None:
-        """The traversal strip of slider `slot`'s latent around the sliders' code (one batched decode per model)."""
+    def strip(self, slot: int, first: str, second: str | None, label: int | None, *values: float) -> list[Any]:
+        """Slider `slot` moved: its traversal strip around the sliders' code, and `slot` as the latent last moved."""
         session = self.session(first, second)
-        order = session.order()
-        return session.traversal(self.z_of(session, values), order[slot], label) if slot < len(order) else None
+        return [*self.strip_of(session, self.z_of(session, values), label, slot), slot]
 
-    def draw(self, first: str, second: str | None, label: int | None, temperature: float) -> list[Any]:
-        """A code from the prior at this temperature."""
+    def set_class(self, first: str, second: str | None, label: int | None, code: dict | None, slot: int,
+                  *values: float) -> list[Any]:
+        """A new class: the design keeps its offset from the class's prior mean (the same z for a standard normal
+        prior; moved by the difference of the two classes' means for a learned one)."""
+        session = self.session(first, second)
+        old = (code or {}).get("class")
+        z = self.z_of(session, values)
+        if old is not None and label is not None:
+            z = z - session.centre(int(old)) + session.centre(int(label))
+        return self.view(session, z, label, slot)
+
+    def draw(self, first: str, second: str | None, label: int | None, temperature: float, slot: int) -> list[Any]:
+        """A random design: a code from the prior of the class at this variety (temperature)."""
         session = self.session(first, second)
         try:
             z = session.prior(float(temperature), label)
-        except VaeLabError as err:
-            raise _fail(err) from None
-        return [*self.slider_values(session, z), *self.pictures(session, z, label)]
+        except (VaeLabError, TypeError, ValueError) as err:
+            return [*[gr.update()] * (self.slots + 5), _problem(err)]
+        return [*self.view(session, z, label, slot), gr.update(**CLEAR)]
 
-    def reset(self, first: str, second: str | None, label: int | None) -> list[Any]:
-        """Every latent back to 0."""
+    def reset(self, first: str, second: str | None, label: int | None, slot: int) -> list[Any]:
+        """Back to the typical design: the class's prior mean."""
         session = self.session(first, second)
-        z = np.zeros(session.size, np.float32)
-        return [*self.slider_values(session, z), *self.pictures(session, z, label)]
+        return self.view(session, session.centre(label), label, slot)
 
     def random_index(self, first: str, second: str | None) -> int:
         """A random test-image index of the first model's test set."""
         return random.randrange(len(self.session(first, second).first.test))
 
-    def encode(self, first: str, second: str | None, label: int | None, index: float) -> list[Any]:
-        """Test image `index`: sliders to its posterior mean, original beside reconstruction, its class or factors."""
+    def encode(self, first: str, second: str | None, label: int | None, index: float, slot: int) -> list[Any]:
+        """Start from test image `index`: sliders to its code, original beside reconstruction, its class (which the
+        class selector takes) or factors."""
         session = self.session(first, second)
         try:
             out = session.encode(int(index) if float(index).is_integer() else index)
         except (VaeLabError, TypeError, ValueError) as err:
-            raise _fail(err) from None
-        label = out["label"] if out["label"] is not None else label
-        return [*self.slider_values(session, out["z"]), label, out["image"], out["reconstruction"], out["about"],
-                *self.pictures(session, out["z"], label)]
+            return [*[gr.update()] * (self.slots + 9), _problem(err)]
+        label = out["label"] if out["label"] is not None and self.conditional(session) else label
+        view = self.view(session, out["z"], label, slot)
+        return [*view[: self.slots], label, out["image"], out["reconstruction"], out["about"], *view[self.slots:],
+                gr.update(**CLEAR)]
 
     def interpolate(self, first: str, second: str | None, label: int | None, i: float, j: float,
                     t: float) -> list[Any]:
-        """The code a fraction t from test image i's mean to j's, and the path as a strip."""
+        """Blend two test images: the code a fraction t of the way from image i's code to image j's (under the nearer
+        end's class), and the whole path as the strip."""
         session = self.session(first, second)
         try:
-            z, strip = session.interpolate(int(i), int(j), float(t), label)
-        except (VaeLabError, TypeError, ValueError) as err:
-            raise _fail(err) from None
-        return [*self.slider_values(session, z), *self.pictures(session, z, label), strip]
+            out = session.interpolate(int(i), int(j), float(t))
+        except (VaeLabError, TypeError, ValueError, OverflowError) as err:
+            return [*[gr.update()] * (self.slots + 6), _problem(err)]
+        label = out["label"] if out["label"] is not None and self.conditional(session) else label
+        view = self.view(session, out["z"], label, 0)
+        return [*view[: self.slots], label, *view[self.slots: self.slots + 3], out["strip"], out["about"],
+                gr.update(**CLEAR)]
 
     def download(self, first: str, second: str | None, label: int | None, *values: float) -> list[str]:
-        """The current image(s) as PNG and the code as JSON and .npy files."""
+        """The current image(s) as PNG and the code (with class and models) as JSON and .npy files."""
         session = self.session(first, second)
         z = self.z_of(session, values)
         folder = Path(tempfile.mkdtemp(dir=self.files))
@@ -167,10 +229,28 @@ class Page:
             path = folder / (f"image_{tag}.png" if len(session.models) > 1 else "image.png")
             Image.fromarray(image).save(path)
             paths.append(str(path))
-        record = {"z": [float(v) for v in z], "label": label, "models": [m.candidate.name for m in session.models]}
+        conditional = self.conditional(session)
+        record = {"z": [float(v) for v in z], "label": label, "models": [m.candidate.name for m in session.models],
+                  "class": conditional.class_names[label] if conditional and label is not None else None}
         (folder / "z.json").write_text(json.dumps(record, indent=1) + "\n")
         np.save(folder / "z.npy", z)
         return [*paths, str(folder / "z.json"), str(folder / "z.npy")]
+
+
+def help_line(text: str) -> gr.Markdown:
+    """A one-line help under a control."""
+    return gr.Markdown(text, elem_classes="help")
+
+
+def problem_line(elem_id: str) -> gr.Markdown:
+    """The place under a control where its mistakes show (hidden until one happens)."""
+    return gr.Markdown(visible=False, elem_id=elem_id, elem_classes="problem")
+
+
+def picture(label: str, height: int, **kwargs: Any) -> gr.Image:
+    """A non-interactive, pixel-sharp image."""
+    return gr.Image(label=label, format="png", height=height, interactive=False, elem_classes="pixelated",
+                    buttons=[], **kwargs)
 
 
 def build(catalogue: Catalogue) -> gr.Blocks:
@@ -178,73 +258,83 @@ def build(catalogue: Catalogue) -> gr.Blocks:
     page = Page(catalogue)
     names = catalogue.names
     with gr.Blocks(title="vae_lab explorer", analytics_enabled=False) as demo:
-        gr.Markdown("## vae_lab latent explorer")
+        gr.Markdown("## vae_lab explorer\n" + HOW_TO_READ, elem_id="how-to-read")
         with gr.Row(visible=len(names) > 1):
-            first = gr.Dropdown(names, value=names[0], label="model (A)", scale=3)
+            first = gr.Dropdown(names, value=names[0], label="model A", scale=3)
             second = gr.Dropdown([NONE, *names], value=names[1] if len(names) == 2 else NONE,
-                                 label="beside it (B): the same z decoded by both", scale=3)
-        note = gr.Markdown(visible=False)
+                                 label="model B, beside A (optional)", scale=3,
+                                 info="both draw from the same slider values")
+        note = gr.Markdown(visible=False, elem_id="note")
+        slot = gr.Number(0, precision=0, visible=False, elem_id="strip-slot")  # the slider last moved
         with gr.Row():
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, min_width=300):
+                classes = next((c.class_names for c in catalogue.candidates.values() if c.class_names), ())
+                label = gr.Dropdown([(n, i) for i, n in enumerate(classes)], value=0 if classes else None,
+                                    label="class", visible=bool(classes), elem_id="class",
+                                    info="what kind of image to draw; the design keeps its slider changes")
                 with gr.Row():
-                    image_a = gr.Image(label="A", format="png", height=360, interactive=False, elem_id="image-a",
-                                       elem_classes="pixelated", buttons=[])
+                    draw = gr.Button("random design", size="sm", elem_id="draw")
+                    reset = gr.Button("typical design", size="sm", elem_id="reset")
+                temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="variety of random designs",
+                                        info="0: always the typical design; 1: as varied as the model learned")
+                draw_problem = problem_line("draw-problem")
+                with gr.Row():
+                    index = gr.Number(0, precision=0, label="test image number", min_width=120, elem_id="index")
+                    pick = gr.Button("any", size="sm", min_width=60)
+                    encode = gr.Button("start from it", size="sm", variant="primary", elem_id="encode")
+                help_line("sets the sliders to the code the model reads from that real image")
+                encode_problem = problem_line("encode-problem")
+                with gr.Row():
+                    start = gr.Number(0, precision=0, label="blend from image", min_width=90)
+                    end = gr.Number(1, precision=0, label="to image", min_width=90)
+                t = gr.Slider(0, 1, value=0.5, step=0.05, label="how far from the first to the second")
+                interpolate = gr.Button("blend the two test images", size="sm", variant="primary", elem_id="blend")
+                help_line("the strip shows the path from one image to the other")
+                path_problem = problem_line("path-problem")
+                save = gr.Button("download this design (image and its code)", size="sm", elem_id="download")
+                files = gr.File(label="downloads", file_count="multiple", interactive=False, height=80, elem_id="files")
+            with gr.Column(scale=4, min_width=360):
+                with gr.Row():
+                    image_a = picture("A" if len(names) > 1 else "the design", 300, elem_id="image-a")
                     with gr.Column(visible=False) as column_b:
-                        image_b = gr.Image(label="B", format="png", height=360, interactive=False,
-                                           elem_classes="pixelated", buttons=[])
-                strip = gr.Image(label="traversal of the latent last moved (−3…3) / interpolation path", format="png",
-                                 height=120, interactive=False, elem_classes="pixelated", buttons=[])
+                        image_b = picture("B", 300, elem_id="image-b")
+                strip = picture("strip", 110, elem_id="strip", show_label=False)
+                strip_note = gr.Markdown(elem_id="strip-note", elem_classes="help")
                 with gr.Row():
-                    classes = next((c.class_names for c in catalogue.candidates.values() if c.class_names), ())
-                    label = gr.Dropdown([(n, i) for i, n in enumerate(classes)], value=0 if classes else None,
-                                        label="class (CVAE)", visible=bool(classes))
-                    temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature")
-                    draw = gr.Button("draw z from the prior")
-                    reset = gr.Button("reset")
-                with gr.Row():
-                    index = gr.Number(0, precision=0, label="test image")
-                    pick = gr.Button("random test image")
-                    encode = gr.Button("encode")
-                with gr.Row():
-                    original = gr.Image(label="test image", format="png", height=140, interactive=False,
-                                        elem_classes="pixelated", buttons=[])
-                    recon = gr.Image(label="reconstruction (A)", format="png", height=140, interactive=False,
-                                     elem_classes="pixelated", buttons=[])
-                    about = gr.Textbox(label="class / factors", interactive=False)
-                with gr.Row():
-                    start = gr.Number(0, precision=0, label="from test image")
-                    end = gr.Number(1, precision=0, label="to test image")
-                    t = gr.Slider(0, 1, value=0.5, step=0.05, label="t")
-                    interpolate = gr.Button("interpolate")
-                with gr.Row():
-                    save = gr.Button("download image (PNG) and z (JSON, .npy)")
-                    files = gr.File(label="downloads", file_count="multiple", interactive=False)
-                code = gr.JSON(label="z", open=False)
-            with gr.Column(scale=2):
-                gr.Markdown(f"Latents by their KL on the test set, largest first; sliders −{SPAN:g}…{SPAN:g}.")
-                sliders = [gr.Slider(-SPAN, SPAN, value=0.0, step=0.01, label=f"z{k}", elem_id=f"slider-{k}")
+                    original = picture("test image", 110, elem_id="original")
+                    recon = picture("as model A redraws it", 110)
+                    about = gr.Textbox(label="its class or factors", interactive=False, lines=2)
+                code = gr.JSON(label="the code z (numbers on the sliders)", open=False)
+            with gr.Column(scale=3, min_width=300):
+                help_line("Each slider is one latent, named by the factor it best predicts where the data has "
+                          "known factors; most used first.")
+                sliders = [gr.Slider(-3.0, 3.0, value=0.0, step=STEP, label=f"z{k}", elem_id=f"slider-{k}")
                            for k in range(page.slots)]
         models, pictures = [first, second], [image_a, image_b, code]
+        shown = [*sliders, *pictures, strip, strip_note]  # what `Page.view` returns
         chosen = {"fn": page.choose, "inputs": models,
-                  "outputs": [*sliders, label, note, column_b, *pictures, strip]}
+                  "outputs": [*sliders, label, note, column_b, *pictures, strip, strip_note, slot]}
         demo.load(**chosen, api_name="choose")
         first.change(**chosen, api_visibility="private")
         second.change(**chosen, api_visibility="private")
         state = [*models, label, *sliders]
-        for slot, slider in enumerate(sliders):  # the image first; the strip after it, as its own event
-            slider.input(page.move, state, pictures, api_name=f"slider_{slot}", trigger_mode="always_last",
+        for k, slider in enumerate(sliders):  # the image first; the strip after it, as its own event
+            slider.input(page.move, state, pictures, api_name=f"slider_{k}", trigger_mode="always_last",
                          show_progress="hidden", queue=False).then(
-                partial(page.strip, slot), state, strip, api_name=f"strip_{slot}", show_progress="hidden", queue=False)
-        label.input(page.move, state, pictures, api_name="set_class", show_progress="hidden")
-        draw.click(page.draw, [*models, label, temperature], [*sliders, *pictures], api_name="draw")
-        reset.click(page.reset, [*models, label], [*sliders, *pictures], api_name="reset")
-        encoded = {"fn": page.encode, "inputs": [*models, label, index],
-                   "outputs": [*sliders, label, original, recon, about, *pictures]}
+                partial(page.strip, k), state, [strip, strip_note, slot], api_name=f"strip_{k}",
+                show_progress="hidden", queue=False)
+        label.input(page.set_class, [*models, label, code, slot, *sliders], shown, api_name="set_class",
+                    show_progress="hidden")
+        draw.click(page.draw, [*models, label, temperature, slot], [*shown, draw_problem], api_name="draw")
+        reset.click(page.reset, [*models, label, slot], shown, api_name="reset")
+        encoded = {"fn": page.encode, "inputs": [*models, label, index, slot],
+                   "outputs": [*sliders, label, original, recon, about, *pictures, strip, strip_note,
+                               encode_problem]}
         encode.click(**encoded, api_name="encode")
         pick.click(page.random_index, models, index, api_name="random_index").then(**encoded,
                                                                                   api_visibility="private")
-        interpolate.click(page.interpolate, [*models, label, start, end, t], [*sliders, *pictures, strip],
-                          api_name="interpolate")
+        interpolate.click(page.interpolate, [*models, label, start, end, t],
+                          [*sliders, label, *pictures, strip, strip_note, path_problem], api_name="interpolate")
         save.click(page.download, state, files, api_name="download")
     return demo
 

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from vae_lab.errors import check_number
+from vae_lab.metrics.latent import active_dims
 from vae_lab.viz import grids
 from vae_lab.viz.projector import log_projector
 
@@ -54,21 +55,74 @@ class ImageLogger(pl.Callback):
         was_training = module.training
         module.eval()
         step = logged_step(trainer)
-        labels = y if module.conditional else None
-        figures = {"images/reconstructions": grids.reconstructions(module, x, y, self.pairs),
-                   "images/traversals": grids.traversal_figure(grids.traversal(module, x, labels))}
-        samples = grids.samples(module, self.n * self.n)
-        if module.conditional:
-            names = getattr(trainer.datamodule, "class_names", [str(i) for i in range(module.num_classes)])
-            figures["images/class_grid"] = grids.labelled_rows(grids.class_grid(module, self.n).cpu(), names,
-                                                               "class-conditional samples")
+        names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        shown = pictures(module, x, y, names, self.n, self.pairs)
         for writer in writers(trainer):
-            writer.add_image("images/samples", samples.clamp(0, 1).cpu(), step)
-            for tag, fig in figures.items():
-                writer.add_figure(tag, fig, step, close=False)
-        for fig in figures.values():
-            plt.close(fig)
+            for tag, picture in shown.items():
+                if isinstance(picture, torch.Tensor):
+                    writer.add_image(tag, picture, step)
+                else:
+                    writer.add_figure(tag, picture, step, close=False)
+        for picture in shown.values():
+            if isinstance(picture, plt.Figure):
+                plt.close(picture)
         module.train(was_training)
+
+
+@torch.no_grad()
+def pictures(module: pl.LightningModule, x: torch.Tensor, y: torch.Tensor, class_names: list[str] | None,
+             n: int = 8, pairs: int = 16) -> dict[str, plt.Figure | torch.Tensor]:
+    """The pictures of a model on a validation batch, by TensorBoard tag: reconstructions; the first image's
+    traversal, titled with that image and its class; each latent's KL as sorted bars; prior samples (a conditional
+    model's as a grid with a row per named class)."""
+    labels = y.to(module.device) if module.conditional else None
+    names = class_names or [str(k) for k in range(module.num_classes)]
+    about = f" · class {names[int(y[0])]}" if class_names is not None and y.dim() == 1 else ""
+    traversal = grids.traversal(module, x, labels)
+    mu, logvar = module.encode(x.to(module.device), labels)
+    kl = module.kl_per_dimension(mu, logvar, labels).mean(0)
+    shown: dict[str, plt.Figure | torch.Tensor] = {
+        "images/reconstructions": grids.reconstructions(module, x, y, pairs),
+        "images/traversals": grids.traversal_figure(traversal, f"validation image 0{about}", x[0]),
+        "latent/kl_per_latent": grids.kl_bars(kl, active_dims(mu), traversal.title() if traversal.still() or
+                                              not traversal.active_units else ""),
+    }
+    if module.conditional:
+        shown["images/class_grid"] = grids.labelled_rows(grids.class_grid(module, n).cpu(), names,
+                                                         "prior samples, a row per class")
+    else:
+        shown["images/samples"] = grids.samples(module, n * n).clamp(0, 1).cpu()
+    return shown
+
+
+class Curves(pl.Callback):
+    """Train (epoch means) against validation for loss, reconstruction and KL as one figure (`curves/train_vs_val`),
+    redrawn each epoch: every point as logged, no smoothing, the two in two colours with a legend."""
+
+    TERMS = (("loss", "loss"), ("reconstruction (nats)", "recon"), ("KL (nats)", "kl"))
+
+    def __init__(self) -> None:
+        self.history: dict[int, dict[str, float]] = {}
+
+    def record(self, trainer: pl.Trainer, epoch: int) -> None:
+        """Keep the epoch's train and validation values; draw the figure of all epochs so far."""
+        keys = [f"{stage}/{term}" for stage in ("train_epoch", "val") for _, term in self.TERMS]
+        values = {k: float(trainer.callback_metrics[k]) for k in keys if k in trainer.callback_metrics}
+        targets = writers(trainer)
+        if not values or not targets or not trainer.is_global_zero:
+            return
+        self.history[epoch] = values
+        fig = grids.curves_figure(self.history, self.TERMS)
+        for writer in targets:
+            writer.add_figure("curves/train_vs_val", fig, logged_step(trainer), close=False)
+        plt.close(fig)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch > 0:  # the epoch before is complete: its train means and its validation
+            self.record(trainer, trainer.current_epoch - 1)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.record(trainer, max(self.history, default=-1) + 1)  # the last epoch: the one after those recorded
 
 
 class LatentHistograms(pl.Callback):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,11 @@ from torchvision.utils import make_grid
 from vae_lab.metrics.latent import active_units
 from vae_lab.models.base import BaseVAE
 from vae_lab.models.likelihood import mean_image
+
+CARD_PX = 360   # about the width at which TensorBoard's Images cards show a picture: figures are drawn about this wide
+FONT = 11       # points at 100 dpi (≈ 15 px): legible once a card has scaled the figure to its width
+CHAR_PX = 8.2   # an average character's width at FONT, for margins and title wrapping
+STILL = 0.01    # a traversal row whose images differ by less than this (mean pixel std) shows no change
 
 
 def grid_columns(n: int) -> int:
@@ -75,11 +81,24 @@ class Traversal:
         """One label per row: latent index, its KL and its z range."""
         return [f"z{d}  KL {kl:.2f}  z∈[{lo:.1f}, {hi:.1f}]" for d, kl, (lo, hi) in zip(self.dims, self.kl, self.ranges)]
 
+    @property
+    def span(self) -> float:
+        """How far each row moves its latent either side of the image's μ."""
+        return (self.ranges[0][1] - self.ranges[0][0]) / 2
+
+    def still(self) -> bool:
+        """Whether no row changes its image visibly (mean over pixels of the std along the row below STILL)."""
+        rows = self.images.float().reshape(len(self.dims), self.steps, -1)
+        return bool((rows.std(1).mean(1) < STILL).all())
+
     def title(self) -> str:
-        """What the picture shows; for a collapsed model (no active unit), that every row would look the same."""
+        """What the picture shows; for a collapsed model (no active unit) or a near-collapsed one (no row changes
+        its image), that warning instead."""
         if self.active_units == 0:
             return "collapsed: no active units (no latent's mean varies over the images: none encodes them)"
-        return f"traversals (±{(self.ranges[0][1] - self.ranges[0][0]) / 2:g} around the image's μ), most KL first"
+        if self.still():
+            return "near-collapsed: moving any latent barely changes the image (every row alike)"
+        return f"traversals (±{self.span:g} around the image's μ), most KL first"
 
 
 @torch.no_grad()
@@ -111,10 +130,19 @@ def traverse(model: BaseVAE, z: torch.Tensor, dims: Sequence[int], y: torch.Tens
     return mean_image(model.decode(codes.view(-1, model.latent_dim), labels))
 
 
-def traversal_figure(t: Traversal, title: str = "") -> plt.Figure:
-    """The traversal grid with each row's label, titled with what it shows (or that the model collapsed)."""
-    grid = make_grid(t.images.clamp(0, 1).cpu(), nrow=t.steps, pad_value=0.5)
-    return labelled_rows(grid, t.labels(), "\n".join(filter(None, [title, t.title()])))
+def traversal_figure(t: Traversal, title: str = "", image: torch.Tensor | None = None) -> plt.Figure:
+    """The traversal grid with each row's label, titled with what it shows (or that the model collapsed); with
+    `image` (C×H×W), that input image in a first column."""
+    images, columns = t.images.clamp(0, 1).cpu(), t.steps
+    labels = [""] * t.steps
+    labels[0], labels[t.steps // 2], labels[-1] = f"−{t.span:g}", "μ", f"+{t.span:g}"
+    if image is not None:
+        blank = torch.full((len(t.dims), 1, *images.shape[1:]), 0.5)
+        blank[0, 0] = image.float().cpu().clamp(0, 1)
+        images = torch.cat([blank, images.view(len(t.dims), t.steps, *images.shape[1:])], 1).flatten(0, 1)
+        columns, labels = columns + 1, ["input", *labels]
+    grid = make_grid(images, nrow=columns, pad_value=0.5)
+    return labelled_rows(grid, t.labels(), "\n".join(filter(None, [title, t.title()])), labels)
 
 
 @torch.no_grad()
@@ -129,20 +157,66 @@ def class_grid(model: BaseVAE, per_class: int = 8, temperature: float = 1.0) -> 
     return make_grid(class_images(model, per_class, temperature), nrow=per_class, pad_value=0.5)
 
 
-def labelled_rows(grid: torch.Tensor, row_labels: Sequence[str], title: str = "") -> plt.Figure:
-    """A grid image as a matplotlib figure with a name beside each row (e.g. Fashion-MNIST classes)."""
+def labelled_rows(grid: torch.Tensor, row_labels: Sequence[str], title: str = "",
+                  column_labels: Sequence[str] = ()) -> plt.Figure:
+    """A grid image as a matplotlib figure with a name beside each row (e.g. Fashion-MNIST classes) and, optionally,
+    under each column; at most CARD_PX wide with FONT-sized text, so that it stays legible in a TensorBoard card."""
     height, width = grid.shape[1:]
-    lines = title.count("\n") + 1 if title else 0
-    margin = 0.3 + 0.075 * max((len(label) for label in row_labels), default=0)  # inches for the row labels
-    image_w, image_h = width / 40, height / 40
-    title_w = 0.07 * max((len(line) for line in title.split("\n")), default=0)
-    fig_w, fig_h = max(margin + image_w + 0.2, title_w + 0.3), image_h + 0.2 + 0.22 * lines
-    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=100)
-    fig.subplots_adjust(left=margin / fig_w, right=(margin + image_w) / fig_w, bottom=0.1 / fig_h,
-                        top=(0.1 + image_h) / fig_h)
+    margin = 12 + CHAR_PX * max((len(label) for label in row_labels), default=0)  # pixels for the row labels
+    scale = min(4.0, max(1.0, (CARD_PX - margin - 10) / width))  # the grid's pixels, enlarged to fill the card
+    image_w, image_h = width * scale, height * scale
+    fig_w = max(margin + image_w + 10, CARD_PX)  # at least a card wide: room for the title
+    lines = [w for line in title.split("\n") if line for w in textwrap.wrap(line, int(fig_w / CHAR_PX) - 2)]
+    top, bottom = 8 + 1.45 * FONT * len(lines) * 100 / 72, 8 + (22 if column_labels else 0)
+    fig_h = image_h + top + bottom
+    fig, ax = plt.subplots(figsize=(fig_w / 100, fig_h / 100), dpi=100)
+    fig.subplots_adjust(left=margin / fig_w, right=(margin + image_w) / fig_w, bottom=bottom / fig_h,
+                        top=(fig_h - top) / fig_h)
     ax.imshow(grid.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
     rows = len(row_labels)
-    ax.set_yticks([(i + 0.5) * height / rows for i in range(rows)], list(row_labels))
-    ax.set_xticks([])
-    ax.set_title(title, fontsize=9)
+    ax.set_yticks([(i + 0.5) * height / rows for i in range(rows)], list(row_labels), fontsize=FONT)
+    columns = len(column_labels)
+    ax.set_xticks([(i + 0.5) * width / columns for i in range(columns)], list(column_labels), fontsize=FONT - 1)
+    ax.tick_params(length=0)
+    ax.set_title("\n".join(lines), fontsize=FONT, x=(fig_w / 2 - margin) / image_w)  # centred on the figure
+    return fig
+
+
+def curves_figure(history: dict[int, dict[str, float]], terms: Sequence[tuple[str, str]]) -> plt.Figure:
+    """Train (epoch means) against validation, one panel per loss term, as logged: one marker per epoch, train and
+    validation in two colours with a legend (no smoothing, so a short run shows exactly its few points)."""
+    epochs = sorted(history)
+    fig, axes = plt.subplots(len(terms), 1, figsize=(CARD_PX / 100, 2.1 * len(terms)), dpi=100, squeeze=False)
+    for ax, (name, term) in zip(axes[:, 0], terms):
+        for stage, colour, label in (("train_epoch", "tab:blue", "train"), ("val", "tab:orange", "validation")):
+            points = [(e, history[e][f"{stage}/{term}"]) for e in epochs if f"{stage}/{term}" in history[e]]
+            if points:
+                ax.plot(*zip(*points), marker="o", color=colour, label=label)
+        ax.set_title(name, fontsize=FONT - 1)
+        ax.tick_params(labelsize=FONT - 2)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[-1][0].set_xlabel("epoch", fontsize=FONT - 1)
+    axes[0][0].legend(fontsize=FONT - 2)
+    fig.tight_layout()
+    return fig
+
+
+def kl_bars(kl: torch.Tensor, active: torch.Tensor | None = None, title: str = "") -> plt.Figure:
+    """Each latent's KL (nats, against the model's prior) as one bar, largest first and named z<d>; inactive
+    latents (posterior mean constant over the images) in grey."""
+    kl = kl.detach().float().cpu()
+    order = kl.argsort(descending=True).tolist()
+    colours = ["tab:blue" if active is None or bool(active[d]) else "0.7" for d in order]
+    fig, ax = plt.subplots(figsize=(CARD_PX / 100, 3.0), dpi=100)
+    bars = ax.bar(range(len(order)), [float(kl[d]) for d in order], color=colours)
+    ax.bar_label(bars, fmt="%.2f", fontsize=FONT - 3)
+    ax.set_xticks(range(len(order)), [f"z{d}" for d in order], fontsize=FONT - 2 if len(order) <= 10 else 6)
+    ax.set_ylabel("KL (nats)", fontsize=FONT - 1)
+    ax.margins(y=0.15)
+    summary = f"KL per latent, largest first ({kl.sum():.1f} nats in all)"
+    if active is not None:
+        summary += f"; grey: unused ({int((~active.bool()).sum())} of {len(kl)})"
+    lines = [line for part in filter(None, [title, summary]) for line in textwrap.wrap(part, 44)]
+    ax.set_title("\n".join(lines), fontsize=FONT - 1)
+    fig.tight_layout()
     return fig

@@ -1,5 +1,5 @@
-"""What a run writes to TensorBoard beside Lightning's curves: the HParams sessions and experiment, the Custom
-Scalars layout, the composed config, and the final metrics once at the last step (docs/tensorboard.md)."""
+"""What a run writes to TensorBoard beside Lightning's curves: the HParams sessions and experiment, the composed
+config, and the final metrics once at the last step (docs/tensorboard.md)."""
 
 from __future__ import annotations
 
@@ -28,14 +28,15 @@ LOGGED_BY_TEST_LOOP = ("test/loss", "test/recon", "test/kl", "test/nelbo")  # Li
 def hparam_values(record: dict[str, Any], settings: dict[str, Any],
                  keys: Iterable[str] | None = None) -> dict[str, bool | float | str]:
     """A run's hyper-parameters as the HParams plugin takes them: its identity, its settings (vae_lab.results.groups;
-    only `keys` when given) and its seed, numbers as floats, anything else but text as JSON; unset ones left out."""
+    only `keys` when given) and its seed; unset ones left out. Numbers go as their shortest text ("8", "0.002"): the
+    tab prints a number as 8.0000, a whole number as a fraction; anything else but text as JSON."""
     chosen = settings if keys is None else {k: settings.get(k) for k in keys}
     values = {}
     for key, value in {**{k: record.get(k) for k in IDENTITY}, **chosen, "seed": record.get("seed")}.items():
         if value is None:
             continue
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        values[key] = float(value) if number else value if isinstance(value, (bool, str)) else json.dumps(value)
+        values[key] = f"{float(value):g}" if number else value if isinstance(value, (bool, str)) else json.dumps(value)
     return values
 
 
@@ -103,6 +104,20 @@ def final_metrics(record: dict[str, Any]) -> dict[str, float]:
             and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
+def number_text(value: float) -> str:
+    """A metric as a table shows it: whole numbers whole, others to four significant digits."""
+    return f"{int(value)}" if float(value).is_integer() else f"{value:.4g}"
+
+
+def results_table(record: dict[str, Any]) -> str:
+    """The run's final metrics as one Markdown table (the Text tab's `results`), headline metrics first, by the
+    report's names: the end-of-run values at a glance instead of one single-point card each."""
+
+    rows = [f"| {header(m)} | {number_text(record[m])} |" for m in metric_names([record])
+            if math.isfinite(float(record[m]))]
+    return "\n".join(["| metric | value |", "|---|--:|", *rows])
+
+
 def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: float, end_time: float,
                 experiment: bool) -> None:
     """At the run's end: its final metrics once, at the last step; its HParams session; with `experiment`, its own
@@ -111,6 +126,7 @@ def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: floa
     if not hasattr(writer, "add_scalar"):
         return
     logger.log_metrics(final_metrics(record), step=step)
+    writer.add_text("results", results_table(record), step)
     file_writer = writer._get_file_writer()  # torch's SummaryWriter writes raw Summary protos through it
     settings = run_settings(Path(logger.save_dir), record)  # the run folder: Lightning's logger writes under it
     summaries = (([experiment_summary([(record, settings)])] if experiment else [])
@@ -133,18 +149,6 @@ def write_sweep_experiment(folder: Path) -> bool:
     return True
 
 
-LAYOUT_TERMS = (("loss", "loss"), ("reconstruction (nats)", "recon"), ("KL (nats)", "kl"))
-
-
-def custom_scalars_layout() -> dict[str, dict[str, list]]:
-    """The Custom Scalars tab: train (epoch means) against validation for loss, recon and KL, and every latent's KL
-    in one chart."""
-    charts = {title: ["Multiline", [rf"^train_epoch/{term}$", rf"^val/{term}$"]] for title, term in LAYOUT_TERMS}
-    return {"train vs validation": charts,
-            "KL per latent dimension (nats)": {"validation": ["Multiline", [r"^kl_dim/val/\d+$"]],
-                                               "test": ["Multiline", [r"^kl_dim/test/\d+$"]]}}
-
-
 def config_text(cfg: DictConfig) -> str:
     """The composed config as Markdown (an indented code block) for the Text tab; Hydra's own settings left out."""
     job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
@@ -152,9 +156,9 @@ def config_text(cfg: DictConfig) -> str:
 
 
 def log_run_start(logger: Any, cfg: DictConfig) -> None:
-    """At the run's start: the Custom Scalars layout and the composed config as text."""
+    """At the run's start: the composed config as text. (No Custom Scalars layout: its charts smooth a short run's
+    few points into gaps that are not in the data; `curves/train_vs_val` and `latent/kl_per_latent` draw them.)"""
     writer = getattr(logger, "experiment", None)
-    if not hasattr(writer, "add_custom_scalars"):
+    if not hasattr(writer, "add_text"):
         return
-    writer.add_custom_scalars(custom_scalars_layout())
     writer.add_text("config", config_text(cfg))

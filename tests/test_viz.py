@@ -1,0 +1,125 @@
+"""TensorBoard's pictures: legible at a card's size, labelled, sorted, honest about short runs and collapse."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from vae_lab.data.datamodule import CLASS_NAMES
+from vae_lab.models.cvae import CVAE
+from vae_lab.models.vae import VAE
+from vae_lab.viz import grids
+from vae_lab.viz.callbacks import Curves, pictures
+
+MLP = {"_target_": "vae_lab.nets.mlp.MLPNet", "image_size": 28, "hidden": [32]}
+FASHION = CLASS_NAMES["fashion_mnist"]
+
+
+def width_px(fig: plt.Figure) -> float:
+    return fig.get_size_inches()[0] * fig.dpi
+
+
+def test_a_traversal_is_legible_at_a_cards_width_and_shows_its_input_and_class():
+    torch.manual_seed(0)
+    model = CVAE(MLP, latent_dim=10).eval()
+    with torch.no_grad():  # means that vary over the images: a row per latent
+        [m for m in model.net.encoder.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(20)
+    x, y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
+    shown = pictures(model, x, y, FASHION, n=2, pairs=4)
+    fig = shown["images/traversals"]
+    ax = fig.axes[0]
+    assert len(ax.get_yticklabels()) == 10 and width_px(fig) < 600  # about a card's width: not shrunk ~3× in one
+    font_px = ax.get_yticklabels()[0].get_fontsize() * 100 / 72
+    assert font_px >= 14 and font_px / width_px(fig) > 0.025
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["input", "−3"]
+    assert "validation image 0 · class T-shirt/top" in ax.get_title().replace("\n", " ")
+    grid = ax.get_images()[0].get_array()
+    assert grid.shape[1] == 10 * 30 + 2  # the input column, then 9 steps (28 px and the grid's padding)
+    assert "images/samples" not in shown  # a CVAE's prior samples: only as the grid with a row per class
+    rows = [t.get_text() for t in shown["images/class_grid"].axes[0].get_yticklabels()]
+    assert rows == FASHION and "a row per class" in shown["images/class_grid"].axes[0].get_title()
+    for picture in shown.values():
+        plt.close(picture)
+
+
+def test_the_kl_per_latent_is_one_sorted_labelled_bar_figure():
+    torch.manual_seed(0)
+    model = CVAE(MLP, latent_dim=6, learned_prior=True, prior_components=3).eval()
+    x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    fig = pictures(model, x, y, None, n=2, pairs=4)["latent/kl_per_latent"]
+    ax = fig.axes[0]
+    with torch.no_grad():
+        kl = model.kl_per_dimension(*model.encode(x, y), y).mean(0)
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == sorted(heights, reverse=True) and heights == pytest.approx(sorted(kl.tolist(), reverse=True))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"z{d}" for d in kl.argsort(descending=True).tolist()]
+    assert ax.get_ylabel() == "KL (nats)" and "largest first" in ax.get_title()
+    plt.close(fig)
+
+
+def test_a_near_collapsed_model_is_flagged():
+    """An encoder whose means vary (active units) but a decoder that ignores z: every traversal row alike."""
+    torch.manual_seed(0)
+    model = VAE(MLP, latent_dim=4).eval()
+    with torch.no_grad():
+        [m for m in model.net.encoder.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(20)
+        model.net.decoder[0].weight.zero_()
+    shown = pictures(model, torch.rand(16, 1, 28, 28), torch.zeros(16, dtype=torch.long), None, n=2, pairs=4)
+    t = shown["images/traversals"].axes[0].get_title()
+    assert "near-collapsed" in t and "near-collapsed" in shown["latent/kl_per_latent"].axes[0].get_title()
+    assert shown["images/samples"].shape[0] == 3  # an unconditional model's samples: a plain 2×2 grid
+    model = VAE(MLP, latent_dim=4).eval()
+    assert not grids.traversal(model, torch.rand(16, 1, 28, 28), None).still()
+
+
+def test_train_and_validation_curves_are_two_coloured_series_of_the_logged_points():
+    figures = []
+    writer = SimpleNamespace(add_image=None, add_figure=lambda tag, fig, step, close: figures.append((tag, fig)))
+    logged = [{"train_epoch/loss": 110.07, "val/loss": 109.51, "train_epoch/recon": 90.0, "val/recon": 89.0,
+               "train_epoch/kl": 20.0, "val/kl": 20.5},
+              {"train_epoch/loss": 100.0, "val/loss": 99.0, "train_epoch/recon": 80.0, "val/recon": 79.5,
+               "train_epoch/kl": 20.0, "val/kl": 19.5}]
+    trainer = SimpleNamespace(loggers=[SimpleNamespace(experiment=writer)], is_global_zero=True, current_epoch=1,
+                              callback_metrics={k: torch.tensor(v) for k, v in logged[0].items()},
+                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=5)))
+    curves = Curves()
+    curves.on_train_epoch_start(trainer, None)
+    trainer.callback_metrics = {k: torch.tensor(v) for k, v in logged[1].items()}
+    curves.on_train_end(trainer, None)
+    tag, fig = figures[-1]
+    assert tag == "curves/train_vs_val" and len(figures) == 2
+    loss = fig.axes[0]
+    train, val = loss.get_lines()
+    assert (train.get_label(), val.get_label()) == ("train", "validation") and train.get_color() != val.get_color()
+    assert list(train.get_xdata()) == [0, 1] and list(train.get_ydata()) == pytest.approx([110.07, 100.0])
+    assert list(val.get_ydata()) == pytest.approx([109.51, 99.0])  # exactly the logged values: no smoothing
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train", "validation"]
+    plt.close(fig)
+
+
+def test_hparams_show_whole_numbers_as_whole_numbers():
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    from vae_lab.viz.tensorboard import experiment_summary, hparam_values
+
+    records = [{"model": "beta_vae", "beta": 1.0, "latent_dim": 10, "lr": 1e-3, "test/nelbo": 100.0},
+               {"model": "beta_vae", "beta": 4.0, "latent_dim": 10, "lr": 1e-3, "test/nelbo": 110.0}]
+    assert hparam_values(records[0]) == {"01_model": "beta_vae", "04_beta": "1", "05_latent_dim": "10",
+                                         "06_lr": "0.001"}
+    experiment = experiment_summary(records).value[0].metadata.plugin_data.content
+    infos = {h.display_name: h for h in metadata.parse_experiment_plugin_data(experiment).hparam_infos}
+    assert infos["β"].type == api_pb2.DATA_TYPE_STRING and list(infos["β"].domain_discrete) == ["1", "4"]
+    assert infos["β"].differs and not infos["latent size"].differs
+
+
+def test_the_end_of_run_values_are_one_table():
+    from vae_lab.viz.tensorboard import results_table
+
+    record = {"model": "cvae", "test/nelbo": 101.23456, "test/active_units": 8.0, "time/train_seconds": 12.5,
+              "test/fid": float("nan"), "status": "ok"}
+    lines = results_table(record).splitlines()
+    assert lines[:2] == ["| metric | value |", "|---|--:|"] and len(lines) == 5  # NaN left out, hyper-parameters too
+    assert lines[2].endswith("| 101.2 |") and lines[3].endswith("| 8 |") and lines[4].endswith("| 12.5 |")
