@@ -25,7 +25,7 @@ from tests.datasets_util import (
 )
 from vae_lab.data import cifar10, dsprites, mpi3d, shapes3d
 from vae_lab.data.files import md5
-from vae_lab.errors import DataError
+from vae_lab.errors import ConfigError, DataError
 
 DSPRITES_GRID = [3, 2, 2, 4, 4]  # shape, scale, orientation, x, y: 192 images in the real file's layout
 TINY_GT_EVAL = ["++eval.num_train=96", "++eval.num_test=48", "++eval.score_train=8", "++eval.score_eval=4",
@@ -260,16 +260,16 @@ def test_mpi3d_is_fetched_from_the_hub_else_from_its_first_address(tmp_path, mon
     import dataclasses
     import hashlib
 
-    from vae_lab.data import files
+    from torchvision.datasets import utils
 
     tried, content = [], b"the published file"
 
-    def download(path, known):  # only the first address answers
-        tried.append(known.url)
-        if known.url.startswith(mpi3d.FIRST):
-            path.write_bytes(content)
+    def download(url, root, filename, md5):  # torchvision's download_url, where only the first address answers
+        tried.append(url)
+        if url.startswith(mpi3d.FIRST):
+            (Path(root) / filename).write_bytes(content)
 
-    monkeypatch.setattr(files, "_download", download)
+    monkeypatch.setattr(utils, "download_url", download)
     for variant in mpi3d.FILES:
         known = dataclasses.replace(mpi3d.FILES[variant], md5=hashlib.md5(content).hexdigest())
         monkeypatch.setitem(mpi3d.FILES, variant, known)

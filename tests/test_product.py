@@ -26,10 +26,9 @@ def imported(tree: ast.AST) -> set[str]:
 
 
 def entry_configs(tree: ast.AST) -> set[str]:
-    """The config_name of every `@hydra.main(…)` in a file."""
-    return {keyword.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and ast.unparse(node.func) == "hydra.main"
-            for keyword in node.keywords if keyword.arg == "config_name"}
+    """The config name of every entry point in a file: `@entry_point("NAME")` (vae_lab.cli's `hydra.main`)."""
+    return {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "entry_point" and node.args and isinstance(node.args[0], ast.Constant)}
 
 
 def trees() -> dict[Path, ast.AST]:

@@ -109,7 +109,7 @@ def test_datamodule_only_from_the_registry() -> None:
         datamodule_from_checkpoint({"datamodule_hyper_parameters": {"name": "os.system"}})
     with pytest.raises(ConfigError, match="has no such setting"):
         datamodule_from_checkpoint({"datamodule_hyper_parameters": {"name": "mnist", "_target_": "os.system"}})
-    assert datamodule_class("fashion_mnist").__name__ == "ImageDataModule"
+    assert datamodule_class("fashion_mnist").__name__ == "MNISTDataModule"
 
 
 @functools.cache

@@ -48,6 +48,7 @@ log = logging.getLogger("vae_lab.train")  # not __main__ under python -m
 def check(cfg: DictConfig) -> None:
     """Reject config combinations that would only fail later with a confusing traceback."""
     check_finite(OmegaConf.to_container(cfg, resolve=False))
+    check_seed("seed", cfg.seed)  # before the groups that take it (data.seed: ${seed})
     check_schema(cfg)
     if cfg.data.image_size != cfg.net.image_size:
         raise ConfigError(f"data.image_size={cfg.data.image_size} but net.image_size={cfg.net.image_size}; "

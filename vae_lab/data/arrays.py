@@ -55,6 +55,16 @@ class ArrayDataModule(DataModule):
         """N×C×H×W uint8 images at image_size."""
         return resize_to(images, self.image_size)
 
+    def train_val_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which of the n training images train and which validate: fixed by data.split_seed (data.train_subset: the
+        first of each)."""
+        val = self.val_count(n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        train_idx, val_idx = order[val:], order[:val]
+        if self.hparams.train_subset:
+            return train_idx[: self.hparams.train_subset], val_idx[: max(1, self.hparams.train_subset // 10)]
+        return train_idx, val_idx
+
     def drawn(self, train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The images the training, validation and test splits are cut from (a dataset may draw them: binarize)."""
         return train_x, train_x, test_x
@@ -74,10 +84,7 @@ class ArrayDataModule(DataModule):
         device = self._device()
         prepare = lambda x: to_channels(self.resize(x), self.channels).to(device)
         train_x, train_y, test_x, test_y = prepare(train_x), train_y.to(device), prepare(test_x), test_y.to(device)
-        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        val_idx, train_idx = order[:val].to(device), order[val:].to(device)
-        if self.hparams.train_subset:
-            train_idx, val_idx = train_idx[: self.hparams.train_subset], val_idx[: max(1, self.hparams.train_subset // 10)]
+        train_idx, val_idx = (idx.to(device) for idx in self.train_val_indices(len(train_y)))
         train_x, val_x, test_x = self.drawn(train_x, test_x)
         self.splits["train"] = self.training_split(ResidentImages(train_x[train_idx], train_y[train_idx]))
         self.splits["val"] = ResidentImages(val_x[val_idx], train_y[val_idx])

@@ -159,11 +159,14 @@ def _fetch_into(folder: Path, missing: list[KnownFile], fetch: Fetch) -> None:
 
 def from_publisher(*files: KnownFile) -> Fetch:
     """The fetch of files from their publishers' addresses, through torchvision's `download_url` (which checks the
-    MD5); a failure (offline, refused) is logged, and the missing-file line then says what to do."""
+    MD5); a failure (offline, refused) is logged, and the missing-file line then says what to do. Files of one name
+    are tried in turn: a later one is another address of a file that an earlier one did not fetch."""
     def fetch(into: Path) -> None:
         from torchvision.datasets.utils import download_url
 
         for known in files:
+            if (into / known.name).exists():
+                continue
             try:
                 log.info("downloading %s from %s", known.name, known.url)
                 download_url(known.url, str(into), known.name, known.md5)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from contextlib import suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from vae_lab.data.files import KnownFile, ensure_file
+from vae_lab.data.files import KnownFile, ensure_files, from_publisher
 from vae_lab.data.ground_truth import GroundTruthDataModule
 from vae_lab.data.npz import iter_rows, memmap_member, npz_info, npz_to_npy
 from vae_lab.data.stored_grid import StoredGrid
@@ -37,12 +36,8 @@ FILE = FILES["toy"]
 def ensure_variant(folder: Path, variant: str, download: bool) -> Path:
     """The variant's verified file in `folder`: fetched from the publisher's current address, else from its first."""
     known = FILES[variant]
-    if download and not (folder / known.name).exists():
-        with suppress(DataError):  # not fetched (offline, moved, or another file there): the first address next
-            return ensure_file(folder, known, download=True)
-    if not (folder / known.name).exists():
-        known = dataclasses.replace(known, url=FIRST + known.name)
-    return ensure_file(folder, known, download)
+    fetch = from_publisher(known, dataclasses.replace(known, url=FIRST + known.name)) if download else None
+    return ensure_files(folder, [known], fetch) / known.name
 
 
 class MPI3D(StoredGrid):
@@ -79,7 +74,7 @@ class MPI3DDataModule(GroundTruthDataModule):
         check_images(ensure_variant(self.data_dir / "mpi3d", self.variant, self.hparams.download))
 
     def make_ground_truth(self, device: torch.device) -> MPI3D:
-        path = ensure_file(self.data_dir / "mpi3d", FILES[self.variant], download=False)
+        path = ensure_variant(self.data_dir / "mpi3d", self.variant, download=False)
         check_images(path)
         if self.hparams.in_memory:
             return MPI3D(self.image_size, device, self.channels, chunks=lambda: iter_rows(path, "images", 8192))
