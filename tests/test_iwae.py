@@ -154,9 +154,9 @@ def test_the_warmup_weighs_the_kl_while_training_only():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"lr_scheduler": {"_target_": "os.system", "command": "true"}}, "model.lr_scheduler: _target_='os.system'"),
+    ({"lr_scheduler": {"_target_": "os.system", "command": "true"}}, "model.lr_scheduler._target_='os.system'"),
     ({"lr_scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": {"_target_": "os.getpid"}}},
-     "plain settings"),
+     "model.lr_scheduler.step_size={'_target_': 'os.getpid'}: must be a whole number"),
     ({"lr_scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2}, "lr_schedule": "cosine"},
      "choose one"),
     ({"adam_eps": 0.0}, "model.adam_eps=0.0"), ({"adam_eps": "tiny"}, "model.adam_eps='tiny'"),

@@ -105,14 +105,15 @@ def test_hparams_show_whole_numbers_as_whole_numbers():
 
     from vae_lab.viz.tensorboard import experiment_summary, hparam_values
 
-    records = [{"model": "beta_vae", "beta": 1.0, "latent_dim": 10, "lr": 1e-3, "test/nelbo": 100.0},
-               {"model": "beta_vae", "beta": 4.0, "latent_dim": 10, "lr": 1e-3, "test/nelbo": 110.0}]
-    assert hparam_values(records[0]) == {"01_model": "beta_vae", "04_beta": "1", "05_latent_dim": "10",
-                                         "06_lr": "0.001"}
-    experiment = experiment_summary(records).value[0].metadata.plugin_data.content
+    identity = {"model": "beta_vae", "net": "burgess", "dataset": "mnist", "seed": 0}
+    runs = [({**identity, "test/nelbo": 100.0}, {"model.beta": 1.0, "model.latent_dim": 10, "model.lr": 1e-3}),
+            ({**identity, "test/nelbo": 110.0}, {"model.beta": 4.0, "model.latent_dim": 10, "model.lr": 1e-3})]
+    assert hparam_values(*runs[0]) == {"model": "beta_vae", "net": "burgess", "dataset": "mnist", "model.beta": "1",
+                                       "model.latent_dim": "10", "model.lr": "0.001", "seed": "0"}
+    experiment = experiment_summary(runs).value[0].metadata.plugin_data.content
     infos = {h.display_name: h for h in metadata.parse_experiment_plugin_data(experiment).hparam_infos}
     assert infos["β"].type == api_pb2.DATA_TYPE_STRING and list(infos["β"].domain_discrete) == ["1", "4"]
-    assert infos["β"].differs and not infos["latent size"].differs
+    assert infos["β"].differs and not infos["seed"].differs
 
 
 def test_the_end_of_run_values_are_one_table():

@@ -46,8 +46,8 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         require(likelihood in LIKELIHOODS, f"model.likelihood={likelihood!r}: choose one of {LIKELIHOODS}")
         check_number("model.obs_sigma", obs_sigma, above=0)
         check_number("model.kl_warmup_epochs", kl_warmup_epochs, whole=True, minimum=0)
-        check_training_options(lr_schedule, cuda_graph, compile, channels_last, adam_eps, lr_scheduler)
         net, lr_scheduler = plain(net), plain(lr_scheduler)
+        check_training_options(lr_schedule, cuda_graph, compile, channels_last, adam_eps, lr_scheduler)
         self.save_hyperparameters(ignore=["net", "lr_scheduler"])  # collects the subclasses' arguments too
         self.hparams["net"] = net
         if lr_scheduler is not None:
@@ -182,9 +182,9 @@ def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def plain(config: DictConfig | dict | None) -> dict[str, Any] | None:
-    """A config as a plain dict (what the checkpoint's hyper-parameters hold)."""
-    if config is None:
-        return None
+    """A config as a plain dict (what the checkpoint's hyper-parameters hold); anything else as it is."""
+    if not isinstance(config, (dict, DictConfig)):
+        return config
     return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
 
 

@@ -56,7 +56,9 @@ class ImageLogger(pl.Callback):
         module.eval()
         step = logged_step(trainer)
         names = getattr(getattr(trainer, "datamodule", None), "class_names", None)
-        shown = pictures(module, x, y, names, self.n, self.pairs)
+        devices = [module.device] if module.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the prior samples draw from their own copy of the random
+            shown = pictures(module, x, y, names, self.n, self.pairs)  # state: logging never changes training
         for writer in writers(trainer):
             for tag, picture in shown.items():
                 if isinstance(picture, torch.Tensor):
