@@ -58,7 +58,7 @@ def yaml_comments(path: Path) -> dict[str, str]:
 def parents(path: Path) -> list[Path]:
     """An option's file and the files of its own group it lists in `defaults` (`- vae`), nearest first."""
     found = [path]
-    for name in re.findall(r"^\s*-\s*(\w+)\s*$", path.read_text(), re.M):
+    for name in re.findall(r"^\s*-\s*(\w+)\s*$", path.read_text(), re.MULTILINE):
         if name != "_self_" and (path.parent / f"{name}.yaml").is_file():
             found += parents(path.parent / f"{name}.yaml")
     return found
@@ -121,7 +121,7 @@ def group_section(group: str) -> list[str]:
     """One table for the group's default option, then per other option the settings it adds or changes."""
     what, registry = GROUPS[group]
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-    default = re.search(rf"^\s*-\s*{group}:\s*(\w+)", (CONF / "train.yaml").read_text(), re.M).group(1)
+    default = re.search(rf"^\s*-\s*{group}:\s*(\w+)", (CONF / "train.yaml").read_text(), re.MULTILINE).group(1)
     lines = [f"## `{group}`: {what}", "", f"Options: {', '.join(f'`{o}`' for o in options)} (default `{default}`).", ""]
     base = composed(group, default)
     for option in [default, *(o for o in options if o != default)]:

@@ -63,7 +63,7 @@ def image_source(driver, element: str = "image-a") -> str | None:
 
 def redrawn(driver, before: dict[str, str | None]) -> dict[str, str]:
     """Wait until every picture in `before` shows a new image; their new sources."""
-    return {name: wait_for(lambda n=name: (src := image_source(driver, n)) != before[name] and src)
+    return {name: wait_for(lambda n=name: (src := image_source(driver, n)) != before[n] and src)
             for name in before}
 
 

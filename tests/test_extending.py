@@ -31,7 +31,7 @@ STEPS = ["trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.lim
 def page_files() -> dict[str, str]:
     """Each file the page shows: its path (the backticked line before a code block) → the block's text."""
     text = PAGE.read_text()
-    return {m.group(1): m.group(2) for m in re.finditer(r"^`([\w/.]+)`:\n\n```\w+\n(.*?)^```", text, re.M | re.S)}
+    return {m.group(1): m.group(2) for m in re.finditer(r"^`([\w/.]+)`:\n\n```\w+\n(.*?)^```", text, re.MULTILINE | re.DOTALL)}
 
 
 @pytest.fixture(scope="module")

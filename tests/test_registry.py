@@ -53,15 +53,15 @@ def crafted(tmp_path_factory):
 
 
 def test_crafted_checkpoints_run_nothing_in_the_api(crafted) -> None:
-    folder, files, victim, marker = crafted
-    for name, path in files.items():
+    _, files, victim, marker = crafted
+    for path in files.values():
         with pytest.raises(CheckpointError, match="not one of vae_lab's"):
             load_model(path)
     assert victim.read_text() == "precious\n" and not marker.exists()
 
 
 def test_crafted_checkpoints_run_nothing_in_any_entry_point(crafted, tmp_path) -> None:
-    folder, files, victim, marker = crafted
+    _, files, victim, marker = crafted
     lines = []
     for name, path in files.items():
         lines.append(["vae_lab.generate", f"ckpt_path={path}", f"out={tmp_path / 'g.png'}"])
@@ -77,7 +77,7 @@ def test_crafted_checkpoints_run_nothing_in_any_entry_point(crafted, tmp_path) -
 
 def test_explorer_imports_nothing_a_checkpoint_names(crafted) -> None:
     """`this.Zen` (the Zen of Python prints on import): neither `ckpt_path=` nor `run=` imports it."""
-    folder, files, victim, marker = crafted
+    folder, files, _, _ = crafted
     code = ("import sys\nfrom vae_lab.explorer.runs import candidates\n"
             "from vae_lab.errors import CheckpointError, ConfigError\n"
             f"for args in ([{str(files['zen'])!r}], None), (None, {str(folder)!r}):\n"
@@ -98,7 +98,7 @@ def test_checkpoint_settings_checked_against_the_signature(tmp_path) -> None:
            "nested target in net": {**hparams, "net": {**MLP, "hidden": {"_target_": "os.system", "command": "x"}}},
            "hydra key in net": {**hparams, "net": {**MLP, "_recursive_": True}},
            "net key the model sets": {**hparams, "net": {**MLP, "latent_dim": 3}}}
-    for why, settings in bad.items():
+    for settings in bad.values():
         with pytest.raises(CheckpointError):
             checkpoint_settings(tmp_path / "x.ckpt", {"hyper_parameters": settings}, VAE)
     assert checkpoint_settings(tmp_path / "x.ckpt", {"hyper_parameters": hparams}, VAE) == hparams
@@ -127,7 +127,7 @@ def chains(depth: int = 2) -> frozenset[str]:
                     continue
                 try:
                     value = getattr(obj, name)
-                except Exception:  # noqa: BLE001 (an attribute that raises is not a class)
+                except Exception:  # noqa: BLE001, S112 (an attribute that raises is not a class)
                     continue
                 chain = f"{prefix}.{name}"
                 found.add(chain)

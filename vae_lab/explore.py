@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType

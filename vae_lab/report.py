@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from vae_lab.cli import entry_point, positional_dirs, user_errors, writable
 from vae_lab.errors import ConfigError, VaeLabError, check_flag
+from vae_lab.published import published_section
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
 from vae_lab.results.runs import (
@@ -37,7 +38,6 @@ from vae_lab.results.runs import (
     read_sweep,
     read_timing,
 )
-from vae_lab.published import published_section
 from vae_lab.timing import PARTS
 from vae_lab.viz import plots
 

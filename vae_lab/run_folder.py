@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.cli import creatable, user_errors
 from vae_lab.errors import ConfigError, RunFolderError, StorageError
+from vae_lab.files import file_lock
 
 LOCK = ".lock"  # holds the pid of the run using the folder; flock'ed while it does
 RESULTS = ("checkpoints", "metrics.json", "tensorboard")  # what overwrite=true clears
@@ -45,27 +45,21 @@ def claim(folder: str | Path, continuing: bool, overwrite: bool, clear: bool = T
 def locked(folder: Path) -> Iterator[None]:
     """Hold the folder's lock (made with the folder if need be), its file naming this process; one line if another
     process holds it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 — closed by the `with` below
-    except OSError as err:
-        raise StorageError(f"run folder {folder}: cannot write there ({err.strerror})") from err
-    with lock:
+    with ExitStack() as stack:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            owner = lock.read().strip()
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = stack.enter_context(file_lock(folder / LOCK, wait=False))
+        except OSError as err:
+            raise StorageError(f"run folder {folder}: cannot write there ({err.strerror})") from err
+        if lock is None:
+            owner = (folder / LOCK).read_text().strip()
             raise RunFolderError(f"run folder {folder} is in use by another run"
                                  f"{f' (pid {owner})' if owner else ''}; wait for it, or choose another "
-                                 "hydra.run.dir") from None
-        try:
-            lock.truncate(0)
-            lock.write(f"{os.getpid()}\n")
-            lock.flush()
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+                                 "hydra.run.dir")
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
 
 
 def finished_run(folder: Path) -> str | None:

@@ -20,6 +20,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
 from vae_lab.cli import entry_point, run_summary, user_errors
+from vae_lab.data import DATAMODULES
 from vae_lab.errors import (
     CheckpointError,
     ConfigError,
@@ -32,7 +33,6 @@ from vae_lab.errors import (
     user_error,
 )
 from vae_lab.evaluate import eval_options, test_set_metrics
-from vae_lab.data import DATAMODULES
 from vae_lab.models.base import MODELS, BaseVAE
 from vae_lab.nets import NETS
 from vae_lab.registry import HYDRA_KEYS, check_settings

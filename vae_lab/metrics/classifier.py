@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from vae_lab.data.datamodule import ImageDataModule, ResidentImages, to_channels
-from vae_lab.files import write_atomically
+from vae_lab.files import file_lock, write_atomically
 from vae_lab.results import write_json
 
 # Per-dataset training recipe (any key can be overridden through `get_classifier`); other datasets: DEFAULT_RECIPE.
@@ -210,22 +209,6 @@ def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None)
     """Where the classifiers (and the real images' FID statistics, in `fid/`) are cached: `eval.classifier.cache_dir`,
     by default `data_dir/classifiers`."""
     return Path(cache_dir or Path(data_dir) / "classifiers")
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a file (other processes asking for it wait) where the OS has fcntl."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock; jobs side by side may then train the same classifier twice
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def data_identity(datamodule: ImageDataModule) -> dict[str, Any]:

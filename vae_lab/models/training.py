@@ -15,9 +15,9 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from vae_lab.checkpoints import stamp
 from vae_lab.data.batches import step_batches
 from vae_lab.errors import ConfigError, check_number
-from vae_lab.registry import check_settings
 from vae_lab.hardware import amx_cpu
 from vae_lab.models.graphed import StepGraph
+from vae_lab.registry import check_settings
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LR_SCHEDULES = ("constant", "cosine")
