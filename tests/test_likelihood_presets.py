@@ -11,8 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.conftest import CONF, compose_cfg
-from vae_lab.published import published_section
 from vae_lab.report import report
+from vae_lab.results.published import published_section
 
 GAMMA = 10 ** (-1 / 7)
 

@@ -24,9 +24,9 @@ from omegaconf import DictConfig
 
 from vae_lab.cli import entry_point, positional_dirs, user_errors, writable
 from vae_lab.errors import ConfigError, VaeLabError, check_flag
-from vae_lab.published import published_section
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
+from vae_lab.results.published import published_section
 from vae_lab.results.runs import (
     Failure,
     Group,
