@@ -23,7 +23,8 @@ from torchvision import datasets, transforms
 
 from benchmarks import with_vae_lab_conf
 from vae_lab.cli import lightning_quiet, output_folder, user_errors
-from vae_lab.data.datamodule import CLASS_NAMES, ImageDataModule, epoch_generator, step_batches
+from vae_lab.data.batches import epoch_generator, step_batches
+from vae_lab.data.mnist import CLASS_NAMES, MNISTDataModule
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
@@ -109,7 +110,7 @@ def fast_path(cfg: DictConfig, total_steps: int,
     return model, datamodule
 
 
-def reference_dataset(cfg: DictConfig, datamodule: ImageDataModule) -> Subset:
+def reference_dataset(cfg: DictConfig, datamodule: MNISTDataModule) -> Subset:
     """The design notes' dataset — torchvision's, per-sample ToTensor — cut to the datamodule's training images."""
     cls = datasets.MNIST if cfg.data.name == "mnist" else datasets.FashionMNIST
     pad = (cfg.data.image_size - 28) // 2

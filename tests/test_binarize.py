@@ -7,12 +7,12 @@ import torch
 
 from vae_lab.data import datamodule
 from vae_lab.data.binarize import Redrawn
-from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.data.mnist import MNISTDataModule
 from vae_lab.errors import ConfigError
 
 
 def _data(data_dir, mode, name="mnist", seed=777, subset=200):
-    dm = ImageDataModule(name, data_dir=str(data_dir), train_subset=subset, binarize=mode, binarize_seed=seed)
+    dm = MNISTDataModule(name, data_dir=str(data_dir), train_subset=subset, binarize=mode, binarize_seed=seed)
     dm.setup()
     return dm
 
@@ -65,4 +65,4 @@ def test_evaluation_reads_the_runs_binarized_test_set(data_dir, dynamic):
 
 def test_a_bad_mode_is_refused_in_one_line():
     with pytest.raises(ConfigError, match="data.binarize='yes'"):
-        ImageDataModule(binarize="yes")
+        MNISTDataModule(binarize="yes")

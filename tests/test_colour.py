@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_lab.data.datamodule import to_channels
+from vae_lab.data.base import to_channels
 from vae_lab.errors import ConfigError
 from vae_lab.models.likelihood import nll
 from vae_lab.nets.burgess import BurgessNet

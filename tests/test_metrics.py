@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vae_lab.data.datamodule import ImageDataModule
+from vae_lab.data.mnist import MNISTDataModule
 from vae_lab.errors import ConfigError
 from vae_lab.metrics import classifier as classifier_module
 from vae_lab.metrics import evaluate_model, evaluation_layout
@@ -38,13 +38,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def mnist(data_dir) -> ImageDataModule:
-    data = ImageDataModule("mnist", str(data_dir), train_subset=2000, download=False)
+def mnist(data_dir) -> MNISTDataModule:
+    data = MNISTDataModule("mnist", str(data_dir), train_subset=2000, download=False)
     data.setup()
     return data
 
 
-def train_briefly(model: VAE, data: ImageDataModule, steps: int = 150) -> VAE:
+def train_briefly(model: VAE, data: MNISTDataModule, steps: int = 150) -> VAE:
     """A few hundred Adam steps, so the posterior is informative and the IWAE gap is visible."""
     torch.manual_seed(0)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -314,7 +314,7 @@ def test_the_real_images_fid_statistics_are_cached_and_recomputed_for_other_imag
     with torch.no_grad():
         next(other.parameters()).add_(0.01)
     real_statistics(x, other, 200, tmp_path)  # another classifier
-    fashion = ImageDataModule("fashion_mnist", str(data_dir), image_size=28, download=False)
+    fashion = MNISTDataModule("fashion_mnist", str(data_dir), image_size=28, download=False)
     fashion.setup()
     real_statistics(fashion.splits["test"][torch.arange(400)][0], tiny_classifier, 200, tmp_path)  # another dataset
     assert computed == [True, True] and len(list(tmp_path.glob("real-*.pt"))) == 3
@@ -385,7 +385,7 @@ def test_evaluate_model_returns_every_metric(model_cls, vae, mnist, tiny_classif
 
 
 def test_split_batches_are_sized_for_progress_bars_and_cover_the_first_images():
-    from vae_lab.data.datamodule import ResidentImages
+    from vae_lab.data.batches import ResidentImages
     from vae_lab.metrics import SplitBatches
 
     images = torch.arange(1050, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 2, 2).contiguous()

@@ -12,7 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from tests.conftest import EVAL_FAST, compose_cfg, run_cli
-from vae_lab.data.datamodule import BatchIndexSampler, datamodule_from_checkpoint
+from vae_lab.data.batches import BatchIndexSampler
+from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.errors import ConfigError
 from vae_lab.models import load_model, read_checkpoint
 from vae_lab.results import objective_value

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from vae_lab.data.datamodule import CLASS_NAMES
+from vae_lab.data.mnist import CLASS_NAMES
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.vae import VAE
 from vae_lab.viz import grids

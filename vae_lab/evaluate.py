@@ -13,7 +13,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.cli import entry_point, output_folder, require, user_errors
-from vae_lab.data.datamodule import ImageDataModule, datamodule_from_checkpoint
+from vae_lab.data.base import DataModule
+from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.metrics import evaluate_model
 from vae_lab.metrics.classifier import fid_cache, get_classifier
@@ -70,7 +71,7 @@ CLASS_METRICS = ("test/fid", "test/class_entropy", "test/probe_accuracy", "test/
 IMAGE_ONLY_METRICS = ("test/mse", "test/nll_iwae", "test/active_units")
 
 
-def test_set_metrics(model: BaseVAE, datamodule: ImageDataModule, options: DictConfig | dict | None) -> dict[str, Any]:
+def test_set_metrics(model: BaseVAE, datamodule: DataModule, options: DictConfig | dict | None) -> dict[str, Any]:
     """Every vae_lab.metrics number that the data allow, with the evaluation's time and peak memory, and `skipped`:
     each metric left out and why.
 

@@ -304,7 +304,8 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
     import torch
     from torchvision.utils import make_grid
 
-    from vae_lab.data.datamodule import CLASS_NAMES, datamodule_from_checkpoint
+    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.data.mnist import CLASS_NAMES
     from vae_lab.models import load_model, read_checkpoint
     from vae_lab.viz import grids
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from vae_lab.data.datamodule import step_batches
+from vae_lab.data.batches import step_batches
 from vae_lab.hardware import cpu_description
 
 Marks = list[tuple[int, int, float]]  # (optimiser steps so far, images so far, time) after each batch

@@ -1,5 +1,5 @@
-"""A checkpoint's datamodule rebuilt (its class found by the dataset's name), and the names the rest of vae_lab
-imports from here: the base class lives in `base.py`, batching in `batches.py`, MNIST/Fashion-MNIST in `mnist.py`."""
+"""A checkpoint's datamodule rebuilt: its class found by the dataset's name among vae_lab's own (the registry in
+`vae_lab.data`), its settings checked against the class's signature."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from vae_lab.data import datamodule_class
-from vae_lab.data.base import DataModule, to_channels
-from vae_lab.data.batches import BatchIndexSampler, ResidentImages, epoch_generator, step_batches
-from vae_lab.data.mnist import CLASS_NAMES, MNISTDataModule
+from vae_lab.data.base import DataModule
 from vae_lab.registry import check_settings
 
-ImageDataModule = MNISTDataModule  # the MNIST module's name before base.py and mnist.py
-__all__ = ["CLASS_NAMES", "BatchIndexSampler", "DataModule", "ImageDataModule", "MNISTDataModule", "ResidentImages",
-           "datamodule_class", "datamodule_from_checkpoint", "epoch_generator", "step_batches", "test_datamodule",
-           "test_split", "to_channels"]
 
 def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path | None = None,
                                **overrides: Any) -> DataModule:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vae_lab.data.datamodule import CLASS_NAMES
+from vae_lab.data.mnist import CLASS_NAMES
 from vae_lab.errors import CheckpointError, ConfigError
 from vae_lab.models import model_class, read_checkpoint
 from vae_lab.results import read_json

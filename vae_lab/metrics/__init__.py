@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vae_lab.data.datamodule import ImageDataModule, ResidentImages
+from vae_lab.data.base import DataModule
+from vae_lab.data.batches import ResidentImages
 from vae_lab.metrics.fid import fid_against, real_statistics
 from vae_lab.metrics.ground_truth import class_factor_metrics
 from vae_lab.metrics.latent import active_units, linear_probe_accuracy
@@ -96,7 +97,7 @@ def evaluation_layout(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate_model(model: BaseVAE, datamodule: ImageDataModule, classifier: nn.Module | None,
+def evaluate_model(model: BaseVAE, datamodule: DataModule, classifier: nn.Module | None,
                    iwae_samples: int = 100,
                    iwae_chunk: int = 100, iwae_batch: int = 100, iwae_precision: str = "fp32", iwae_seed: int = 0,
                    max_test_images: int | None = None,

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from vae_lab.data.datamodule import ImageDataModule, ResidentImages, to_channels
+from vae_lab.data.base import DataModule, to_channels
+from vae_lab.data.batches import ResidentImages
+from vae_lab.data.mnist import MNISTDataModule
 from vae_lab.files import file_lock, write_atomically
 from vae_lab.results import write_json
 
@@ -148,11 +150,11 @@ def load_classifier(weights: Path, device: torch.device | str) -> Classifier:
 
 
 def classifier_splits(data_dir: str | Path, dataset: str, train_subset: int | None,
-                      datamodule: ImageDataModule | None) -> tuple[ResidentImages, ResidentImages, int, int]:
+                      datamodule: DataModule | None) -> tuple[ResidentImages, ResidentImages, int, int]:
     """(train, test, classes, input size) a dataset's classifier learns from: MNIST's and Fashion-MNIST's 28×28 grey
     images, any other labelled dataset's images as its datamodule serves them."""
     if dataset in TWENTY_EIGHT or datamodule is None:
-        data = ImageDataModule(dataset, str(data_dir), image_size=28, train_subset=train_subset, download=False)
+        data = MNISTDataModule(dataset, str(data_dir), image_size=28, train_subset=train_subset, download=False)
         data.setup()
         return data.splits["train"], data.splits["test"], data.num_classes, 28
     datamodule.setup()
@@ -163,7 +165,7 @@ def classifier_splits(data_dir: str | Path, dataset: str, train_subset: int | No
 
 
 def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | str, weights: Path,
-                    train_subset: int | None = None, datamodule: ImageDataModule | None = None,
+                    train_subset: int | None = None, datamodule: DataModule | None = None,
                     **recipe: Any) -> None:
     """Train on the dataset's training split, score on its test split, save weights and a JSON summary."""
     train, test, num_classes, size = classifier_splits(data_dir, dataset, train_subset, datamodule)
@@ -183,7 +185,7 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
 
 def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | str = "cpu",
                    train_subset: int | None = None, cache_dir: str | Path | None = None,
-                   datamodule: ImageDataModule | None = None, **overrides: Any) -> Classifier:
+                   datamodule: DataModule | None = None, **overrides: Any) -> Classifier:
     """The dataset's classifier, trained once per recipe and cached: `data_dir/classifiers/{dataset}.pt` for the
     default recipe, `{dataset}-{hash}.pt` for any other (overrides, a training subset, another dataset's source,
     size or channels), so a quick classifier asked for once is never taken for the real one. A cache whose recorded
@@ -211,7 +213,7 @@ def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None)
     return Path(cache_dir or Path(data_dir) / "classifiers")
 
 
-def data_identity(datamodule: ImageDataModule) -> dict[str, Any]:
+def data_identity(datamodule: DataModule) -> dict[str, Any]:
     """What a classifier's training images depend on beside the recipe: where they come from, their size, channels."""
     hparams = dict(datamodule.hparams)
     return {"path": hparams.get("path"), "image_size": datamodule.image_size, "channels": datamodule.channels,
