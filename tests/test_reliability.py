@@ -380,3 +380,25 @@ def test_ctrl_c_during_evaluate_is_one_line_and_loses_nothing(first_epoch, tmp_p
     assert done.returncode == 130 and errors == ["error: interrupted (Ctrl+C)"], done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr + done.stdout
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_checkpoint_older_than_a_setting_resumes_with_that_settings_default(data_dir):
+    """A checkpoint written before a setting existed (adam_eps, kl_warmup_epochs, lr_scheduler, the net's activation,
+    data.binarize) trained with its default: resuming with the default is no change; another value is one."""
+    from vae_lab.data.mnist import MNISTDataModule
+    from vae_lab.models.vae import VAE
+    from vae_lab.resume import changed_settings
+
+    model = VAE(net={"_target_": "vae_lab.nets.mlp.MLPNet", "image_size": 28, "hidden": [16]}, latent_dim=2)
+    data = MNISTDataModule(data_dir=str(data_dir), train_subset=100)
+    hparams, net = dict(model.hparams), dict(model.hparams["net"])
+    for key in ("adam_eps", "kl_warmup_epochs", "lr_scheduler"):
+        hparams.pop(key, None)
+    net.pop("activation", None)
+    saved = {k: v for k, v in data.hparams.items() if k not in ("binarize", "binarize_seed")}
+    old = {"vae_lab_model": "vae_lab.models.vae.VAE", "hyper_parameters": {**hparams, "net": net},
+           "datamodule_hyper_parameters": saved}
+    assert changed_settings(old, model, data) == []
+    other = VAE(net={"_target_": "vae_lab.nets.mlp.MLPNet", "image_size": 28, "hidden": [16]}, latent_dim=2,
+                adam_eps=1e-4)
+    assert changed_settings(old, other, data) == ["model.adam_eps=0.0001 (the checkpoint's: 1e-08)"]

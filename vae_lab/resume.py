@@ -12,6 +12,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from vae_lab.errors import ConfigError
+from vae_lab.registry import parameters
 
 # Settings a resumed run may change: where the data is read from, and speed options that train the same steps.
 FREE = {"model": {"compile", "channels_last", "fused_adam", "cuda_graph", "flush_denormal"},
@@ -100,6 +101,11 @@ def moved(state_dict: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
     return {**paths, "best_k_models": {move(k): v for k, v in (state_dict.get("best_k_models") or {}).items()}}
 
 
+def defaults(cls: type) -> dict[str, Any]:
+    """A class's constructor defaults, `**kwargs` followed up its chain."""
+    return {key: param.default for key, (param, _) in parameters(cls)[0].items() if param.default is not param.empty}
+
+
 def changed_settings(checkpoint: dict[str, Any], model: pl.LightningModule,
                      datamodule: pl.LightningDataModule) -> list[str]:
     """`key=value (the checkpoint's: value)` for every setting of this run that differs from the checkpoint's,
@@ -111,10 +117,13 @@ def changed_settings(checkpoint: dict[str, Any], model: pl.LightningModule,
     model_now = dict(model.hparams)
     model_saved = dict(checkpoint.get("hyper_parameters") or {})
     net_now, net_saved = model_now.pop("net", {}), model_saved.pop("net", {})
-    for prefix, saved, now in (("model", model_saved, model_now), ("net", net_saved, net_now),
-                               ("data", checkpoint.get("datamodule_hyper_parameters") or {}, dict(datamodule.hparams))):
+    for prefix, saved, now, cls in (("model", model_saved, model_now, type(model)),
+                                    ("net", net_saved, net_now, type(model.net)),
+                                    ("data", checkpoint.get("datamodule_hyper_parameters") or {},
+                                     dict(datamodule.hparams), type(datamodule))):
+        older = defaults(cls)  # a setting newer than the checkpoint: it trained with the default
         for key in sorted((set(saved) | set(now)) - FREE.get(prefix, set())):
-            old, new = saved.get(key, _ABSENT), now.get(key, _ABSENT)
+            old, new = saved.get(key, older.get(key, _ABSENT)), now.get(key, _ABSENT)
             if old != new:
                 changes.append(f"{prefix}.{key}={new!r} (the checkpoint's: {old!r})")
     return changes
