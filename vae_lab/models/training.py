@@ -28,7 +28,7 @@ SCHEDULERS = {f"torch.optim.lr_scheduler.{name}": cls for name, cls in vars(torc
 AUTOMATIC, MANUAL = "epoch_loop.automatic_optimization", "epoch_loop.manual_optimization"  # Lightning's loop keys
 
 
-def scheduler(config: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
+def torch_scheduler(config: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """`model.lr_scheduler`'s class (one of torch's LR schedulers, by exact name: never imported or walked) and its
     settings, checked against its signature (the optimiser is passed in)."""
     settings = dict(config)
@@ -54,7 +54,7 @@ def check_training_options(lr_schedule: str, cuda_graph: bool, compile: bool, ch
     check_number("model.adam_eps", adam_eps)
     require(adam_eps > 0, f"model.adam_eps={adam_eps}: must be > 0")
     if lr_scheduler is not None:
-        scheduler(lr_scheduler)
+        torch_scheduler(lr_scheduler)
         require(lr_schedule == "constant", f"model.lr_schedule={lr_schedule} and model.lr_scheduler: choose one")
     require(not (cuda_graph and compile), "model.cuda_graph=true and model.compile=true: choose one")
     require(channels_last in CHANNELS_LAST, f"model.channels_last={channels_last!r}: choose true, false or auto")
@@ -186,7 +186,7 @@ class TrainingModule(pl.LightningModule):
         step; `model.lr_scheduler` is a torch scheduler stepped at each epoch's start."""
         adam = torch.optim.Adam(self.parameters(), **self.adam_options(self.hparams.lr))
         if self.hparams.get("lr_scheduler"):
-            cls, settings = scheduler(self.hparams.lr_scheduler)
+            cls, settings = torch_scheduler(self.hparams.lr_scheduler)
             return {"optimizer": adam, "lr_scheduler": {"scheduler": cls(adam, **settings), "interval": "epoch"}}
         if self.hparams.get("lr_schedule", "constant") == "constant":
             return adam
