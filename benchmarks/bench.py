@@ -29,7 +29,7 @@ from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
 from vae_lab.timing import Clock, Marks, StepClock, advance, device_name, synchronize, throughput, window_rates
-from vae_lab.train import build
+from vae_lab.train import apply_threads, build
 
 TOP_OPS = 12  # operators listed by `profile_steps`
 
@@ -228,6 +228,7 @@ def repeat_for(work: Callable[[], Any], seconds: float, device: torch.device) ->
 def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     """Both paths for one config: throughput, ratio, FLOPs, floor fraction and the parity verdict."""
     warmup, repeats, steps = window = (bench.warmup_steps, bench.repeats, bench.steps_per_repeat)
+    apply_threads(cfg.get("threads"))  # both paths run on the case's `threads`
     reference = ReferenceLoop(cfg, boundaries=[warmup + r * steps for r in range(repeats + 1)])
     turns = {warmup + r * steps: functools.partial(reference.run, steps + (warmup if r == 0 else 0))
              for r in range(repeats)}  # before each of vae_lab's windows, one of the reference's
@@ -348,6 +349,8 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
                                                            if cfg.train_subset else [])
     cases = {}  # every case composed (its overrides checked) before any runs
     for name, overrides in cfg.cases.items():
+        if overrides is None:  # `cases.NAME=null` leaves a case out
+            continue
         all_overrides = list(overrides) + list(cfg.overrides) + extra
         cases[name] = compose_case(all_overrides) if compose_case else compose_train(name, all_overrides)
         per_batch = cases[name].data.get("steps_per_batch", 1)
