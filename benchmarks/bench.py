@@ -131,7 +131,8 @@ def reference_loader(cfg: DictConfig, dataset: Subset, seed: int, epoch: int) ->
 
 
 class ReferenceLoop:
-    """A plain fp32 loop with torch's default Adam over the same network and batch size, run in turns.
+    """A plain fp32 loop with torch's default Adam (the case's lr and ε) over the same network and batch size, run in
+    turns.
 
     Its shuffling `DataLoader` draws each epoch's order from the generator vae_lab's sampler uses, so both paths
     see the same images in the same batches: the parity check compares arithmetic, not luck of the batch order.
@@ -143,7 +144,8 @@ class ReferenceLoop:
         datamodule, self.model, _ = build(cfg, callbacks=[], logger=False)
         self.device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
         self.model.to(self.device).train()
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.model.lr)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.model.lr, eps=cfg.model.get("adam_eps", 1e-8))
+        self.binarize = cfg.data.get("binarize", "none") != "none"  # each batch drawn as Bernoulli(pixel), as plain loops do
         dataset = reference_dataset(cfg, datamodule)
         self.batches = (batch for epoch in itertools.count()
                         for batch in reference_loader(cfg, dataset, datamodule.hparams.seed, epoch))
@@ -172,6 +174,7 @@ class ReferenceLoop:
             for step in range(steps):
                 fetch = time.perf_counter()
                 x, y = next(self.batches)
+                x = torch.bernoulli(x) if self.binarize else x
                 self.data_seconds += time.perf_counter() - fetch
                 loss = self.model.loss_terms((x.to(self.device), y.to(self.device)))["loss"]
                 self.optimiser.zero_grad()
