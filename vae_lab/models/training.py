@@ -15,7 +15,7 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from vae_lab.checkpoints import stamp
 from vae_lab.data.batches import step_batches
 from vae_lab.errors import ConfigError, check_number
-from vae_lab.hardware import amx_cpu
+from vae_lab.hardware import amx_cpu, skip_missing_nvml
 from vae_lab.models.graphed import StepGraph
 from vae_lab.registry import check_settings
 
@@ -228,6 +228,7 @@ class TrainingModule(pl.LightningModule):
         many times slower, and the Burgess net's gradients and Adam moments produce them); a fresh CUDA graph per fit
         (one captured earlier points at parameters and state that may have moved), which needs one device and no
         loss scaling."""
+        skip_missing_nvml()
         if self.hparams.get("flush_denormal", True):
             torch.set_flush_denormal(True)
         if not self.hparams.get("cuda_graph"):
