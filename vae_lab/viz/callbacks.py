@@ -128,8 +128,8 @@ class Curves(pl.Callback):
 
 
 class LatentHistograms(pl.Callback):
-    """Every epoch, histograms of the posterior means μ and log-variances log σ² of the first validation batch
-    (all latents together), as `latent/mu` and `latent/logvar`."""
+    """Every epoch, histograms of the posterior means μ and log-variances log σ² of the first validation batch, one per
+    latent d: `latent/mu/z<d>` and `latent/logvar/z<d>` (TensorBoard sorts z2 before z10)."""
 
     def __init__(self) -> None:
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -144,8 +144,9 @@ class LatentHistograms(pl.Callback):
         x, y = (t.to(module.device) for t in self.batch)
         mu, logvar = module.encode(x, y if module.conditional else None)
         for writer in targets:
-            writer.add_histogram("latent/mu", mu.float().cpu(), logged_step(trainer))
-            writer.add_histogram("latent/logvar", logvar.float().cpu(), logged_step(trainer))
+            for name, values in (("mu", mu), ("logvar", logvar)):
+                for d, column in enumerate(values.float().cpu().T):
+                    writer.add_histogram(f"latent/{name}/z{d}", column, logged_step(trainer))
 
 
 class LearningRateMonitor(pl.callbacks.LearningRateMonitor):

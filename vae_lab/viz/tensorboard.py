@@ -1,5 +1,5 @@
-"""What a run writes to TensorBoard beside Lightning's curves: the HParams sessions and experiment, the composed
-config, and the final metrics once at the last step (docs/tensorboard.md)."""
+"""What a run writes to TensorBoard: Lightning's curves under vae_lab's tags, the HParams sessions and experiment, the
+composed config, and the final metrics once at the last step (docs/tensorboard.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning import loggers
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
@@ -23,6 +24,21 @@ HEADLINE = ("test/nelbo", "test/nll_iwae", "test/fid", "test/cond_accuracy", "te
             "time/train_seconds", "time/train_images_per_second", "mem/peak_mb")
 METRIC_PREFIXES = ("test/", "time/", "mem/")
 LOGGED_BY_TEST_LOOP = ("test/loss", "test/recon", "test/kl", "test/nelbo")  # Lightning's test loop writes these
+CURVE_STAGES = ("train", "train_epoch", "val")  # the stages whose loss is a curve, not one end-of-run value
+
+
+def tag(key: str) -> str | None:
+    """A logged metric's TensorBoard tag: each curve's loss as `Loss/<stage>`, a group TensorBoard sorts first (it
+    sorts groups by character code, A-Z before a-z) and opens (the first two); Lightning's `epoch` staircase none."""
+    stage, _, term = key.partition("/")
+    return None if key == "epoch" else f"Loss/{stage}" if term == "loss" and stage in CURVE_STAGES else key
+
+
+class TensorBoardLogger(loggers.TensorBoardLogger):
+    """Lightning's TensorBoard logger, writing each metric under its `tag`."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics({tag(k): v for k, v in metrics.items() if tag(k)}, step)
 
 
 def hparam_values(record: dict[str, Any], settings: dict[str, Any],
