@@ -126,7 +126,7 @@ def number_text(value: float) -> str:
 
 
 def results_table(record: dict[str, Any]) -> str:
-    """The run's final metrics as one Markdown table (the Text tab's `results`), headline metrics first, by the
+    """The run's final metrics as one Markdown table (the Text tab's `Results`), headline metrics first, by the
     report's names: the end-of-run values at a glance instead of one single-point card each."""
 
     rows = [f"| {header(m)} | {number_text(record[m])} |" for m in metric_names([record])
@@ -142,7 +142,7 @@ def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: floa
     if not hasattr(writer, "add_scalar"):
         return
     logger.log_metrics(final_metrics(record), step=step)
-    writer.add_text("results", results_table(record), step)
+    writer.add_text("Results", results_table(record), step)  # capitalised: the Text tab shows it before `config`
     file_writer = writer._get_file_writer()  # torch's SummaryWriter writes raw Summary protos through it
     settings = run_settings(Path(logger.save_dir), record)  # the run folder: Lightning's logger writes under it
     summaries = (([experiment_summary([(record, settings)])] if experiment else [])
