@@ -82,7 +82,8 @@ def test_scalars_are_grouped_and_tensorboard_gets_its_extras(cvae_run):
     scalars = set(events.Tags()["scalars"])
     per_dim = [events.Scalars(f"kl_dim/val/{d}")[-1].value for d in range(8)]
     assert len({round(v, 4) for v in per_dim}) > 1, "one KL spread evenly is not a per-dimension KL"
-    assert not [t for t in scalars if t.startswith(("val/kl_dim", "test/kl_dim"))]
+    assert not [t for t in scalars if t.startswith(("val/kl_dim", "kl_dim/test"))]
+    assert [len(events.Scalars(f"test/kl_dim/{d}")) for d in range(8)] == [1] * 8  # one-dots: with the other test/
     assert not {"train/nelbo", "val/nelbo", "train_epoch/nelbo"} & scalars and "test/nelbo" in scalars
     assert "lr-Adam" in scalars and events.Scalars("lr-Adam")[0].value == pytest.approx(2e-3)
     text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()

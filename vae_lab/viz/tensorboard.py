@@ -29,9 +29,14 @@ CURVE_STAGES = ("train", "train_epoch", "val")  # the stages whose loss is a cur
 
 def tag(key: str) -> str | None:
     """A logged metric's TensorBoard tag: each curve's loss as `Loss/<stage>`, a group TensorBoard sorts first (it
-    sorts groups by character code, A-Z before a-z) and opens (the first two); Lightning's `epoch` staircase none."""
+    sorts groups by character code, A-Z before a-z) and opens (the first two); the test pass's KL per latent (a point
+    each) under `test/` with the other end-of-run values; Lightning's `epoch` staircase none."""
     stage, _, term = key.partition("/")
-    return None if key == "epoch" else f"Loss/{stage}" if term == "loss" and stage in CURVE_STAGES else key
+    if key == "epoch":
+        return None
+    if term == "loss" and stage in CURVE_STAGES:
+        return f"Loss/{stage}"
+    return key.replace("kl_dim/test/", "test/kl_dim/")
 
 
 class TensorBoardLogger(loggers.TensorBoardLogger):
