@@ -128,8 +128,7 @@ class Curves(pl.Callback):
 
 
 class LatentHistograms(pl.Callback):
-    """Every epoch, histograms of the posterior means μ and log-variances log σ² of the first validation batch, one per
-    latent d: `latent/mu/z<d>` and `latent/logvar/z<d>` (TensorBoard sorts z2 before z10)."""
+    """Every epoch, a histogram per latent d of the first validation batch's μ and log σ²: `latent/{mu,logvar}/z<d>`."""
 
     def __init__(self) -> None:
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None

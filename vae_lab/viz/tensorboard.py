@@ -28,15 +28,13 @@ CURVE_STAGES = ("train", "train_epoch", "val")  # the stages whose loss is a cur
 
 
 def tag(key: str) -> str | None:
-    """A logged metric's TensorBoard tag: each curve's loss as `Loss/<stage>`, a group TensorBoard sorts first (it
-    sorts groups by character code, A-Z before a-z) and opens (the first two); the test pass's KL per latent (a point
-    each) under `test/` with the other end-of-run values; Lightning's `epoch` staircase none."""
+    """A logged metric's TensorBoard tag (None: not written; docs/tensorboard.md, "What opens first")."""
     stage, _, term = key.partition("/")
-    if key == "epoch":
+    if key == "epoch":  # Lightning's epoch counter: a staircase that would sort and open first
         return None
-    if term == "loss" and stage in CURVE_STAGES:
+    if term == "loss" and stage in CURVE_STAGES:  # TensorBoard sorts groups A-Z before a-z and opens the first two
         return f"Loss/{stage}"
-    return key.replace("kl_dim/test/", "test/kl_dim/")
+    return key.replace("kl_dim/test/", "test/kl_dim/")  # a point each: with the other end-of-run values
 
 
 class TensorBoardLogger(loggers.TensorBoardLogger):
