@@ -33,5 +33,6 @@ PYEOF
   echo "wrote $OUT/tensorboard_$1.png ($(stat -c %s "$OUT/tensorboard_$1.png") bytes)"
 }
 mkdir -p "$OUT"
+shot timeseries timeseries
 shot hparams hparams
 shot images images

@@ -50,7 +50,7 @@ def test_train_writes_metrics_checkpoint_and_events(cvae_run):
     assert "`Trainer.fit` stopped" in log and f"wrote {cvae_run / 'metrics.json'}: test/" in log
     events = run_events(cvae_run)
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/recon", "train_epoch/loss", "val/loss", "val/kl", "test/loss", "kl_dim/val/0"} <= scalars, scalars
+    assert {"Loss/train", "train/recon", "Loss/train_epoch", "Loss/val", "val/kl", "test/loss", "kl_dim/val/0"} <= scalars, scalars
     assert events.PluginTagToContent("hparams"), "the HParams tab needs the hparams summary"
     images = set(events.Tags()["images"])
     assert {"images/reconstructions", "images/traversals", "images/class_grid", "latent/kl_per_latent",
@@ -70,25 +70,46 @@ def test_final_metrics_are_logged_once_at_the_last_step(cvae_run):
         points = events.Scalars(key)
         assert [p.step for p in points] == [last], key
         assert points[0].value == pytest.approx(metrics[key], rel=1e-5, abs=1e-5), key
-    table = events.Tensors("results/text_summary")[0].tensor_proto.string_val[0].decode().splitlines()
+    table = events.Tensors("Results/text_summary")[0].tensor_proto.string_val[0].decode().splitlines()
     assert table[0] == "| metric | value |" and len(table) > 10  # the end-of-run values, as one table
 
 
 def test_scalars_are_grouped_and_tensorboard_gets_its_extras(cvae_run):
     """Per-dimension KL in its own group (and really per dimension for the mixture prior); no nelbo curve that
-    repeats the loss; learning rate, μ / log σ² histograms, the config text; no Custom Scalars layout (its smoothed
-    charts invent gaps on short runs: the curves are a figure)."""
+    repeats the loss; the learning rate, the config text; no Custom Scalars layout (its smoothed charts invent gaps on
+    short runs: the curves are a figure)."""
     events = run_events(cvae_run)
     scalars = set(events.Tags()["scalars"])
     per_dim = [events.Scalars(f"kl_dim/val/{d}")[-1].value for d in range(8)]
     assert len({round(v, 4) for v in per_dim}) > 1, "one KL spread evenly is not a per-dimension KL"
-    assert not [t for t in scalars if t.startswith(("val/kl_dim", "test/kl_dim"))]
+    assert not [t for t in scalars if t.startswith(("val/kl_dim", "kl_dim/test"))]
+    assert [len(events.Scalars(f"test/kl_dim/{d}")) for d in range(8)] == [1] * 8  # one-dots: with the other test/
     assert not {"train/nelbo", "val/nelbo", "train_epoch/nelbo"} & scalars and "test/nelbo" in scalars
     assert "lr-Adam" in scalars and events.Scalars("lr-Adam")[0].value == pytest.approx(2e-3)
-    assert {"latent/mu", "latent/logvar"} <= set(events.Tags()["histograms"])
     text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "_target_: vae_lab.models.cvae.CVAE" in text and "prior_components: 10" in text
     assert "custom_scalars__config__" not in events.Tags()["tensors"]
+
+
+def test_the_loss_curves_are_the_first_group_and_no_epoch_staircase(cvae_run):
+    """TensorBoard groups tags by their first `/` part, sorts the groups by character code (digits, `_` and `/` first:
+    none here; then A-Z before a-z) and opens the first two (the Time Series tab over all its cards, the Scalars tab
+    over scalars): `Loss` (train, train's epoch means, validation) comes first; Lightning's `epoch` is not written."""
+    events = run_events(cvae_run)
+    tags = events.Tags()
+    cards = {t.split("/")[0] for kind in ("scalars", "histograms", "images") for t in tags[kind]}
+    assert not [g for g in cards if g[0] in "0123456789_/"] and min(cards) == "Loss", sorted(cards)
+    assert sorted(t for t in tags["scalars"] if t.startswith("Loss/")) == ["Loss/train", "Loss/train_epoch", "Loss/val"]
+    assert "epoch" not in tags["scalars"] and not {"train/loss", "train_epoch/loss", "val/loss"} & set(tags["scalars"])
+
+
+def test_the_latent_histograms_are_one_per_latent(cvae_run):
+    """μ and log σ² of the validation batch, a histogram per latent (`latent/mu/z<d>`), none pooling all latents."""
+    events = run_events(cvae_run)
+    histograms = set(events.Tags()["histograms"])
+    assert histograms == {f"latent/{name}/z{d}" for name in ("mu", "logvar") for d in range(8)}, histograms
+    last = [events.Histograms(f"latent/mu/z{d}")[-1].histogram_value for d in range(8)]
+    assert len({h.num for h in last}) == 1 and len({round(h.sum, 3) for h in last}) == 8  # one batch, a latent each
 
 
 def test_a_single_run_has_its_hparams_session_and_experiment(cvae_run):

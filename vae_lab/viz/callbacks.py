@@ -128,8 +128,7 @@ class Curves(pl.Callback):
 
 
 class LatentHistograms(pl.Callback):
-    """Every epoch, histograms of the posterior means μ and log-variances log σ² of the first validation batch
-    (all latents together), as `latent/mu` and `latent/logvar`."""
+    """Every epoch, a histogram per latent d of the first validation batch's μ and log σ²: `latent/{mu,logvar}/z<d>`."""
 
     def __init__(self) -> None:
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -144,8 +143,9 @@ class LatentHistograms(pl.Callback):
         x, y = (t.to(module.device) for t in self.batch)
         mu, logvar = module.encode(x, y if module.conditional else None)
         for writer in targets:
-            writer.add_histogram("latent/mu", mu.float().cpu(), logged_step(trainer))
-            writer.add_histogram("latent/logvar", logvar.float().cpu(), logged_step(trainer))
+            for name, values in (("mu", mu), ("logvar", logvar)):
+                for d, column in enumerate(values.float().cpu().T):
+                    writer.add_histogram(f"latent/{name}/z{d}", column, logged_step(trainer))
 
 
 class LearningRateMonitor(pl.callbacks.LearningRateMonitor):

@@ -1,5 +1,5 @@
-"""What a run writes to TensorBoard beside Lightning's curves: the HParams sessions and experiment, the composed
-config, and the final metrics once at the last step (docs/tensorboard.md)."""
+"""What a run writes to TensorBoard: Lightning's curves under vae_lab's tags, the HParams sessions and experiment, the
+composed config, and the final metrics once at the last step (docs/tensorboard.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning import loggers
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
@@ -23,6 +24,24 @@ HEADLINE = ("test/nelbo", "test/nll_iwae", "test/fid", "test/cond_accuracy", "te
             "time/train_seconds", "time/train_images_per_second", "mem/peak_mb")
 METRIC_PREFIXES = ("test/", "time/", "mem/")
 LOGGED_BY_TEST_LOOP = ("test/loss", "test/recon", "test/kl", "test/nelbo")  # Lightning's test loop writes these
+CURVE_STAGES = ("train", "train_epoch", "val")  # the stages whose loss is a curve, not one end-of-run value
+
+
+def tag(key: str) -> str | None:
+    """A logged metric's TensorBoard tag (None: not written; docs/tensorboard.md, "What opens first")."""
+    stage, _, term = key.partition("/")
+    if key == "epoch":  # Lightning's epoch counter: a staircase that would sort and open first
+        return None
+    if term == "loss" and stage in CURVE_STAGES:  # TensorBoard sorts groups A-Z before a-z and opens the first two
+        return f"Loss/{stage}"
+    return key.replace("kl_dim/test/", "test/kl_dim/")  # a point each: with the other end-of-run values
+
+
+class TensorBoardLogger(loggers.TensorBoardLogger):
+    """Lightning's TensorBoard logger, writing each metric under its `tag`."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics({tag(k): v for k, v in metrics.items() if tag(k)}, step)
 
 
 def hparam_values(record: dict[str, Any], settings: dict[str, Any],
@@ -110,7 +129,7 @@ def number_text(value: float) -> str:
 
 
 def results_table(record: dict[str, Any]) -> str:
-    """The run's final metrics as one Markdown table (the Text tab's `results`), headline metrics first, by the
+    """The run's final metrics as one Markdown table (the Text tab's `Results`), headline metrics first, by the
     report's names: the end-of-run values at a glance instead of one single-point card each."""
 
     rows = [f"| {header(m)} | {number_text(record[m])} |" for m in metric_names([record])
@@ -126,7 +145,7 @@ def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: floa
     if not hasattr(writer, "add_scalar"):
         return
     logger.log_metrics(final_metrics(record), step=step)
-    writer.add_text("results", results_table(record), step)
+    writer.add_text("Results", results_table(record), step)  # capitalised: the Text tab shows it before `config`
     file_writer = writer._get_file_writer()  # torch's SummaryWriter writes raw Summary protos through it
     settings = run_settings(Path(logger.save_dir), record)  # the run folder: Lightning's logger writes under it
     summaries = (([experiment_summary([(record, settings)])] if experiment else [])
