@@ -42,7 +42,7 @@ def _figures(cfg) -> dict:
 def test_burda_iwae_is_burda_et_al_table_1(tmp_path, arm, model, k):
     cfg = compose_cfg(tmp_path, "+experiment=burda_iwae", f"+arm={arm}")
     assert cfg.model._target_ == f"vae_lab.models.{model}" and cfg.model.get("k") == k
-    assert (cfg.data.name, cfg.data.binarize, cfg.data.batch_size) == ("mnist", "dynamic", 20)
+    assert (cfg.data.name, cfg.data.binarize, cfg.data.batch_size, cfg.data.steps_per_batch) == ("mnist", "dynamic", 20, 10)
     assert cfg.net._target_ == "vae_lab.nets.mlp.MLPNet" and list(cfg.net.hidden) == [200, 200]
     assert cfg.net.activation == "tanh" and cfg.model.latent_dim == 50
     assert (cfg.model.lr, cfg.model.adam_eps, cfg.model.kl_warmup_epochs, cfg.model.beta) == (1e-3, 1e-4, 0, 1.0)
