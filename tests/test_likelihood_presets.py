@@ -78,7 +78,7 @@ def test_exemplar_nll_is_the_exemplar_vae_protocol(tmp_path, data):
 
 
 @pytest.mark.parametrize("preset, extra, changed", [
-    ("burda_iwae", ["+arm=iwae_k50"], {"trainer.max_epochs": 40, "model.lr_scheduler.milestones": [1, 4, 13]}),
+    ("burda_iwae", ["+arm=iwae_k50"], {"trainer.max_epochs": 200, "model.lr_scheduler.milestones": [1, 4, 13, 40, 121]}),
     ("exemplar_nll", [], {"trainer.max_epochs": 200}),
 ])
 def test_a_cpu_variant_changes_only_its_budget(tmp_path, preset, extra, changed):
