@@ -124,3 +124,31 @@ def test_the_end_of_run_values_are_one_table():
     lines = results_table(record).splitlines()
     assert lines[:2] == ["| metric | value |", "|---|--:|"] and len(lines) == 5  # NaN left out, hyper-parameters too
     assert lines[2].endswith("| 101.2 |") and lines[3].endswith("| 8 |") and lines[4].endswith("| 12.5 |")
+
+
+def test_a_sweeps_tensorboard_lists_only_its_runs(tmp_path):
+    """TensorBoard's data provider on a two-run sweep folder: the two runs, no empty `.`; the sweep's experiment in one."""
+    import json
+
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins.hparams import metadata
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vae_lab.viz.tensorboard import write_sweep_experiment
+
+    for num, beta in enumerate((1, 4)):
+        run = tmp_path / f"{num}_beta_vae_mnist"
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({"status": "ok", "model": "beta_vae", "net": "burgess",
+                                                      "dataset": "mnist", "seed": 0, "beta": beta, "test/nelbo": 99.0}))
+        with SummaryWriter(str(run / "tensorboard" / "beta_vae_mnist")) as writer:
+            writer.add_scalar("Loss/val", 100.0 + beta, 1)
+    assert write_sweep_experiment(tmp_path)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(tmp_path)).Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    runs = {run.run_name for run in provider.list_runs(context.RequestContext(), experiment_id="")}
+    assert runs == {f"{n}_beta_vae_mnist/tensorboard/beta_vae_mnist" for n in (0, 1)}
+    experiments = [r for r, tags in multiplexer.PluginRunToTagToContent("hparams").items()
+                   if metadata.EXPERIMENT_TAG in tags]
+    assert experiments == ["0_beta_vae_mnist/tensorboard/beta_vae_mnist"]

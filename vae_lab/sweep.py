@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class SweepHParams(Callback):
-    """After the last job, the sweep's HParams experiment in the sweep folder: the hyper-parameters that tell its
+    """After the last job, the sweep's HParams experiment in its first run: the hyper-parameters that tell its
     runs' groups apart (the report's rule) and their final metrics, so TensorBoard's HParams tab compares them (each job writes
     only its session: its values and metrics)."""
 

@@ -156,13 +156,15 @@ def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: floa
 
 
 def write_sweep_experiment(folder: Path) -> bool:
-    """Write the HParams experiment of the finished runs under a sweep folder into it (an event file of its own)."""
+    """Write the HParams experiment of the finished runs under a sweep folder into its first run's events."""
     runs = [run for run in map(load_run, find_run_dirs(folder)) if isinstance(run, Run)]
-    if not runs:
+    events = sorted(path for run in runs for path in run.path.glob("tensorboard/*/events.out.tfevents.*"))
+    if not events:
         return False
     from torch.utils.tensorboard.writer import FileWriter
 
-    writer = FileWriter(str(folder), filename_suffix=".hparams")
+    # TensorBoard takes the experiment from whichever run holds it; in the sweep folder it would be an empty run `.`
+    writer = FileWriter(str(events[0].parent), filename_suffix=".hparams")
     writer.add_summary(experiment_summary([(run.record, run.settings) for run in runs]))
     writer.close()
     return True
