@@ -335,3 +335,14 @@ def test_a_ground_truth_image_shows_its_factor_values(tmp_path, data_dir):
     assert out["about"] == ", ".join(f"{n}={v}" for n, v in zip(session.first.factor_names, factors[0].tolist()))
     assert out["image"].shape == (32, 32) and out["label"] is None and session.first.class_names is None
     assert len(session.first.factors) == session.first.latent_dim
+
+
+def test_a_fashion_models_classes_are_garment_names(tmp_path, data_dir):
+    """The class menu (the candidates' names) and an encoded image's line name Fashion-MNIST's garments."""
+    from vae_lab.data.mnist import CLASS_NAMES
+
+    listed = candidates([str(tiny_checkpoint(tmp_path / "fashion", "model=cvae", "data=fashion_mnist"))], None)
+    names = list(listed[0].class_names)
+    assert names == CLASS_NAMES["fashion_mnist"] and names[:2] == ["T-shirt/top", "Trouser"]
+    out = Catalogue(listed, kl_images=50).session(listed[0].name).encode(0)
+    assert out["about"] == f"class {out['label']}: {names[out['label']]}"
