@@ -346,3 +346,25 @@ def test_a_fashion_models_classes_are_garment_names(tmp_path, data_dir):
     assert names == CLASS_NAMES["fashion_mnist"] and names[:2] == ["T-shirt/top", "Trouser"]
     out = Catalogue(listed, kl_images=50).session(listed[0].name).encode(0)
     assert out["about"] == f"class {out['label']}: {names[out['label']]}"
+
+
+def test_every_control_has_a_line_of_help(shelf):
+    """A menu shows its own `info` line; any other control has a help line (or a slider's `info`) after it, before
+    its group ends (where its mistakes show, or the pictures' column); the latent sliders: the one line above them."""
+    pytest.importorskip("gradio", reason="the `explore` extra is not installed")
+    from vae_lab.explorer import page
+
+    helped, waiting = [], []
+    for c in page.build(shelf).config["components"]:
+        props, name = c["props"], c["props"].get("label") or c["props"].get("value")
+        kinds = props.get("elem_classes", [])
+        if props.get("visible") is False or (c["type"] == "slider" and name.startswith("z")):
+            continue
+        assert not (waiting and ("problem" in kinds or c["type"] == "image")), waiting
+        assert c["type"] != "dropdown" or props.get("info"), name
+        if "help" in kinds or props.get("info"):
+            helped, waiting = helped + waiting + [name], []
+        elif c["type"] in ("slider", "number", "button"):
+            waiting.append(name)
+    assert {"model A", "random design", "any", "start from it", "how far from the first to the second",
+            "download this design (image and its code)"} <= set(helped)
