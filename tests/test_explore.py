@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -148,6 +149,12 @@ def test_a_latent_is_named_by_the_factor_it_best_predicts():
     mu = torch.stack([factors[:, 1].float() + 0.01 * torch.randn(400), torch.randn(400),
                       factors[:, 0].float()], 1)
     assert factor_names_of(mu, factors, ["shape", "scale"]) == ["scale", None, "shape"]
+    pytest.importorskip("gradio", reason="the `explore` extra is not installed")
+    from vae_lab.explorer.page import slider_label
+
+    model = SimpleNamespace(latent_dim=2, kl=np.array([1.5, 0.0]), active=np.array([True, False]), factors=["shape", None])
+    session = SimpleNamespace(models=[model])
+    assert [slider_label(d, session) for d in (0, 1)] == ["shape · z0 · 1.50 nats", "z1 · 0.00 nats (unused)"]
 
 
 def test_only_the_checkpoints_given_are_listed_and_loaded(shelf, checkpoints, tmp_path):
