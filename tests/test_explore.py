@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -148,6 +149,12 @@ def test_a_latent_is_named_by_the_factor_it_best_predicts():
     mu = torch.stack([factors[:, 1].float() + 0.01 * torch.randn(400), torch.randn(400),
                       factors[:, 0].float()], 1)
     assert factor_names_of(mu, factors, ["shape", "scale"]) == ["scale", None, "shape"]
+    pytest.importorskip("gradio", reason="the `explore` extra is not installed")
+    from vae_lab.explorer.page import slider_label
+
+    model = SimpleNamespace(latent_dim=2, kl=np.array([1.5, 0.0]), active=np.array([True, False]), factors=["shape", None])
+    session = SimpleNamespace(models=[model])
+    assert [slider_label(d, session) for d in (0, 1)] == ["shape · z0 · 1.50 nats", "z1 · 0.00 nats (unused)"]
 
 
 def test_only_the_checkpoints_given_are_listed_and_loaded(shelf, checkpoints, tmp_path):
@@ -335,3 +342,36 @@ def test_a_ground_truth_image_shows_its_factor_values(tmp_path, data_dir):
     assert out["about"] == ", ".join(f"{n}={v}" for n, v in zip(session.first.factor_names, factors[0].tolist()))
     assert out["image"].shape == (32, 32) and out["label"] is None and session.first.class_names is None
     assert len(session.first.factors) == session.first.latent_dim
+
+
+def test_a_fashion_models_classes_are_garment_names(tmp_path, data_dir):
+    """The class menu (the candidates' names) and an encoded image's line name Fashion-MNIST's garments."""
+    from vae_lab.data.mnist import CLASS_NAMES
+
+    listed = candidates([str(tiny_checkpoint(tmp_path / "fashion", "model=cvae", "data=fashion_mnist"))], None)
+    names = list(listed[0].class_names)
+    assert names == CLASS_NAMES["fashion_mnist"] and names[:2] == ["T-shirt/top", "Trouser"]
+    out = Catalogue(listed, kl_images=50).session(listed[0].name).encode(0)
+    assert out["about"] == f"class {out['label']}: {names[out['label']]}"
+
+
+def test_every_control_has_a_line_of_help(shelf):
+    """A menu shows its own `info` line; any other control has a help line (or a slider's `info`) after it, before
+    its group ends (where its mistakes show, or the pictures' column); the latent sliders: the one line above them."""
+    pytest.importorskip("gradio", reason="the `explore` extra is not installed")
+    from vae_lab.explorer import page
+
+    helped, waiting = [], []
+    for c in page.build(shelf).config["components"]:
+        props, name = c["props"], c["props"].get("label") or c["props"].get("value")
+        kinds = props.get("elem_classes", [])
+        if props.get("visible") is False or (c["type"] == "slider" and name.startswith("z")):
+            continue
+        assert not (waiting and ("problem" in kinds or c["type"] == "image")), waiting
+        assert c["type"] != "dropdown" or props.get("info"), name
+        if "help" in kinds or props.get("info"):
+            helped, waiting = helped + waiting + [name], []
+        elif c["type"] in ("slider", "number", "button"):
+            waiting.append(name)
+    assert {"model A", "random design", "any", "start from it", "how far from the first to the second",
+            "download this design (image and its code)"} <= set(helped)

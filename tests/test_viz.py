@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from matplotlib.text import Text
 
 from vae_lab.data.mnist import CLASS_NAMES
 from vae_lab.models.cvae import CVAE
@@ -20,6 +21,13 @@ FASHION = CLASS_NAMES["fashion_mnist"]
 
 def width_px(fig: plt.Figure) -> float:
     return fig.get_size_inches()[0] * fig.dpi
+
+
+def card_text_px(fig: plt.Figure, card: float = 360) -> float:
+    """A figure's smallest text in pixels as the Images tab's card (about 360 px wide at 1400 px) shows it."""
+    fig.canvas.draw()
+    points = min(t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip())
+    return points * fig.dpi / 72 * min(1.0, card / width_px(fig))
 
 
 def test_a_traversal_is_legible_at_a_cards_width_and_shows_its_input_and_class():
@@ -41,7 +49,8 @@ def test_a_traversal_is_legible_at_a_cards_width_and_shows_its_input_and_class()
     assert "images/samples" not in shown  # a CVAE's prior samples: only as the grid with a row per class
     rows = [t.get_text() for t in shown["images/class_grid"].axes[0].get_yticklabels()]
     assert rows == FASHION and "a row per class" in shown["images/class_grid"].axes[0].get_title()
-    for picture in shown.values():
+    for tag, picture in shown.items():
+        assert card_text_px(picture) >= 9, tag  # every figure's smallest text legible at the card's size
         plt.close(picture)
 
 
@@ -97,6 +106,7 @@ def test_train_and_validation_curves_are_two_coloured_series_of_the_logged_point
     assert list(train.get_xdata()) == [0, 1] and list(train.get_ydata()) == pytest.approx([110.07, 100.0])
     assert list(val.get_ydata()) == pytest.approx([109.51, 99.0])  # exactly the logged values: no smoothing
     assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train", "validation"]
+    assert card_text_px(fig) >= 9
     plt.close(fig)
 
 
@@ -124,3 +134,31 @@ def test_the_end_of_run_values_are_one_table():
     lines = results_table(record).splitlines()
     assert lines[:2] == ["| metric | value |", "|---|--:|"] and len(lines) == 5  # NaN left out, hyper-parameters too
     assert lines[2].endswith("| 101.2 |") and lines[3].endswith("| 8 |") and lines[4].endswith("| 12.5 |")
+
+
+def test_a_sweeps_tensorboard_lists_only_its_runs(tmp_path):
+    """TensorBoard's data provider on a two-run sweep folder: the two runs, no empty `.`; the sweep's experiment in one."""
+    import json
+
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins.hparams import metadata
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vae_lab.viz.tensorboard import write_sweep_experiment
+
+    for num, beta in enumerate((1, 4)):
+        run = tmp_path / f"{num}_beta_vae_mnist"
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({"status": "ok", "model": "beta_vae", "net": "burgess",
+                                                      "dataset": "mnist", "seed": 0, "beta": beta, "test/nelbo": 99.0}))
+        with SummaryWriter(str(run / "tensorboard" / "beta_vae_mnist")) as writer:
+            writer.add_scalar("Loss/val", 100.0 + beta, 1)
+    assert write_sweep_experiment(tmp_path)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(tmp_path)).Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    runs = {run.run_name for run in provider.list_runs(context.RequestContext(), experiment_id="")}
+    assert runs == {f"{n}_beta_vae_mnist/tensorboard/beta_vae_mnist" for n in (0, 1)}
+    experiments = [r for r, tags in multiplexer.PluginRunToTagToContent("hparams").items()
+                   if metadata.EXPERIMENT_TAG in tags]
+    assert experiments == ["0_beta_vae_mnist/tensorboard/beta_vae_mnist"]

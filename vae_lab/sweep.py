@@ -23,9 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class SweepHParams(Callback):
-    """After the last job, the sweep's HParams experiment in the sweep folder: the hyper-parameters that tell its
-    runs' groups apart (the report's rule) and their final metrics, so TensorBoard's HParams tab compares them (each job writes
-    only its session: its values and metrics)."""
+    """After the last job, the sweep's HParams experiment in its first run: the settings that tell its runs' groups
+    apart (the report's rule) and their final metrics (each job writes only its session: its values and metrics)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from vae_lab.viz.tensorboard import write_sweep_experiment

@@ -260,7 +260,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
     with gr.Blocks(title="vae_lab explorer", analytics_enabled=False) as demo:
         gr.Markdown("## vae_lab explorer\n" + HOW_TO_READ, elem_id="how-to-read")
         with gr.Row(visible=len(names) > 1):
-            first = gr.Dropdown(names, value=names[0], label="model A", scale=3)
+            first = gr.Dropdown(names, value=names[0], label="model A", scale=3, info="the sliders: its latents first")
             second = gr.Dropdown([NONE, *names], value=names[1] if len(names) == 2 else NONE,
                                  label="model B, beside A (optional)", scale=3,
                                  info="both draw from the same slider values")
@@ -292,6 +292,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
                 help_line("the strip shows the path from one image to the other")
                 path_problem = problem_line("path-problem")
                 save = gr.Button("download this design (image and its code)", size="sm", elem_id="download")
+                help_line("each model's image as PNG and the code z (.json, .npy): the numbers on the sliders")
                 files = gr.File(label="downloads", file_count="multiple", interactive=False, height=80, elem_id="files")
             with gr.Column(scale=4, min_width=360):
                 with gr.Row():

@@ -131,7 +131,6 @@ def number_text(value: float) -> str:
 def results_table(record: dict[str, Any]) -> str:
     """The run's final metrics as one Markdown table (the Text tab's `Results`), headline metrics first, by the
     report's names: the end-of-run values at a glance instead of one single-point card each."""
-
     rows = [f"| {header(m)} | {number_text(record[m])} |" for m in metric_names([record])
             if math.isfinite(float(record[m]))]
     return "\n".join(["| metric | value |", "|---|--:|", *rows])
@@ -156,13 +155,14 @@ def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: floa
 
 
 def write_sweep_experiment(folder: Path) -> bool:
-    """Write the HParams experiment of the finished runs under a sweep folder into it (an event file of its own)."""
+    """Write the sweep's HParams experiment into its first run's events (in the sweep folder: an empty run `.`)."""
     runs = [run for run in map(load_run, find_run_dirs(folder)) if isinstance(run, Run)]
-    if not runs:
+    events = sorted(path for run in runs for path in run.path.glob("tensorboard/*/events.out.tfevents.*"))
+    if not events:
         return False
     from torch.utils.tensorboard.writer import FileWriter
 
-    writer = FileWriter(str(folder), filename_suffix=".hparams")
+    writer = FileWriter(str(events[0].parent), filename_suffix=".hparams")
     writer.add_summary(experiment_summary([(run.record, run.settings) for run in runs]))
     writer.close()
     return True
