@@ -1,8 +1,4 @@
-"""vae_lab: VAE, CVAE and β-VAE experiments with PyTorch Lightning and Hydra.
-
-The Python API (docs/api.md): `load_model`, `load_data`, `encode`, `decode`, `sample`, `reconstruct`, `traverse`,
-`evaluate_checkpoint` — imported on first use, so that `import vae_lab` stays light.
-"""
+"""vae_lab: VAE experiments with Lightning and Hydra; the Python API (docs/api.md) is imported on first use."""
 
 from __future__ import annotations
 

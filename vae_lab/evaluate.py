@@ -72,13 +72,7 @@ IMAGE_ONLY_METRICS = ("test/mse", "test/nll_iwae", "test/active_units")
 
 
 def test_set_metrics(model: BaseVAE, datamodule: DataModule, options: DictConfig | dict | None) -> dict[str, Any]:
-    """Every vae_lab.metrics number that the data allow, with the evaluation's time and peak memory, and `skipped`:
-    each metric left out and why.
-
-    Data with known factors (shapes2d, dsprites, shapes3d, mpi3d) get the disentanglement metrics; data with class
-    labels (MNIST, Fashion-MNIST, CIFAR-10, labelled images) the likelihood, sample and classifier metrics; data with
-    neither (unlabelled images) the likelihood and reconstruction metrics. Each takes its own `eval.*` options.
-    """
+    """Every metric the data allow, with time, peak memory and `skipped`: each metric left out and why."""
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
     watch = Stopwatch()
@@ -131,8 +125,7 @@ def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
 
 
 def output_record(out: Path, key: str) -> dict[str, Any] | None:
-    """Check, before any work, that the results file can be written and that one already there (which evaluation
-    updates) is whole; return its record, or None for a new file."""
+    """Check the results file can be written and one already there is whole, before any work; its record."""
     output_folder(key, out)
     if not out.is_file():
         return None
@@ -150,9 +143,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None
                         data_dir: str | Path | None = None, accelerator: str = "auto",
                         precision: str = "32-true", projector_images: int = 0,
                         projector_dir: str | Path | None = None) -> dict[str, Any]:
-    """Test loss terms (Lightning's test loop) and every metric the checkpoint's data allow, on its test set, and
-    `skipped`: {metric: why} for the others; with `projector_images`, that many test images' encoder means for
-    TensorBoard's Projector (default folder: the run's tensorboard/)."""
+    """Test loss terms and every metric the checkpoint's data allow, `skipped`, and optional Projector images."""
     checkpoint = read_checkpoint(ckpt_path)
     eval_options(options)  # a bad option fails here, before anything loads
     trainer = test_trainer(accelerator, precision)

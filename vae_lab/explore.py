@@ -32,8 +32,7 @@ def check(cfg: DictConfig) -> None:
 
 
 def check_address(host: str, port: int | None) -> None:
-    """The page can be served at host (and port, when given): one line if the host is no name or address of this
-    machine or the port is taken, before any model loads (the server would print its own errors, then a traceback)."""
+    """One line if host:port cannot be served, before any model loads."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as err:
@@ -76,8 +75,7 @@ def opening(shelf: Catalogue) -> tuple[str, str | None]:
 
 @contextmanager
 def serving(shelf: Catalogue, host: str, port: int | None) -> Iterator[tuple[Any, str]]:
-    """The page served on host:port until the block ends, its opening models loaded first (so it opens at once):
-    the Gradio app and its URL."""
+    """The page served on host:port until the block ends, its opening models loaded first."""
     page = page_module()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the page
     demo = page.build(shelf)

@@ -65,8 +65,7 @@ STATS_IMAGES = 256  # test images whose posteriors give a traversal's per-dimens
 
 
 def images(cfg: DictConfig) -> tuple[torch.Tensor, int, list[str], str]:
-    """The requested images (N×C×H×W in [0, 1]), the grid's row length, and for a labelled picture its row labels
-    and title (none for samples)."""
+    """The requested images, the grid's row length, and a labelled picture's row labels and title."""
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
     checkpoint = read_checkpoint(cfg.ckpt_path)
@@ -93,8 +92,7 @@ def images(cfg: DictConfig) -> tuple[torch.Tensor, int, list[str], str]:
 
 
 def generate(cfg: DictConfig) -> Path:
-    """Write the images as a picture (.png; reconstructions and traversals with labelled rows) or raw array (.npy);
-    return the path."""
+    """Write the images as a picture (.png) or raw array (.npy); return the path."""
     out, nrow, labels, title = images(cfg)
     path = Path(cfg.out)
     if path.suffix == ".npy":

@@ -15,8 +15,7 @@ def amx_cpu() -> bool:
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16); elsewhere torch emulates it, several times
-    slower than fp32."""
+    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16); elsewhere torch emulates it slowly."""
     import torch
 
     probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)

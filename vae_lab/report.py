@@ -1,13 +1,4 @@
-"""`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders.
-
-Reads each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs (vae_lab.results.runs), groups the
-finished runs by the group rule — runs whose composed configs differ only in the seed (vae_lab.results.groups) —,
-shows as columns the settings that tell the groups apart, averages every test/, time/ and mem/ metric over each
-group's seeds (mean ± std, ddof=1), adds the timing pass's timing.json where there is one, and writes report.csv,
-report.md and figures/*.png into the first DIR. Runs without a readable metrics.json or with status != "ok" are
-listed in report.md as failures; a metric that is NaN, infinite or null in a run is left out of its group's mean, and
-report.md says which and how many runs each such mean is over.
-"""
+"""`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders (docs/report.md)."""
 
 from __future__ import annotations
 
@@ -63,8 +54,7 @@ def _why_left_out(value: Any) -> str:
 
 
 def metric_names(runs: Sequence[Run]) -> list[str]:
-    """The numeric metrics any run has (NaN or null in every run included), known ones in table order, then the
-    rest sorted."""
+    """The numeric metrics any run has: known ones in table order, then the rest sorted."""
     names = {k for run in runs for k, v in run.record.items() if k.startswith(METRIC_PREFIXES) and _numeric(v)}
     known = [m for m in HEADERS if m in names]
     rest = sorted(names - set(known), key=lambda m: (METRIC_PREFIXES.index(m.split("/")[0] + "/"), m))
@@ -80,15 +70,13 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def key_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The columns that say what a row is: model, net, dataset, the settings that tell groups apart, and `repeat`
-    where a group repeats another's settings and seeds."""
+    """The columns that say what a row is: identity, the settings that tell groups apart, and `repeat`."""
     repeats = [REPEAT] if any(row[REPEAT] for row in rows) else []
     return [*IDENTITY, *rows[0]["keys"], *repeats] if rows else list(IDENTITY)
 
 
 def summarise(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per group: its identity, `keys` (the settings that tell the groups apart), n (runs), seeds, runs,
-    and mean/std/count dicts keyed by metric."""
+    """One row per group: identity, `keys`, n, seeds, runs, and mean/std/count dicts keyed by metric."""
     shown = shown_keys((g.first.identity, g.first.settings) for g in groups)
     rows = []
     for group in groups:
@@ -110,8 +98,7 @@ def summarise(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict[str,
 # ----------------------------------------------------------------------------------------------- UDR
 
 def add_udr(groups: Sequence[Group], num_points: int, data_dir: str | None) -> list[str]:
-    """Each run of a group of ≥ 2 seeds with checkpoints gets `test/udr` (Duan et al.'s score against the group's
-    other seeds, on the first `num_points` test images); returns notes on groups it could not score."""
+    """`test/udr` for each run of a group of ≥ 2 seeds with checkpoints; notes on groups not scored."""
     notes = []
     for group in groups:
         members = group.runs

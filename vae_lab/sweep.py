@@ -1,5 +1,4 @@
-"""Hydra callbacks for multiruns: the sweep's wall time in its folder (sweep.json), one HParams experiment for the
-whole sweep, and one closing line on the jobs that failed, with a failing exit status."""
+"""Hydra callbacks for multiruns: sweep.json's wall time, one HParams experiment, failed jobs at the end."""
 
 from __future__ import annotations
 
@@ -23,9 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class SweepHParams(Callback):
-    """After the last job, the sweep's HParams experiment in the sweep folder: the hyper-parameters that tell its
-    runs' groups apart (the report's rule) and their final metrics, so TensorBoard's HParams tab compares them (each job writes
-    only its session: its values and metrics)."""
+    """After the last job, the sweep's HParams experiment: the settings that tell its groups apart, their metrics."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from vae_lab.viz.tensorboard import write_sweep_experiment
@@ -34,11 +31,7 @@ class SweepHParams(Callback):
 
 
 class SweepSummary(Callback):
-    """Counts the jobs whose metrics.json says `failed` (a failed job lets the sweep go on; see vae_lab.train) and,
-    after the last, names them and exits with status 1, so scripts and make see a sweep that did not fully finish.
-
-    It counts the jobs its own process ran: with a launcher that runs jobs elsewhere it stays silent.
-    """
+    """Names the jobs of this process that failed after the last one, and exits with status 1."""
 
     def __init__(self) -> None:
         self.jobs: list[Path] = []

@@ -1,6 +1,4 @@
-"""Time accounting: where a run's time goes (`time/*` in metrics.json), a Lightning callback that times training
-epochs, validation excluded, and the step clock that times windows of optimiser steps (the timing pass's, and the
-benchmark's in benchmarks/)."""
+"""Time accounting: a run's `time/*`, a callback timing training epochs, the step clock of timed windows."""
 
 from __future__ import annotations
 
@@ -29,8 +27,7 @@ PARTS = FIT_PARTS + EVAL_PARTS
 
 
 def process_start() -> float:
-    """When this process started (wall clock, s): from /proc on Linux (10 ms resolution), else when vae_lab.timing
-    was imported."""
+    """When this process started (wall clock, s): from /proc on Linux, else when vae_lab.timing was imported."""
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22
@@ -40,8 +37,7 @@ def process_start() -> float:
 
 
 class JobClock:
-    """A process's jobs one after another (a launcher's worker runs several): each job's start-up is the time from
-    the process's start, or from the end of its previous job, to the job's start."""
+    """A process's jobs in turn: a job's start-up runs from the process's start or the previous job's end."""
 
     def __init__(self) -> None:
         self.previous_end: float | None = None
@@ -94,8 +90,7 @@ class Stopwatch:
 
 
 class TrainTimer(pl.Callback):
-    """Wall time spent in training epochs only (validation excluded), the images processed in it, and the time in
-    validation loops (the sanity check's included)."""
+    """Wall time in training epochs (validation excluded), the images trained on, and validation's time."""
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
@@ -194,11 +189,7 @@ class Clock:
 
 
 class StepClock(pl.Callback):
-    """Marks after every Lightning batch (synchronised): one optimiser step, or `data.steps_per_batch` of them.
-
-    At each step count in `turns` it pauses its clock and runs that turn (the benchmark's reference loop's steps),
-    so that two paths' timed windows alternate within seconds and a change in the machine's load hits both alike.
-    """
+    """Marks after every batch; at each step in `turns` it pauses its clock and runs that turn (the bench's)."""
 
     def __init__(self, turns: dict[int, Callable[[], None]] | None = None) -> None:
         self.marks: Marks = []

@@ -1,7 +1,4 @@
-"""`python -m vae_lab.timing_pass DIR [DIR ...]`: every arm of a sweep timed in one process with the bench's method —
-short interleaved windows (each arm's in turn, so a change in the machine's load hits every arm alike), warm-up
-excluded, median and spread — into the first DIR's timing.json, which the report's time columns come from. The arms
-are the report's groups (vae_lab.results.groups), one run each (its lowest seed)."""
+"""`python -m vae_lab.timing_pass DIR [DIR ...]`: every arm timed in interleaved windows into timing.json."""
 
 from __future__ import annotations
 
@@ -40,8 +37,7 @@ def check_options(options: DictConfig) -> None:
 
 
 def run_overrides(run: Path) -> list[str]:
-    """The train.yaml overrides a run was made with (its `.hydra/overrides.yaml`), less the thread count, which
-    the timing pass sets for all arms alike."""
+    """The overrides a run was made with (`.hydra/overrides.yaml`), less the thread count."""
     path = run / ".hydra" / "overrides.yaml"
     if not path.is_file():
         raise ConfigError(f"timing pass: {path} is missing, so the arm's config cannot be rebuilt")
@@ -49,8 +45,7 @@ def run_overrides(run: Path) -> list[str]:
 
 
 class Arm:
-    """One report group: its run's config, data, a model to train and the run's trained model to sample and
-    evaluate, and the rates measured in each of its windows."""
+    """One report group: its config, data, a model to train, its trained model, and each window's rate."""
 
     def __init__(self, name: str, group: dict[str, Any], run: Path, cfg: DictConfig,
                  datamodules: dict[str, Any]) -> None:
@@ -67,8 +62,7 @@ class Arm:
         self.classifier = None
 
     def train_window(self, warmup: int, steps: int) -> None:
-        """One fit of warm-up + timed steps with the run's own Trainer settings (no logger, checkpoints or
-        validation), continuing from the previous window's weights; the timed steps' images/s."""
+        """One fit of warm-up + timed steps from the last window's weights: the timed steps' images/s."""
         clock = StepClock()
         trainer = instantiate(self.cfg.trainer, callbacks=[clock], logger=False, max_steps=warmup + steps,
                               max_epochs=-1, enable_checkpointing=False, limit_val_batches=0,
@@ -85,8 +79,7 @@ class Arm:
         self.windows["sample"].append(timed_generation(self.evaluated(), images, batch_size)[1])
 
     def eval_options(self, images: int) -> dict[str, Any]:
-        """The run's evaluation options, every count scaled to `images` test images (the FID samples, the probe's
-        training images and the conditional samples alike), so its time scales to 10,000 test images."""
+        """The run's evaluation options, every count scaled to `images` test images."""
         options, classifier = eval_options(self.cfg.eval)
         options = {k: v for k, v in options.items() if k not in ("max_test_images", "fid_samples", "per_class",
                                                                  "probe_train_images")}
@@ -164,10 +157,7 @@ def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictC
 
 
 def agreement(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """How two passes agree: each arm's training images/s in the second over the first, the largest relative
-    difference, and whether they rank the arms alike by training speed. Two arms whose windows' min–max overlap in
-    both passes are tied (arms of one net and batch, such as β = 1 and β = 16, train at one speed), so only a pair
-    that one pass tells apart and the other orders the other way is a reversal."""
+    """Two passes' agreement: rate ratios, largest difference, and reversals of arms either tells apart."""
     first = {arm["name"]: arm["train_images_per_second"] for arm in before}
     second = {arm["name"]: arm["train_images_per_second"] for arm in after}
     common = [name for name in second if name in first]
@@ -192,8 +182,7 @@ def _apart(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def timed_arms(dirs: Sequence[str]) -> list[tuple[str, dict[str, Any], Path]]:
-    """The report's groups under the folders, one run each (its lowest seed): (name, group, run folder), the group
-    being its identity and the settings that tell the groups apart."""
+    """The report's groups under the folders, one run each (its lowest seed): (name, group, run folder)."""
     runs, _ = collect(dirs)
     groups = [g for g in group_runs(runs) if not g.repeat]  # a repeat has its group's settings: one arm for both
     shown = shown_keys((g.first.identity, g.first.settings) for g in groups)

@@ -67,8 +67,7 @@ def settings(node: DictConfig) -> dict[str, Any]:
 
 
 def check_schema(cfg: DictConfig) -> None:
-    """Every group's keys and value types against its class's constructor (the schema, declared once there): vae_lab's
-    own classes by exact name from their registries, Lightning's through Hydra as the config names them."""
+    """Every group's keys and value types against its class's constructor: the schema, declared once there."""
     model = MODELS.get(cfg.model.get("_target_"), "model._target_")
     check_settings(model, without_hydra_keys(settings(cfg.model)), "model", given=("net",))
     net = without_hydra_keys(settings(cfg.net))
@@ -125,8 +124,7 @@ def check_labels(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
 
 
 def resume_path(cfg: DictConfig) -> Path | None:
-    """The checkpoint a run continues from (`ckpt_path`, or the run folder's last.ckpt for `resume=true` and
-    `ckpt_path=last`); None for a fresh run."""
+    """The checkpoint a run continues from (`ckpt_path`, or last.ckpt for `resume=true`); None if fresh."""
     path = cfg.ckpt_path or ("last" if cfg.resume else None)
     if path == "last":
         return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
@@ -134,9 +132,7 @@ def resume_path(cfg: DictConfig) -> Path | None:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
-    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning), read as an
-    intact vae_lab checkpoint without running code, and be of the configured model and net (its weights are checked
-    once the model is built)."""
+    """The resumed checkpoint exists, reads intact, and is of the configured model and net."""
     path = resume_path(cfg)
     if path is None:
         return
@@ -200,8 +196,7 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
 
 
 def apply_threads(threads: int | None) -> None:
-    """`threads`: torch's intra-op threads for this job (a sweep's jobs side by side each take a share of the
-    cores); null leaves torch's default (one per core)."""
+    """`threads`: torch's intra-op threads for this job; null leaves torch's default."""
     if threads is None:
         return
     check_number("threads", threads, whole=True, minimum=1)
@@ -209,10 +204,7 @@ def apply_threads(threads: int | None) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test on the full test set, and write the run's metrics.json; return its record.
-
-    The run folder is locked while it runs, and one holding another run's results is refused (`claim`).
-    """
+    """Fit, test and write metrics.json in the locked run folder (`claim`); return the record."""
     if rank_zero_only.rank != 0:  # a DDP process Lightning started: rank 0 holds the folder
         return fit_and_test(cfg)
     with claim(cfg.paths.output_dir, continuing=resume_path(cfg) is not None, overwrite=cfg.get("overwrite", False)):
@@ -225,8 +217,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def full_disk(folder: Path, err: OSError) -> str:
-    """What a full disk (TensorBoard's events, images: a write other than the checkpoints' and results', which say
-    it themselves) stopped, and what of the run is kept."""
+    """What a full disk stopped, and what of the run is kept."""
     last = folder / "checkpoints" / "last.ckpt"
     kept = [f"the last good checkpoint ({last})"] if last.is_file() else []
     try:

@@ -1,5 +1,4 @@
-"""The base of every datamodule: the settings every dataset shares, checked in one line each, and batches cut on the
-training device from `splits` by one seeded sampler; a subclass says which datasets it serves, fetches and loads."""
+"""The base of every datamodule: shared settings checked, batches cut on the device by one seeded sampler."""
 
 from __future__ import annotations
 
@@ -26,9 +25,7 @@ def check_batching(batch_size: int, steps_per_batch: int) -> None:
 
 
 def check_split(held_out: dict[str, int], train_subset: int | None, images: int) -> None:
-    """One line for a held-out set (`data.val_size`, …) that is empty or leaves no training images, or a training
-    subset below 1 or beyond the training images (which would otherwise train on every image, all but a few, or
-    silently fewer than asked)."""
+    """One line for a held-out set that is empty or leaves no training images, or a training subset out of range."""
     for key, size in held_out.items():
         check_number(f"data.{key}", size, whole=True, minimum=1)
     if sum(held_out.values()) >= images:
@@ -63,9 +60,7 @@ def constructor_arguments(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class DataModule(pl.LightningDataModule):
-    """Every dataset's datamodule: its settings recorded (a checkpoint keeps them) and `name`, `batch_size`,
-    `steps_per_batch`, `image_size` and `channels` checked; `setup` fills `splits` ("train", "val", "test": datasets indexed by an index tensor), from
-    which the loaders cut shuffled (training) or ordered batches on the training device."""
+    """Every dataset's datamodule: its settings recorded and checked; `setup` fills `splits` the loaders cut."""
 
     datasets: tuple[str, ...] = ()          # the `data.name`s this class serves (the first is its default)
     image_sizes: tuple[int, ...] = (28, 32, 64)
@@ -95,13 +90,7 @@ class DataModule(pl.LightningDataModule):
         return device if device.type == "cuda" else torch.device("cpu")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        """Training batches come `steps_per_batch` at a time (a list), so Lightning's per-batch work is shared.
-
-        The sampler starts at the fit's epoch: a resumed fit builds its iterator, and takes its first batch,
-        before Lightning calls `set_epoch`. The loader's own generator gives each iterator its (unused: no workers)
-        base seed, which would otherwise be drawn from the global stream the model's noise comes from, at moments
-        a resumed run does not repeat.
-        """
+        """Batches `steps_per_batch` at a time; seeded from the fit's epoch so a resumed run draws the same ones."""
         data = self.splits[split]
         group = self.hparams.get("steps_per_batch", 1) if split == "train" else 1
         sampler = BatchIndexSampler(len(data), self.batch_size, shuffle, seed=self.hparams.seed, group=group)

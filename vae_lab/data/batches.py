@@ -1,5 +1,4 @@
-"""Batches cut from whole tensors by index: the resident images, the seeded per-epoch sampler (DDP-aware) and the
-groups of several steps' batches one Lightning batch can carry (`data.steps_per_batch`)."""
+"""Batches cut from resident tensors by index: the seeded per-epoch sampler and multi-step batches."""
 
 from __future__ import annotations
 
@@ -56,12 +55,7 @@ def rank_and_world() -> tuple[int, int]:
 
 
 class BatchIndexSampler(Sampler):
-    """Yields index tensors, one per batch: a fresh permutation per epoch, no per-sample Python.
-
-    Under DDP each process takes every world-th image of the permutation (Lightning's sampler replacement is
-    off: `use_distributed_sampler: false`); shuffled (training) shards are cut to equal length so every process
-    runs the same number of steps.
-    """
+    """Index tensors, one per batch, a fresh permutation per epoch; under DDP equal shards, every world-th image."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
                  rank: int | None = None, world: int | None = None, group: int = 1) -> None:

@@ -1,9 +1,4 @@
-"""CIFAR-10 (50,000 / 10,000 RGB 32×32 images, 10 classes) in the python-pickled batches of its publisher.
-
-The files come from data_dir/cifar-10-batches-py (torchvision's layout), else from torchvision's download of the
-publisher's archive (which checks the archive's MD5 and extracts it), else a one-line error (files.ensure_files).
-Each batch file is checked against the MD5 torchvision's `CIFAR10` records for it before it is unpickled.
-"""
+"""CIFAR-10 (50,000 / 10,000 RGB 32×32 images, 10 classes) from its publisher's MD5-checked python batches."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""dSprites: DeepMind's 737,280 binary 64×64 images over shape 3 × scale 6 × orientation 40 × x 32 × y 32.
-
-The published `.npz` holds `imgs` (uint8 0/1, 737280×64×64), `latents_classes` and `latents_values` (737280×6, the
-first factor a constant colour, dropped here) and a pickled `metadata` dict, which vae_lab never loads: every array
-is read with pickles refused. The images are stored in factor order (y fastest), the order shapes2d copies, so
-`data=shapes2d` ↔ `data=dsprites` is a one-word switch. Kept resident as packed bits (512 bytes an image, 377 MB in
-all, 8× smaller than uint8) on the training device, unpacked per batch there.
-"""
+"""dSprites: 737,280 binary 64×64 images in factor order, read without pickles, resident as packed bits."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""The one fetch-and-verify path of every dataset's files: found in data_dir, else fetched (a publisher's download,
-torchvision's, an offline source) into a temporary folder beside them and moved in once verified, else a one-line
-error saying what the file is and where to get it. Every file is checked against its published MD5 before anything
-reads it; one that fails is refused by name and never overwritten."""
+"""The one fetch-and-verify path of every dataset's files: found, else fetched and MD5-checked, else one line."""
 
 from __future__ import annotations
 
@@ -25,8 +22,7 @@ Fetch = Callable[[Path], None]  # puts (some of) the files, under their own name
 
 @dataclass(frozen=True)
 class KnownFile:
-    """A published file: its name, MD5 (and where that hash comes from), size in bytes (exact where a source gives
-    it, else approximate), download address and home page."""
+    """A published file: name, MD5 and its source, size in bytes (exact or approximate), address and home page."""
 
     name: str
     md5: str
@@ -85,8 +81,7 @@ def stamp_path(path: Path) -> Path:
 
 
 def verify_file(path: Path, known: KnownFile) -> None:
-    """Raise a one-line DataError naming the file unless it is a regular file with the published MD5 (a recorded
-    earlier verification of the same size and modification time counts)."""
+    """One-line DataError unless the file is regular with the published MD5 (a matching stamp counts)."""
     check_regular(path)
     info = path.stat()
     stamp = stamp_path(path)
@@ -122,9 +117,7 @@ def make_folder(folder: Path, key: str = "data.data_dir") -> None:
 
 def ensure_files(folder: Path, files: Sequence[KnownFile], fetch: Fetch | None = None,
                  how_to_get: str | None = None) -> Path:
-    """`folder`, holding every one of `files` verified. Those there are checked (and never replaced); the missing
-    ones are fetched into a temporary folder inside it and moved in once verified; any still missing is a one-line
-    error (`how_to_get`, else the file's own address)."""
+    """`folder` with every file verified: those there checked, the missing fetched and verified, else one line."""
     folder = Path(folder)
     missing = [known for known in files if not os.path.lexists(folder / known.name)]
     for known in files:
@@ -158,9 +151,7 @@ def _fetch_into(folder: Path, missing: list[KnownFile], fetch: Fetch) -> None:
 
 
 def from_publisher(*files: KnownFile) -> Fetch:
-    """The fetch of files from their publishers' addresses, through torchvision's `download_url` (which checks the
-    MD5); a failure (offline, refused) is logged, and the missing-file line then says what to do. Files of one name
-    are tried in turn: a later one is another address of a file that an earlier one did not fetch."""
+    """Fetch files from their publishers through torchvision's `download_url`; a failure is logged."""
     def fetch(into: Path) -> None:
         from torchvision.datasets.utils import download_url
 
@@ -177,8 +168,7 @@ def from_publisher(*files: KnownFile) -> Fetch:
 
 
 def by_torchvision(download: Callable[[str], object], layout: str, what: str) -> Callable[[Path], bool]:
-    """The fetch by torchvision's own download (`download(root)`, which checks the archive's MD5 and extracts it
-    under root/`layout`), its files moved up into the folder given; False (logged) when it fails."""
+    """Fetch by torchvision's own download, its files moved up into the folder; False (logged) on failure."""
     def fetch(into: Path) -> bool:
         try:
             download(str(into))
@@ -194,6 +184,5 @@ def by_torchvision(download: Callable[[str], object], layout: str, what: str) ->
 
 
 def ensure_file(folder: Path, known: KnownFile, download: bool = True) -> Path:
-    """The verified file in `folder`: already there, else downloaded from its publisher (online users), else a
-    one-line error saying what it is, how large, where to get it and where to put it."""
+    """The verified file in `folder`: there, else downloaded from its publisher, else a one-line error."""
     return ensure_files(folder, [known], from_publisher(known) if download else None) / known.name

@@ -1,10 +1,4 @@
-"""The ground-truth interface every factor dataset shares (shapes2d, dSprites, Shapes3D, MPI3D), and its datamodule.
-
-A dataset is the full grid of its factors' values, stored in factor order with the last factor varying fastest (as
-every one of these benchmarks is published), so the flat index of a factor tuple is its mixed-radix number.
-Subclasses say how to read the native images of flat indices; this class cuts the rest: factor sampling, resizing
-to `image_size`, the channels asked for, and the (images, factors) batches of the splits.
-"""
+"""The ground-truth interface every factor dataset shares, and its datamodule (grids in factor order)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""MNIST and Fashion-MNIST: 60,000 + 10,000 grey 28×28 images of 10 classes, from their four IDX files in
-torchvision's layout (data_dir/MNIST/raw, data_dir/FashionMNIST/raw), found there (a NAME.gz decompressed), else
-fetched by torchvision's download (online users), else rebuilt offline (`offline.py`); held resident as uint8.
-
-`make data` runs `python -m vae_lab.data.mnist [DATA_DIR]`: fetch and verify both.
-"""
+"""MNIST and Fashion-MNIST from their IDX files: found, fetched by torchvision, or rebuilt offline."""
 
 from __future__ import annotations
 
@@ -103,8 +98,7 @@ def ensure_raw(data_dir: Path, dataset: str, download: bool = True) -> Path:
 
 
 class MNISTDataModule(ArrayDataModule):
-    """`data=mnist` / `data=fashion_mnist`: 55k/5k train/val split of the official training set, the official
-    test set; 32×32 by zero-padding, 64×64 by bilinear resizing."""
+    """`data=mnist` / `fashion_mnist`: 55k/5k train/val, the official test set; padded to 32, resized to 64."""
 
     datasets = ("mnist", "fashion_mnist")
     train_images = 60_000

@@ -1,7 +1,4 @@
-"""MPI3D: 1,036,800 RGB 64×64 images over object colour 6 × shape 6 × size 2 × camera height 3 × background colour
-3 × horizontal axis 40 × vertical axis 40, in `mpi3d_VARIANT.npz` (one array, `images`, uint8 1036800×64×64×3, in
-factor order, vertical axis fastest; no labels: the order is the factors). Three variants of the same grid
-(`data.variant`): `toy` (simple renderings), `realistic` (realistic renderings) and `real` (camera photographs)."""
+"""MPI3D: 1,036,800 RGB 64×64 images over 7 factors in `mpi3d_VARIANT.npz` (toy, realistic, real)."""
 
 from __future__ import annotations
 
@@ -57,8 +54,7 @@ def check_images(path: Path) -> None:
 
 
 class MPI3DDataModule(GroundTruthDataModule):
-    """`data=mpi3d`: batches read from a memory map of the images (the .npz's own when stored uncompressed, else a
-    .npy decompressed once beside it), or held with data.in_memory=true."""
+    """`data=mpi3d`: batches read from a memory map of the images, or held with data.in_memory=true."""
 
     datasets = ("mpi3d",)
     data_class = MPI3D

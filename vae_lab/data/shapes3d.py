@@ -1,6 +1,4 @@
-"""Shapes3D: DeepMind's 480,000 RGB 64×64 images over floor hue 10 × wall hue 10 × object hue 10 × scale 8 × shape 4
-× orientation 15, in `3dshapes.h5` (datasets `images` uint8 480000×64×64×3 and `labels` float64 480000×6, both in
-factor order, orientation fastest). Read with h5py, the optional extra `pip install vae_lab[datasets]`."""
+"""Shapes3D: 480,000 RGB 64×64 images over 6 factors in `3dshapes.h5`, read with h5py (vae_lab[datasets])."""
 
 from __future__ import annotations
 

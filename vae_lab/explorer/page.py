@@ -1,8 +1,4 @@
-"""The explorer's web page (Gradio): the layout and its events; every picture comes from `session.Session`.
-
-Every event that changes the code or the class returns the sliders, the large image(s), the code and the strip
-together, so that they always show the same z and class; a mistake in one control is shown under that control only.
-"""
+"""The explorer's Gradio page: its layout and events; every picture comes from `session.Session`."""
 
 from __future__ import annotations
 
@@ -56,8 +52,7 @@ CLEAR = {"value": "", "visible": False}
 
 
 def slider_label(dim: int, session: Session) -> str:
-    """A slider's name: the factor it best predicts (data with known factors), the latent, and what each model puts
-    in it (nats of KL against the model's prior; `unused` when its mean never moves)."""
+    """A slider's name: the factor it best predicts, the latent, and each model's KL in it (`unused`)."""
     parts = []
     for tag, m in zip("AB", session.models):
         prefix = f"{tag} " if len(session.models) > 1 else ""
@@ -79,8 +74,7 @@ class Page:
         self.threads = torch.get_num_threads()  # the entry point's `threads`
 
     def session(self, first: str, second: str | None) -> Session:
-        """The session of the chosen model(s), in the server's worker thread (which takes torch's thread count
-        from its own OpenMP setting, not the main thread's: set it again, or two threads stall on busy cores)."""
+        """The chosen models' session, torch's thread count set again in the server's worker thread."""
         torch.set_num_threads(self.threads)
         try:
             return self.catalogue.session(first, None if second in (None, "", NONE) else second)
@@ -134,8 +128,7 @@ class Page:
 
     # --- events ------------------------------------------------------------------------------------
     def choose(self, first: str, second: str | None) -> list[Any]:
-        """New model(s): name the sliders and set their ranges, show the class selector and the note; start at the
-        first class's prior mean."""
+        """New model(s): sliders named and ranged, class selector and note shown; start at the prior mean."""
         session = self.session(first, second)
         order, reach = session.order(), session.reach()
         conditional = self.conditional(session)
@@ -165,8 +158,7 @@ class Page:
 
     def set_class(self, first: str, second: str | None, label: int | None, code: dict | None, slot: int,
                   *values: float) -> list[Any]:
-        """A new class: the design keeps its offset from the class's prior mean (the same z for a standard normal
-        prior; moved by the difference of the two classes' means for a learned one)."""
+        """A new class: the design keeps its offset from the class's prior mean."""
         session = self.session(first, second)
         old = (code or {}).get("class")
         z = self.z_of(session, values)
@@ -193,8 +185,7 @@ class Page:
         return random.randrange(len(self.session(first, second).first.test))
 
     def encode(self, first: str, second: str | None, label: int | None, index: float, slot: int) -> list[Any]:
-        """Start from test image `index`: sliders to its code, original beside reconstruction, its class (which the
-        class selector takes) or factors."""
+        """Start from test image `index`: sliders to its code, original beside reconstruction, its class."""
         session = self.session(first, second)
         try:
             out = session.encode(int(index) if float(index).is_integer() else index)
@@ -207,8 +198,7 @@ class Page:
 
     def interpolate(self, first: str, second: str | None, label: int | None, i: float, j: float,
                     t: float) -> list[Any]:
-        """Blend two test images: the code a fraction t of the way from image i's code to image j's (under the nearer
-        end's class), and the whole path as the strip."""
+        """Blend two test images: the code a fraction t of the way, and the whole path as the strip."""
         session = self.session(first, second)
         try:
             out = session.interpolate(int(i), int(j), float(t))
@@ -340,10 +330,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:
-    """Start serving the page in the background (nothing shared, no analytics, no server-side rendering, no run
-    history: Gradio would keep every call in the browser's localStorage, rewritten on each event, so that each slider
-    move takes longer than the last; no uploads, which the page never needs; nothing done for another site's page:
-    `SameOrigin`); its URL."""
+    """Serve the page in the background, private and without run history or uploads; its URL."""
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
                             inbrowser=False, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
                             enable_monitoring=False, run_history=False, css=CSS, footer_links=["api"],

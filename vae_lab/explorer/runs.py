@@ -30,8 +30,7 @@ class Candidate:
 
 
 def describe(path: Path) -> Candidate:
-    """A checkpoint with what names it: its run's identity, settings and seed, from its run folder or itself (the
-    name is `model · dataset · seed · run folder` until `named` adds the settings that tell the runs apart)."""
+    """A checkpoint with its run's identity, settings and seed, named `model · dataset · seed · run folder`."""
     checkpoint = read_checkpoint(path)
     cls = model_class(path, checkpoint)  # only one of vae_lab's models, by exact name
     hparams, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters") or {}
@@ -59,8 +58,7 @@ def describe(path: Path) -> Candidate:
 
 
 def named(found: Sequence[Candidate]) -> list[Candidate]:
-    """The candidates named `model · dataset · the settings that tell their groups apart · seed · run folder` (the
-    report's rule, vae_lab.results.groups)."""
+    """The candidates named with the settings that tell their groups apart (vae_lab.results.groups)."""
     shown = shown_keys((c.identity, c.settings) for c in found)
     renamed = []
     for c in found:
@@ -73,8 +71,7 @@ def named(found: Sequence[Candidate]) -> list[Candidate]:
 
 
 def candidates(ckpt_paths: Sequence[str] | str | None, run: str | None) -> list[Candidate]:
-    """The checkpoints given (`ckpt_path=A` or `[A,B]`), then those under `run=` (each run's checkpoints/last.ckpt),
-    the latter sorted by model, dataset, the settings that tell them apart, and seed."""
+    """The checkpoints given, then those under `run=` sorted by model, dataset, settings and seed."""
     paths = [ckpt_paths] if isinstance(ckpt_paths, (str, Path)) else list(ckpt_paths or [])
     if not paths and not run:
         raise ConfigError("give ckpt_path=RUN/checkpoints/last.ckpt (or ckpt_path=[A,B]) or run=RUN_OR_MULTIRUN_FOLDER")

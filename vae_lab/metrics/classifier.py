@@ -60,8 +60,7 @@ def device_of(module: nn.Module) -> torch.device:
 
 
 class Classifier(nn.Module):
-    """Three conv blocks (28→14→7→3; 32→16→8→4), then `num_features` penultimate units; any input, brought to its
-    `image_size` and `channels`."""
+    """Three conv blocks, then `num_features` penultimate units; any input brought to its size and channels."""
 
     def __init__(self, num_classes: int = 10, width: int = 32, num_features: int = 128, channels: int = 1,
                  image_size: int = 28) -> None:
@@ -151,8 +150,7 @@ def load_classifier(weights: Path, device: torch.device | str) -> Classifier:
 
 def classifier_splits(data_dir: str | Path, dataset: str, train_subset: int | None,
                       datamodule: DataModule | None) -> tuple[ResidentImages, ResidentImages, int, int]:
-    """(train, test, classes, input size) a dataset's classifier learns from: MNIST's and Fashion-MNIST's 28×28 grey
-    images, any other labelled dataset's images as its datamodule serves them."""
+    """(train, test, classes, input size) a dataset's classifier learns from."""
     if dataset in TWENTY_EIGHT or datamodule is None:
         data = MNISTDataModule(dataset, str(data_dir), image_size=28, train_subset=train_subset, download=False)
         data.setup()
@@ -186,10 +184,7 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
 def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | str = "cpu",
                    train_subset: int | None = None, cache_dir: str | Path | None = None,
                    datamodule: DataModule | None = None, **overrides: Any) -> Classifier:
-    """The dataset's classifier, trained once per recipe and cached: `data_dir/classifiers/{dataset}.pt` for the
-    default recipe, `{dataset}-{hash}.pt` for any other (overrides, a training subset, another dataset's source,
-    size or channels), so a quick classifier asked for once is never taken for the real one. A cache whose recorded
-    recipe differs is trained again. Datasets other than MNIST and Fashion-MNIST come with their `datamodule`."""
+    """The dataset's classifier, trained once per recipe and cached under a name keyed by the recipe."""
     recipe = {**RECIPES.get(dataset, DEFAULT_RECIPE), **overrides}
     source = None if dataset in TWENTY_EIGHT or datamodule is None else data_identity(datamodule)
     weights = classifier_folder(data_dir, cache_dir) / cache_name(dataset, recipe, train_subset, source)
@@ -201,15 +196,13 @@ def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | st
 
 
 def fid_cache(classifier: nn.Module) -> Path | None:
-    """Where the real images' FID statistics in a cached classifier's feature space are kept: `fid/` beside its
-    weights (None for a classifier not loaded from a cache)."""
+    """Where a cached classifier's real-image FID statistics are kept (None for an uncached classifier)."""
     weights = getattr(classifier, "cache_file", None)
     return None if weights is None else Path(weights).parent / "fid"
 
 
 def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """Where the classifiers (and the real images' FID statistics, in `fid/`) are cached: `eval.classifier.cache_dir`,
-    by default `data_dir/classifiers`."""
+    """Where the classifiers are cached: `eval.classifier.cache_dir`, by default `data_dir/classifiers`."""
     return Path(cache_dir or Path(data_dir) / "classifiers")
 
 
@@ -231,7 +224,6 @@ def cache_name(dataset: str, recipe: dict[str, Any], train_subset: int | None,
 
 
 def trained_as(weights: Path, recipe: dict[str, Any], train_subset: int | None) -> bool:
-    """Whether a cached classifier was trained with this recipe (caches from before train_subset was recorded
-    count as trained on all images, which the default-named ones were)."""
+    """Whether a cached classifier was trained with this recipe (old caches: on all images)."""
     saved = torch.load(weights, map_location="cpu", weights_only=True)
     return saved.get("recipe") == recipe and saved.get("train_subset") == train_subset

@@ -1,5 +1,4 @@
-"""Latent-space metrics: posterior means of test images, active units (Burda et al., 2016) and a linear probe from
-posterior means to labels."""
+"""Latent-space metrics: posterior means, active units (Burda et al., 2016) and a linear probe."""
 
 from __future__ import annotations
 
@@ -11,8 +10,7 @@ from torch.utils.data import Dataset
 @torch.no_grad()
 def encode_means(model: torch.nn.Module, test: Dataset, count: int,
                  batch: int = 500) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances (on the CPU) of a model's first `count` images of a split indexed by
-    index tensors, and their labels (or factors)."""
+    """Posterior means and log-variances (CPU) of a split's first `count` images, and their labels."""
     mus, logvars, ys = [], [], []
     for start in range(0, min(count, len(test)), batch):
         x, y = test[torch.arange(start, min(start + batch, count, len(test)))]

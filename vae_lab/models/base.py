@@ -1,5 +1,4 @@
-"""The VAE every model shares: encoder and decoder around a net, the loss terms in nats, sampling, and the logging
-of whatever terms an objective returns. How it trains (its own optimiser steps, the speed paths) is `training.py`."""
+"""The VAE every model shares: net, loss terms in nats, sampling, logging; its training is `training.py`."""
 
 from __future__ import annotations
 
@@ -94,9 +93,7 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
 
     def kl_terms(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
                  y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """KL(q(z|x) || p(z|y)) per example (N) and its per-dimension split (N×D); z is q's sample.
-
-        For a Gaussian prior both are analytic and the split sums to the total."""
+        """KL(q(z|x) || p(z|y)) per example (N) and per dimension (N×D); analytic for a Gaussian prior."""
         kl_dim = self.kl_per_dimension(mu, logvar, y)
         return kl_dim.sum(-1), kl_dim
 

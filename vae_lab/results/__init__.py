@@ -1,6 +1,4 @@
-"""A run's results: its metrics.json (what goes in it, written atomically, read back) here; reading run folders
-(vae_lab.results.runs), the group rule (vae_lab.results.groups) and the names of metrics and settings
-(vae_lab.results.names) in this package's modules."""
+"""A run's results: its metrics.json (contents, written atomically, read back); run reading in submodules."""
 
 from __future__ import annotations
 
@@ -30,8 +28,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """What a run was, in the fields that name it and that the report, the explorer and the sample figures read (a
-    run's groups come from its whole config: vae_lab.results.groups)."""
+    """What a run was, in the fields that name it (its groups come from its whole config)."""
     return {
         "model": choices.get("model", cfg.model._target_.rsplit(".", 1)[-1].lower()),
         "net": choices.get("net", cfg.net._target_.rsplit(".", 1)[-1]),

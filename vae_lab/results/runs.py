@@ -1,5 +1,4 @@
-"""Reading run folders: the finished runs under some folders, their groups, and the sweep's sweep.json and
-timing.json beside them. The report, the timing pass, TensorBoard's sweep view and the explorer read runs here."""
+"""Reading run folders: finished runs, their groups, and the sweep.json and timing.json beside them."""
 
 from __future__ import annotations
 
@@ -120,9 +119,7 @@ class Group:
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
-    """The runs in groups (vae_lab.results.groups). A group never holds two runs of one seed: a second run of the
-    same settings and seed is a repeat, not another seed, and starts a group of its own, marked by its `repeat`
-    number (1, 2, …), so that it is a row of its own rather than averaged as if it were a seed."""
+    """The runs in groups; a second run of the same settings and seed starts a `repeat` group of its own."""
     by_key: dict[tuple, list[list[Run]]] = defaultdict(list)
     for run in sorted(runs, key=lambda r: (_value_order(r.record.get("seed")), str(r.path))):
         repeats = by_key[run.key]
@@ -164,8 +161,7 @@ def read_timing(folder: Path) -> dict[str, Any] | None:
 
 
 def attach_timing(groups: Sequence[Group], timing: dict[str, Any] | None) -> None:
-    """Each run gets its group's timing-pass medians as `timing/*` (the same for every seed: the table's cell is the
-    pass's median, `timing/*_range` its min–max). An arm belongs to the group that holds the run it was built from."""
+    """Each run gets its group's timing-pass medians as `timing/*` (and `timing/*_range` their min–max)."""
     arms = {Path(arm["run"]).resolve(): arm for arm in (timing or {}).get("arms", [])}
     for group in groups:
         arm = next((arms[r.path.resolve()] for r in group.runs if r.path.resolve() in arms), None)
