@@ -77,7 +77,8 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         @functools.wraps(task)
         def job(cfg: DictConfig) -> Any:
             try:
-                return task(cfg)
+                with user_errors():
+                    return task(cfg)
             except BaseException:
                 _set_full_error(users)
                 raise

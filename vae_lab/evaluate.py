@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import entry_point, output_folder, require, user_errors
+from vae_lab.cli import entry_point, output_folder, require
 from vae_lab.data.base import DataModule
 from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
@@ -189,11 +189,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@entry_point("evaluate")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        evaluate(cfg)
+main = entry_point("evaluate")(evaluate)  # python -m vae_lab.evaluate
 
 
 if __name__ == "__main__":

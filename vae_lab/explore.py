@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vae_lab.cli import entry_point, user_errors
+from vae_lab.cli import entry_point
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue
@@ -93,11 +93,7 @@ def explore(cfg: DictConfig) -> None:
         demo.block_thread()
 
 
-@entry_point("explore")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        explore(cfg)
+main = entry_point("explore")(explore)  # python -m vae_lab.explore
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
-from vae_lab.cli import entry_point, output_folder, require, user_errors
+from vae_lab.cli import entry_point, output_folder, require
 from vae_lab.data.datamodule import test_split
 from vae_lab.errors import ConfigError, check_number, check_seed
 from vae_lab.models import load_model, read_checkpoint
@@ -108,11 +108,7 @@ def generate(cfg: DictConfig) -> Path:
     return path
 
 
-@entry_point("generate")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        generate(cfg)
+main = entry_point("generate")(generate)  # python -m vae_lab.generate
 
 
 if __name__ == "__main__":

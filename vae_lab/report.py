@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from vae_lab.cli import entry_point, positional_dirs, user_errors, writable
+from vae_lab.cli import entry_point, positional_dirs, writable
 from vae_lab.errors import ConfigError, VaeLabError, check_flag
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
@@ -37,8 +37,6 @@ REPEAT = "repeat"  # the column of a group that repeats another's settings and s
 FIGURES = {"quality_vs_time": "Quality against training seconds per epoch",
            "disentanglement_objectives": "Disentanglement per objective"}  # and plots.sweep_figures' own titles
 
-
-# ----------------------------------------------------------------------------------------------- statistics
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -95,8 +93,6 @@ def summarise(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict[str,
     return rows
 
 
-# ----------------------------------------------------------------------------------------------- UDR
-
 def add_udr(groups: Sequence[Group], num_points: int, data_dir: str | None) -> list[str]:
     """`test/udr` for each run of a group of ≥ 2 seeds with checkpoints; notes on groups not scored."""
     notes = []
@@ -121,14 +117,11 @@ def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | N
     """UDR of each checkpoint's model against the others, on the same test images (the first checkpoint's data)."""
     import torch
 
-    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.data.datamodule import test_datamodule
     from vae_lab.metrics.udr import udr
     from vae_lab.models import load_model, read_checkpoint
 
-    datamodule = datamodule_from_checkpoint(read_checkpoint(checkpoints[0]), data_dir, download=False)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    test = datamodule.splits["test"]
+    test = test_datamodule(read_checkpoint(checkpoints[0]), data_dir, download=False).splits["test"]
     x, y = test[torch.arange(min(num_points, len(test)))]
     representations, kls = [], []
     with torch.no_grad():
@@ -140,8 +133,6 @@ def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | N
             kls.append(model.kl_per_dimension(mu, logvar, labels).mean(0).cpu().double().numpy())
     return udr(representations, kls)["model_scores"]
 
-
-# ----------------------------------------------------------------------------------------------- writing
 
 def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> None:
     """report.csv: group keys, n, then <metric>_mean and <metric>_std for each metric (empty = not measured)."""
@@ -186,8 +177,6 @@ def _timing_cell(row: dict[str, Any], metric: str) -> str:
     if row["mean"][metric] is None or not span:
         return "–"
     return f"{_fmt(row['mean'][metric], None)} ({_fmt(span[0], None)}–{_fmt(span[1], None)})"
-
-
 
 
 def _table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
@@ -264,8 +253,6 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------------------------- samples
-
 def _pick(runs: Sequence[Run], model: str, dataset: str) -> tuple[Run | None, str | None]:
     """The run whose checkpoint shows a model best (default settings first); or why there is none."""
     candidates = [r for r in runs if r.record["model"] == model and r.record["dataset"] == dataset]
@@ -291,7 +278,7 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
     import torch
     from torchvision.utils import make_grid
 
-    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.data.datamodule import test_datamodule
     from vae_lab.data.mnist import CLASS_NAMES
     from vae_lab.models import load_model, read_checkpoint
     from vae_lab.viz import grids
@@ -321,10 +308,7 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
         ckpt = beta_vae.path / "checkpoints" / "last.ckpt"
         try:
             model = load_model(ckpt)
-            datamodule = datamodule_from_checkpoint(read_checkpoint(ckpt), data_dir, download=False)
-            datamodule.prepare_data()
-            datamodule.setup("test")
-            test = datamodule.splits["test"]
+            test = test_datamodule(read_checkpoint(ckpt), data_dir, download=False).splits["test"]
             x, y = test[torch.arange(min(256, len(test)))]  # a run on a training subset is tested on fewer
             t = grids.traversal(model, x, y if model.conditional else None, steps=9, rows=10)
             grid = make_grid(t.images, nrow=t.steps, pad_value=0.5)
@@ -334,8 +318,6 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
             notes.append(f"{dataset}: traversal panel left out: {err}")
     return panels, notes
 
-
-# ----------------------------------------------------------------------------------------------- the report
 
 def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictConfig,
                  out: Path) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -396,8 +378,6 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     return {"groups": len(rows), "runs": len(runs), "failures": len(failures), "written": written}
 
 
-# ----------------------------------------------------------------------------------------------- time
-
 PART_KEYS = {f"time/{part}_seconds" for part in PARTS if part != "train"} | {"time/total_seconds"}  # in the time
 PART_NAMES = {"startup": "process start-up (interpreter, imports, Hydra)", "setup": "setup and data loading",
               "train": "training epochs", "validation": "validation", "fit_other": "fit: checkpoints, logging, other",
@@ -453,11 +433,7 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict
     return "\n".join(lines) + "\n"
 
 
-@entry_point("report")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        report(cfg)
+main = entry_point("report")(report)  # python -m vae_lab.report
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,34 +36,20 @@ def process_start() -> float:
     return time.time() - age
 
 
-class JobClock:
-    """A process's jobs in turn: a job's start-up runs from the process's start or the previous job's end."""
-
-    def __init__(self) -> None:
-        self.previous_end: float | None = None
-
-    def startup_seconds(self) -> float:
-        """Seconds from the process's start (or its previous job's end) until now."""
-        return max(0.0, time.time() - (self.previous_end or process_start()))
-
-    def job_ended(self) -> None:
-        self.previous_end = time.time()
+# The end of this process's previous job (a launcher's worker runs several). An entry point calls the functions
+# below, which a launcher pickles by reference, so every job of a worker reaches this one value.
+_previous_job_end: float | None = None
 
 
-JOBS = JobClock()  # this process's: the one clock a launcher's worker shares between the jobs it runs
-
-
-# Call these, not JOBS's methods, from an entry point: a launcher pickles a `python -m` entry point's function by value
-# with the globals it names, so a JOBS named there would arrive as a fresh copy with each job; a function of this
-# module is pickled by reference and reaches the worker's one clock.
 def job_startup_seconds() -> float:
     """This job's start-up: from the process's start, or from its previous job's end, until now."""
-    return JOBS.startup_seconds()
+    return max(0.0, time.time() - (_previous_job_end or process_start()))
 
 
 def job_ended() -> None:
     """Mark the end of a job, from which the process's next job counts its start-up."""
-    JOBS.job_ended()
+    global _previous_job_end
+    _previous_job_end = time.time()
 
 
 class Stopwatch:
@@ -222,5 +208,9 @@ def window_rates(marks: Marks, warmup: int, repeats: int, steps: int) -> list[fl
 
 def throughput(marks: Marks, warmup: int, repeats: int, steps: int) -> dict[str, float]:
     """Images/s over the timed windows: median, min and max."""
-    rates = window_rates(marks, warmup, repeats, steps)
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+    return spread(window_rates(marks, warmup, repeats, steps))
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of the windows' values."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import entry_point, lightning_quiet, positional_dirs, user_errors
+from vae_lab.cli import entry_point, lightning_quiet, positional_dirs
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import eval_options
 from vae_lab.metrics import evaluate_model
@@ -25,7 +24,7 @@ from vae_lab.models import load_model
 from vae_lab.results import write_json
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.runs import PREVIOUS_FILE, TIMING_FILE, agreement_line, collect, group_runs
-from vae_lab.timing import StepClock, device_name, throughput
+from vae_lab.timing import StepClock, device_name, spread, throughput
 from vae_lab.train import build
 
 
@@ -119,11 +118,6 @@ class Arm:
                 "eval_seconds_per_10k": spread(self.windows["eval"]), "windows": self.windows}
 
 
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Median, min and max of the windows' values."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictConfig, out: Path) -> Path:
     """Time every (name, group, run folder) arm in interleaved windows and write `out/timing.json`."""
     check_options(options)
@@ -193,9 +187,8 @@ def timed_arms(dirs: Sequence[str]) -> list[tuple[str, dict[str, Any], Path]]:
 @entry_point("timing_pass")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: time the arms of the runs under `dirs` into the first folder's timing.json."""
-    with user_errors():
-        dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
-        print(f"wrote {timing_pass(timed_arms(dirs), cfg.timing_options, Path(dirs[0]))}")
+    dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
+    print(f"wrote {timing_pass(timed_arms(dirs), cfg.timing_options, Path(dirs[0]))}")
 
 
 if __name__ == "__main__":

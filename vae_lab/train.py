@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
-from vae_lab.cli import entry_point, run_summary, user_errors
+from vae_lab.cli import entry_point, run_summary
 from vae_lab.data import DATAMODULES
 from vae_lab.errors import (
     CheckpointError,
@@ -301,23 +301,22 @@ def write_failure(cfg: DictConfig, err: BaseException) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the run's objective value (what hydra/sweeper=optuna optimises)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    with user_errors():
-        try:
-            record = train(cfg)
-        except Exception as err:
-            if not multirun:
-                raise
-            cause = user_error(err)  # the user's to fix: one line; anything else: with its traceback
-            log.error("this job failed, the sweep goes on: %s", cause or err, exc_info=cause is None)
-            folder_taken = isinstance(cause, RunFolderError)  # the folder and its metrics.json are another run's
-            if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
-                write_failure(cfg, err)
-            record = {"status": "failed"}
-        finally:
-            job_ended()
-        if record.get("status") == "ok":
-            print(run_summary(record, cfg.paths.output_dir))
-        return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
+    try:
+        record = train(cfg)
+    except Exception as err:
+        if not multirun:
+            raise
+        cause = user_error(err)  # the user's to fix: one line; anything else: with its traceback
+        log.error("this job failed, the sweep goes on: %s", cause or err, exc_info=cause is None)
+        folder_taken = isinstance(cause, RunFolderError)  # the folder and its metrics.json are another run's
+        if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
+            write_failure(cfg, err)
+        record = {"status": "failed"}
+    finally:
+        job_ended()
+    if record.get("status") == "ok":
+        print(run_summary(record, cfg.paths.output_dir))
+    return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 
 
 if __name__ == "__main__":

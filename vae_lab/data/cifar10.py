@@ -30,15 +30,10 @@ def known_md5() -> dict[str, str]:
 KNOWN_MD5 = known_md5()
 
 
-def folder_of(data_dir: Path) -> Path:
-    """Where torchvision extracts the batches."""
-    return Path(data_dir) / FOLDER
-
-
 def known_files() -> list[KnownFile]:
     """The six batch files and batches.meta, with torchvision's MD5s."""
-    return [KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158, ARCHIVE, PAGE,
-                      "torchvision's CIFAR10.train_list / test_list / meta") for name in (*TRAIN, *TEST, META)]
+    return [KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158, ARCHIVE, PAGE)
+            for name in (*TRAIN, *TEST, META)]
 
 
 def torchvision_download(root: str) -> None:
@@ -51,7 +46,7 @@ def torchvision_download(root: str) -> None:
 def ensure_cifar10(data_dir: Path, download: bool = True) -> Path:
     """The folder of verified batch files: found, else downloaded by torchvision, else a one-line error."""
     fetch = by_torchvision(torchvision_download, FOLDER, "CIFAR-10")
-    return ensure_files(folder_of(data_dir), known_files(), fetch if download else None,
+    return ensure_files(Path(data_dir) / FOLDER, known_files(), fetch if download else None,
                         f"download cifar-10-python.tar.gz (about 170 MB, from {PAGE}) and extract it in {data_dir} "
                         "(or run with data.download=true on a machine online)")
 

@@ -24,9 +24,9 @@ def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path 
     return cls(**hparams)
 
 
-def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> DataModule:
-    """A checkpoint's datamodule, set up with its dataset's full test split (its class names or ground truth too)."""
-    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = None, **overrides: Any) -> DataModule:
+    """A checkpoint's datamodule (its settings with `overrides`) set up for its test split and its ground truth."""
+    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, **overrides)
     datamodule.prepare_data()
     datamodule.setup("test")
     return datamodule
@@ -34,4 +34,4 @@ def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = No
 
 def test_split(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
     """The full test split of a checkpoint's dataset, indexed by an index tensor."""
-    return test_datamodule(checkpoint, data_dir).splits["test"]
+    return test_datamodule(checkpoint, data_dir, train_subset=None).splits["test"]

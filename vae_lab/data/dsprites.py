@@ -20,7 +20,6 @@ FILE = KnownFile(
     size=26_000_000,
     url="https://github.com/google-deepmind/dsprites-dataset/raw/master/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
     page="https://github.com/google-deepmind/dsprites-dataset",
-    hash_source="MD5 checked by public dSprites loaders (the publisher gives none)",
 )
 ROWS = 16_384  # images decompressed and packed at a time while loading
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)  # np.packbits' order: first pixel, high bit
@@ -76,10 +75,7 @@ class DSpritesDataModule(GroundTruthDataModule):
 
     datasets = ("dsprites",)
     data_class = DSprites
-
-    def prepare_data(self) -> None:
-        """Find, fetch and verify the file (once per machine)."""
-        ensure_file(self.data_dir / "dsprites", FILE, self.hparams.download)
+    file = FILE
 
     def make_ground_truth(self, device: torch.device) -> DSprites:
         path = ensure_file(self.data_dir / "dsprites", FILE, download=False)

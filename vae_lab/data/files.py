@@ -22,14 +22,13 @@ Fetch = Callable[[Path], None]  # puts (some of) the files, under their own name
 
 @dataclass(frozen=True)
 class KnownFile:
-    """A published file: name, MD5 and its source, size in bytes (exact or approximate), address and home page."""
+    """A published file: name, MD5, size in bytes (exact or approximate), download address and home page."""
 
     name: str
     md5: str
     size: int
     url: str
     page: str
-    hash_source: str
     exact_size: bool = False
 
     def describe(self) -> str:

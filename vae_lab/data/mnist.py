@@ -58,8 +58,7 @@ HOW_TO_GET = {
 def known_files(dataset: str) -> list[KnownFile]:
     """The dataset's four published files."""
     return [KnownFile(name, KNOWN_MD5[dataset][name], size, f"{MIRRORS[dataset]}{name}.gz", PAGES[dataset],
-                      "the official release (Debian's package for Fashion-MNIST)", exact_size=True)
-            for name, size in SIZES.items()]
+                      exact_size=True) for name, size in SIZES.items()]
 
 
 def raw_dir(data_dir: Path, dataset: str) -> Path:
@@ -129,7 +128,6 @@ class MNISTDataModule(ArrayDataModule):
             return F.pad(images, (2, 2, 2, 2))
         return F.interpolate(images.float(), size=self.image_size, mode="bilinear",
                              align_corners=False).round_().to(torch.uint8)
-
 
     def drawn(self, train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`data.binarize`: the validation and test images drawn once by the seed (static: the training ones too)."""

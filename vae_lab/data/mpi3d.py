@@ -23,10 +23,8 @@ HUB = "https://huggingface.co/datasets/waleedgondal/mpi3d/resolve/main/"
 FIRST = "https://storage.googleapis.com/disentanglement_dataset/Final_Dataset/"
 MD5 = {"toy": "55889cb7c7dfc655d6e0277beee88868", "realistic": "59a6225b88b635365f70c91b3e52f70f",
        "real": "0f33f609918fb5c97996692f91129802"}
-FILES = {variant: KnownFile(name=f"mpi3d_{variant}.npz", md5=md5, size=12_740_000_000, url=f"{HUB}mpi3d_{variant}.npz",
-                            page="https://github.com/rr-learning/disentanglement_dataset",
-                            hash_source=f"disent's Mpi3dData uri_hash (full MD5) for the {variant} subset")
-         for variant, md5 in MD5.items()}
+FILES = {variant: KnownFile(f"mpi3d_{variant}.npz", md5, 12_740_000_000, f"{HUB}mpi3d_{variant}.npz",
+                            "https://github.com/rr-learning/disentanglement_dataset") for variant, md5 in MD5.items()}
 FILE = FILES["toy"]
 
 

@@ -20,7 +20,6 @@ FILE = KnownFile(
     size=267_573_662,
     url="https://storage.googleapis.com/3d-shapes/3dshapes.h5",
     page="https://github.com/google-deepmind/3d-shapes",
-    hash_source="disent's Shapes3dData uri_hash (full MD5)",
     exact_size=True,
 )
 
@@ -60,10 +59,7 @@ class Shapes3DDataModule(GroundTruthDataModule):
 
     datasets = ("shapes3d",)
     data_class = Shapes3D
-
-    def prepare_data(self) -> None:
-        """Find, fetch and verify the file (once per machine)."""
-        ensure_file(self.data_dir / "shapes3d", FILE, self.hparams.download)
+    file = FILE
 
     def make_ground_truth(self, device: torch.device) -> Shapes3D:
         self._file, images = open_h5(ensure_file(self.data_dir / "shapes3d", FILE, download=False))

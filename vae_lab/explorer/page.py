@@ -126,7 +126,6 @@ class Page:
         """The first conditional model on the page (whose classes the class selector lists), if any."""
         return next((m for m in session.models if m.model.conditional), None)
 
-    # --- events ------------------------------------------------------------------------------------
     def choose(self, first: str, second: str | None) -> list[Any]:
         """New model(s): sliders named and ranged, class selector and note shown; start at the prior mean."""
         session = self.session(first, second)

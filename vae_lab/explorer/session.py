@@ -129,7 +129,7 @@ def load(candidate: Candidate, data_dir: str | Path | None = None, kl_images: in
     """Load a checkpoint (`vae_lab.models.load_model`) and measure its latents on `kl_images` test images."""
     checkpoint = read_checkpoint(candidate.path)
     model = load_model(candidate.path, device)
-    datamodule = test_datamodule(checkpoint, data_dir)
+    datamodule = test_datamodule(checkpoint, data_dir, train_subset=None)
     test = datamodule.splits["test"]
     mu, logvar, y = encode_means(model, test, max(2, kl_images))
     with torch.no_grad():

@@ -40,7 +40,6 @@ class SplitBatches:
             yield x.to(self.device), y.to(self.device)
 
 
-
 @torch.no_grad()
 def posterior_means(model: BaseVAE, batches: Iterator[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
     """E_q[z|x] for every image of the batches, with the labels."""

@@ -16,23 +16,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score, roc_auc_score
 from sklearn.svm import LinearSVC
 
-# Which of the three properties of Ridgeway & Zemel (2018) / Eastwood & Williams (2018) each score speaks to:
-# modularity (each code captures at most one factor), compactness (each factor is captured by one code), explicitness
-# (the factors can be read off the codes). MIG and SAP score, per factor, the gap between its best and second-best
-# code, so a factor spread over several codes is penalised while a code mixing factors is not: compactness (the
-# reading of Zaidi et al., 2020, "Measuring disentanglement: a review of metrics"). The BetaVAE and FactorVAE scores
-# ask whether fixing one factor shows in codes of its own, a modularity question. Gaussian total correlation ignores
-# the factors (independence of the codes only), so it has no entry.
+# The property each score speaks to (docs/disentanglement.md; MIG and SAP as compactness, after Zaidi et al., 2020);
+# Gaussian total correlation ignores the factors, so it has none.
 PROPERTY: dict[str, str] = {
-    "mig": "compactness",
-    "sap": "compactness",
-    "dci_disentanglement": "modularity",
-    "dci_completeness": "compactness",
-    "dci_informativeness": "explicitness",
-    "modularity": "modularity",
-    "explicitness": "explicitness",
-    "beta_vae_score": "modularity",
-    "factor_vae_score": "modularity",
+    "mig": "compactness", "sap": "compactness", "dci_disentanglement": "modularity", "dci_completeness": "compactness",
+    "dci_informativeness": "explicitness", "modularity": "modularity", "explicitness": "explicitness",
+    "beta_vae_score": "modularity", "factor_vae_score": "modularity",
 }
 
 
@@ -44,17 +33,12 @@ class GroundTruth(Protocol):
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """N×K ints, each factor uniform over range(factor_sizes[k])."""
-        ...
 
     def images(self, factors: np.ndarray) -> torch.Tensor:
         """N×C×H×W floats in [0, 1] showing the given N×K factor values."""
-        ...
 
 
 Encoder = Callable[[torch.Tensor], np.ndarray]  # images N×C×H×W -> mean representation N×D
-
-
-# ---------------------------------------------------------------- shared pieces
 
 
 def split_train_test(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None,
@@ -89,9 +73,6 @@ def varies(labels: np.ndarray) -> bool:
     return len(np.unique(labels)) > 1
 
 
-# ---------------------------------------------------------------- information-based: MIG, modularity
-
-
 def mig(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict[str, float]:
     """Mutual information gap (Chen et al., 2018), constant factors left out; NaN for a single code."""
     if codes.shape[1] < 2:
@@ -112,9 +93,6 @@ def modularity(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> di
     with np.errstate(divide="ignore", invalid="ignore"):
         deviation = (squared.sum(axis=1) - best) / (best * (squared.shape[1] - 1))
     return {"modularity": float(np.mean(np.where(best > 0, 1 - deviation, 0.0)))}
-
-
-# ---------------------------------------------------------------- explicitness (logistic regression, ROC AUC)
 
 
 def explicitness(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = None,
@@ -157,9 +135,6 @@ def nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-# ---------------------------------------------------------------- SAP (one-dimensional linear SVMs)
-
-
 def sap(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = None,
         factors_test: np.ndarray | None = None, *, continuous: bool = False, svm_c: float = 0.01,
         train_fraction: float = 2 / 3) -> dict[str, float]:
@@ -183,8 +158,6 @@ def squared_correlation(code: np.ndarray, factor: np.ndarray) -> float:
     covariance = np.cov(code, factor)
     return float(covariance[0, 1] ** 2 / (covariance[0, 0] * covariance[1, 1])) if covariance[0, 0] > 1e-12 else 0.0
 
-
-# ---------------------------------------------------------------- DCI (gradient-boosted trees)
 
 BOOSTERS = ("exact", "histogram")
 
@@ -240,17 +213,11 @@ def weighted_specificity(importance: np.ndarray) -> float:
     return float((specificity * weight).sum() / weight.sum())
 
 
-# ---------------------------------------------------------------- unsupervised
-
-
 def gaussian_total_correlation(codes: np.ndarray, factors: np.ndarray | None = None) -> dict[str, float]:
     """KL between a Gaussian with the codes' covariance and its marginals' product (`factors` unused)."""
     covariance = np.atleast_2d(np.cov(codes, rowvar=False))
     total = 0.5 * (np.log(np.diag(covariance)).sum() - np.linalg.slogdet(covariance)[1])
     return {"gaussian_total_correlation": float(total)}
-
-
-# ---------------------------------------------------------------- intervention-based: BetaVAE, FactorVAE
 
 
 def encode_factors(data: GroundTruth, encode: Encoder, factors: np.ndarray, images_per_call: int = 4096

@@ -56,7 +56,6 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         self.image_size = int(net.get("image_size", 28))
         self.register_buffer("warmup", torch.ones(()), persistent=False)  # the KL's warm-up weight, this epoch
 
-    # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """One-hot labels for conditional models, None for the others."""
         if not self.conditional:
@@ -124,7 +123,6 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         if epochs:
             self.warmup.fill_(min(1.0, (self.current_epoch + 1) / epochs))
 
-    # --- sampling --------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, n: int | None = None, labels: torch.Tensor | None = None,
                  temperature: float = 1.0) -> torch.Tensor:
@@ -144,7 +142,6 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         mu, _ = self.encode(x, y)
         return mean_image(self.decode(mu, y))
 
-    # --- logging ---------------------------------------------------------------------------------
     def _eval_step(self, batch: Batch, stage: str) -> torch.Tensor:
         """Validation/test: every term and the KL per dimension, averaged over the epoch by Lightning."""
         terms = self.loss_terms(batch)
