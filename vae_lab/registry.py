@@ -121,22 +121,16 @@ def fits(value: Any, hint: Any) -> bool:
         return any(fits(value, arg) for arg in args)
     if origin is typing.Literal:
         return value in args
+    if hint in (int, float):  # a whole number is a number; a bool is neither
+        return isinstance(value, (int, hint)) and not isinstance(value, bool)
     if hint in PLAIN:
-        return _scalar_fits(value, hint)
+        return isinstance(value, hint)
     if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple):
         items = [a for a in args if a is not Ellipsis]
         return isinstance(value, (list, tuple)) and all(fits(v, items[0] if items else Any) for v in value)
     if origin in (dict, collections.abc.Mapping) or hint is dict:
         return isinstance(value, dict) and plain(value)
     return plain(value)
-
-
-def _scalar_fits(value: Any, hint: type) -> bool:
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
 
 
 def plain(value: Any) -> bool:

@@ -19,6 +19,8 @@ from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
 from vae_lab.results.published import published_section
 from vae_lab.results.runs import (
+    SWEEP_FILE,
+    TIMING_FILE,
     Failure,
     Group,
     Run,
@@ -26,8 +28,7 @@ from vae_lab.results.runs import (
     attach_timing,
     collect,
     group_runs,
-    read_sweep,
-    read_timing,
+    read_json_file,
 )
 from vae_lab.timing import PARTS
 from vae_lab.viz import plots
@@ -183,8 +184,7 @@ def _table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
     """A Markdown table: the group keys, n, and mean ± std of each metric."""
     keys = key_columns(rows)
     headers = [key_header(k) for k in keys] + ["n"] + [header(m) for m in metrics]
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
     for row in rows:
         cells = [_key_cell(_key_value(row, k)) for k in keys] + [str(row["n"])]
         cells += [_timing_cell(row, m) if m.startswith("timing/") else _cell(row, m) for m in metrics]
@@ -348,7 +348,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     check_flag("samples", cfg.samples)
     writable("report.md, report.csv and figures/", out)  # before UDR and the figures
     groups = group_runs(runs)
-    timing = read_timing(out)
+    timing = read_json_file(out / TIMING_FILE)
     attach_timing(groups, timing)
     udr_notes = add_udr(groups, int(cfg.udr_points), cfg.data_dir) if cfg.get("udr_points") else []
     metrics = metric_names(runs)
@@ -363,7 +363,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     write_csv(rows, metrics, csv_path)
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)
                        + published_section([r.path for r in runs])
-                       + time_section(runs, read_sweep(out), timing))
+                       + time_section(runs, read_json_file(out / SWEEP_FILE), timing))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))
     for failure in failures:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.hardware import cpu_description
 from vae_lab.results import write_json
+from vae_lab.results.runs import read_json_file
 from vae_lab.timing import process_start
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,8 @@ class SweepSummary(Callback):
 
 def job_status(metrics: Path) -> tuple[str, str]:
     """A job's status and why, from the metrics.json vae_lab.train writes for every job, finished or failed."""
-    try:
-        record = json.loads(metrics.read_text())
-    except (OSError, ValueError):
+    record = read_json_file(metrics)
+    if record is None:
         return "missing", "no readable metrics.json"
     return record.get("status", "missing"), record.get("reason", "")
 

@@ -110,8 +110,7 @@ class Arm:
         """This arm's timing.json entry: median, min and max over its windows."""
         train = spread(self.windows["train"])
         images = len(self.datamodule.splits["train"])
-        epoch = {k: images / v for k, v in zip(("median", "max", "min"), (train["median"], train["min"],
-                                                                           train["max"]))}
+        epoch = {k: images / v for k, v in zip(("median", "max", "min"), (train["median"], train["min"], train["max"]))}
         return {"name": self.name, "group": self.group, "run": str(self.run), "train_images": images,
                 "train_images_per_second": train, "epoch_seconds": epoch,
                 "sample_images_per_second": spread(self.windows["sample"]),

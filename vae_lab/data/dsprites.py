@@ -75,7 +75,10 @@ class DSpritesDataModule(GroundTruthDataModule):
 
     datasets = ("dsprites",)
     data_class = DSprites
-    file = FILE
+
+    def prepare_data(self) -> None:
+        """Find, fetch and verify the file (once per machine)."""
+        ensure_file(self.data_dir / "dsprites", FILE, self.hparams.download)
 
     def make_ground_truth(self, device: torch.device) -> DSprites:
         path = ensure_file(self.data_dir / "dsprites", FILE, download=False)

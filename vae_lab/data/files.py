@@ -33,17 +33,13 @@ class KnownFile:
 
     def describe(self) -> str:
         """`NAME (about SIZE, from PAGE)` for messages."""
-        return f"{self.name} ({'' if self.exact_size else 'about '}{human_size(self.size)}, from {self.page})"
+        size = f"{self.size / 1e9:.1f} GB" if self.size >= 1e9 else f"{self.size / 1e6:.1f} MB"
+        return f"{self.name} ({'' if self.exact_size else 'about '}{size}, from {self.page})"
 
     def how_to_get(self) -> str:
         """Where to get the file, for the missing-file line."""
         return (f"download {self.describe()} — {self.url} — and put it there (or run with data.download=true on a "
                 "machine online)")
-
-
-def human_size(size: int) -> str:
-    """Bytes as MB or GB, one decimal."""
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
 def md5(path: Path) -> str:
@@ -74,16 +70,11 @@ def check_regular(path: Path, what: str = "the data file") -> None:
         raise DataError(f"{path}: is {file_kind(mode)}, not {what}; move it away")
 
 
-def stamp_path(path: Path) -> Path:
-    """The file that records a verified file's size, mtime and MD5, so it is hashed once, not at every run."""
-    return path.with_name(f".{path.name}.verified")
-
-
 def verify_file(path: Path, known: KnownFile) -> None:
     """One-line DataError unless the file is regular with the published MD5 (a matching stamp counts)."""
     check_regular(path)
     info = path.stat()
-    stamp = stamp_path(path)
+    stamp = path.with_name(f".{path.name}.verified")  # size, mtime and MD5: hashed once, not at every run
     seen = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "md5": known.md5}
     if stamp.is_file():
         try:

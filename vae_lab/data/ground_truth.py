@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vae_lab.data.base import DataModule, check_split, constructor_arguments, to_channels
-from vae_lab.data.files import KnownFile, ensure_file
 from vae_lab.errors import ConfigError
 
 
@@ -97,7 +96,6 @@ class GroundTruthDataModule(DataModule):
 
     data_class: type[GroundTruth] = GroundTruth
     image_sizes = GroundTruth.image_sizes
-    file: KnownFile | None = None  # the published file, kept in data_dir/NAME (None: rendered here)
 
     def __init__(self, name: str | None = None, data_dir: str = "data", batch_size: int = 64, image_size: int = 64,
                  val_size: int = 5000, test_size: int = 10000, split_seed: int = 12345, seed: int = 0,
@@ -110,8 +108,6 @@ class GroundTruthDataModule(DataModule):
 
     def prepare_data(self) -> None:
         """Find, fetch and verify the raw file (once per machine)."""
-        if self.file is not None:
-            ensure_file(self.data_dir / self.name, self.file, self.hparams.download)
 
     def make_ground_truth(self, device: torch.device) -> GroundTruth:
         """The dataset, its images where batches are cut (the training device)."""

@@ -89,13 +89,11 @@ def image_pixels(path: Path, mode: str, size: int, background: tuple[int, int, i
         with Image.open(path) as image:
             image.load()
             if image.mode not in DEPTH and image.has_transparency_data:
-                image = Image.alpha_composite(Image.new("RGBA", image.size, (*background, 255)),
-                                              image.convert("RGBA"))
+                image = Image.alpha_composite(Image.new("RGBA", image.size, (*background, 255)), image.convert("RGBA"))
             if image.mode in DEPTH:
                 values = np.asarray(image, dtype=np.float64) / DEPTH[image.mode]
                 check_values(values, str(path))
-                small = Image.fromarray(values.astype(np.float32), "F").resize((size, size),
-                                                                                Image.Resampling.BILINEAR)
+                small = Image.fromarray(values.astype(np.float32), "F").resize((size, size), Image.Resampling.BILINEAR)
                 grey = np.rint(np.clip(np.asarray(small), 0, 1) * 255).astype(np.uint8)[None]
                 return grey if mode == "L" else np.repeat(grey, 3, axis=0)
             pixels = np.asarray(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR))

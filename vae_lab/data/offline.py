@@ -39,8 +39,7 @@ def offline_fetch(into: Path, dataset: str, names: list[str]) -> None:
     """Put the dataset's IDX files into `into` from its offline source; one line if that fails."""
     try:
         (_fashion if dataset == "fashion_mnist" else _mnist)(into, names)
-    except (OSError, subprocess.CalledProcessError, zipfile.BadZipFile, pickle.UnpicklingError,
-            StopIteration) as err:
+    except (OSError, subprocess.CalledProcessError, zipfile.BadZipFile, pickle.UnpicklingError, StopIteration) as err:
         raise DataError(f"could not get {dataset} offline: {err}") from err
 
 

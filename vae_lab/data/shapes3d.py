@@ -59,7 +59,10 @@ class Shapes3DDataModule(GroundTruthDataModule):
 
     datasets = ("shapes3d",)
     data_class = Shapes3D
-    file = FILE
+
+    def prepare_data(self) -> None:
+        """Find, fetch and verify the file (once per machine)."""
+        ensure_file(self.data_dir / "shapes3d", FILE, self.hparams.download)
 
     def make_ground_truth(self, device: torch.device) -> Shapes3D:
         self._file, images = open_h5(ensure_file(self.data_dir / "shapes3d", FILE, download=False))

@@ -139,8 +139,7 @@ class Page:
             sliders[slot] = gr.update(visible=True, value=view[slot], minimum=float(lo), maximum=float(hi),
                                       label=slider_label(dim, session))
         names = conditional.class_names if conditional else None
-        classes = gr.update(visible=bool(conditional), value=label,
-                            choices=[(n, i) for i, n in enumerate(names or [])])
+        classes = gr.update(visible=bool(conditional), value=label, choices=[(n, i) for i, n in enumerate(names or [])])
         note = session.note()
         return [*sliders, classes, gr.update(value=note, visible=bool(note)),
                 gr.update(visible=len(session.models) > 1), *view[self.slots:], 0]
@@ -195,8 +194,7 @@ class Page:
         return [*view[: self.slots], label, out["image"], out["reconstruction"], out["about"], *view[self.slots:],
                 gr.update(**CLEAR)]
 
-    def interpolate(self, first: str, second: str | None, label: int | None, i: float, j: float,
-                    t: float) -> list[Any]:
+    def interpolate(self, first: str, second: str | None, label: int | None, i: float, j: float, t: float) -> list[Any]:
         """Blend two test images: the code a fraction t of the way, and the whole path as the strip."""
         session = self.session(first, second)
         try:
@@ -320,8 +318,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
                    "outputs": [*sliders, label, original, recon, about, *pictures, strip, strip_note,
                                encode_problem]}
         encode.click(**encoded, api_name="encode")
-        pick.click(page.random_index, models, index, api_name="random_index").then(**encoded,
-                                                                                  api_visibility="private")
+        pick.click(page.random_index, models, index, api_name="random_index").then(**encoded, api_visibility="private")
         interpolate.click(page.interpolate, [*models, label, start, end, t],
                           [*sliders, label, *pictures, strip, strip_note, path_problem], api_name="interpolate")
         save.click(page.download, state, files, api_name="download")

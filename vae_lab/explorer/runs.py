@@ -9,10 +9,9 @@ from pathlib import Path
 from vae_lab.data.mnist import CLASS_NAMES
 from vae_lab.errors import CheckpointError, ConfigError
 from vae_lab.models import model_class, read_checkpoint
-from vae_lab.results import read_json
 from vae_lab.results.groups import run_settings, shown_keys
 from vae_lab.results.names import setting_label
-from vae_lab.results.runs import find_run_dirs
+from vae_lab.results.runs import find_run_dirs, read_json_file
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,7 @@ def describe(path: Path) -> Candidate:
     cls = model_class(path, checkpoint)  # only one of vae_lab's models, by exact name
     hparams, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters") or {}
     run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    record = {}
-    if (run / "metrics.json").is_file():
-        try:
-            record = read_json(run / "metrics.json")
-        except (OSError, ValueError):
-            record = {}
+    record = read_json_file(run / "metrics.json") or {}
     model = str(record.get("model") or cls.__name__.lower())
     dataset = str(record.get("dataset") or data.get("name", "?"))
     identity = (model, str(record.get("net", "?")), dataset)

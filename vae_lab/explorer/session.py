@@ -252,8 +252,7 @@ class Session:
         z = self.code(mu[0].cpu().numpy())
         label = self.class_of(y)
         recon = self.decode(z, label if m.model.conditional else None)[0]
-        return {"z": z, "image": to_uint8(x)[0], "reconstruction": recon, "about": self.describe(y[0]),
-                "label": label}
+        return {"z": z, "image": to_uint8(x)[0], "reconstruction": recon, "about": self.describe(y[0]), "label": label}
 
     def describe(self, y: torch.Tensor) -> str:
         """A test image's class name or factor values, as one line."""

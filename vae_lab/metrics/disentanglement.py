@@ -220,8 +220,7 @@ def gaussian_total_correlation(codes: np.ndarray, factors: np.ndarray | None = N
     return {"gaussian_total_correlation": float(total)}
 
 
-def encode_factors(data: GroundTruth, encode: Encoder, factors: np.ndarray, images_per_call: int = 4096
-                   ) -> np.ndarray:
+def encode_factors(data: GroundTruth, encode: Encoder, factors: np.ndarray, images_per_call: int = 4096) -> np.ndarray:
     """Representations (…×D) of the images of factors of any leading shape (…×K), a few thousand images per call."""
     flat = factors.reshape(-1, factors.shape[-1])
     with torch.no_grad():

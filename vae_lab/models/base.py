@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from vae_lab.checkpoints import plain
 from vae_lab.errors import ConfigError, check_flag, check_number
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
@@ -52,7 +51,7 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         if lr_scheduler is not None:
             self.hparams["lr_scheduler"] = lr_scheduler
         self.latent_dim, self.num_classes, self.beta = latent_dim, num_classes, beta
-        self.net = build_net(net, latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
+        self.net = NETS.build(net, "net", latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
         self.image_size = int(net.get("image_size", 28))
         self.register_buffer("warmup", torch.ones(()), persistent=False)  # the KL's warm-up weight, this epoch
 
@@ -173,18 +172,6 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
 def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The loggable terms: drop the per-dimension KL and the latent sample."""
     return {k: v for k, v in terms.items() if v.dim() == 0}
-
-
-def plain(config: DictConfig | dict | None) -> dict[str, Any] | None:
-    """A config as a plain dict (what the checkpoint's hyper-parameters hold); anything else as it is."""
-    if not isinstance(config, (dict, DictConfig)):
-        return config
-    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
-
-
-def build_net(net: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
-    """The net a config names (one of vae_lab's own, by exact name), its settings checked against its signature."""
-    return NETS.build(net, "net", **kwargs)
 
 
 MODELS = Registry("vae_lab.models", "models", lambda cls: issubclass(cls, BaseVAE))  # every model by exact name

@@ -40,8 +40,7 @@ class BetaVAE(BaseVAE):
     def on_validation_start(self) -> None:
         self.set_capacity()
 
-    def on_test_start(self) -> None:
-        self.set_capacity()
+    on_test_start = on_validation_start
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the step the checkpoint was saved at: the capacity C of a loaded model is the one it reached."""

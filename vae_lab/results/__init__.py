@@ -49,8 +49,7 @@ def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module,
                timing: dict[str, float], epochs: int) -> dict[str, Any]:
     """The flat metrics.json record of one finished training run."""
     record = run_identity(cfg, choices)
-    record.update(epochs=int(epochs), params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                  status="ok")
+    record.update(epochs=int(epochs), params=sum(p.numel() for p in model.parameters() if p.requires_grad), status="ok")
     record.update({k: _number(v) for k, v in test.items() if not k.startswith("kl_dim/")})
     record.update(timing)
     return record

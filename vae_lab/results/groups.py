@@ -94,8 +94,7 @@ def _comparable(value: Any) -> Any:
 
 def group_key(identity: Sequence[Any], settings: Mapping[str, Any]) -> tuple:
     """What runs of one group share: their identity and settings (a key only one run has tells it apart)."""
-    return (tuple(str(v) for v in identity),
-            tuple(sorted((k, _comparable(v)) for k, v in settings.items())))
+    return (tuple(str(v) for v in identity), tuple(sorted((k, _comparable(v)) for k, v in settings.items())))
 
 
 def shown_keys(groups: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:

@@ -143,21 +143,11 @@ def _value_order(value: Any) -> tuple:
 
 
 def read_json_file(path: Path) -> dict[str, Any] | None:
-    """A JSON file beside the runs (sweep.json, timing.json), if there and readable."""
+    """A JSON file beside the runs (vae_lab.sweep's SWEEP_FILE, the timing pass's TIMING_FILE), if readable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def read_sweep(folder: Path) -> dict[str, Any] | None:
-    """The sweep's sweep.json (its wall time; vae_lab.sweep writes it), if readable."""
-    return read_json_file(folder / SWEEP_FILE)
-
-
-def read_timing(folder: Path) -> dict[str, Any] | None:
-    """The timing pass's timing.json (vae_lab.timing_pass writes it), if readable."""
-    return read_json_file(folder / TIMING_FILE)
 
 
 def attach_timing(groups: Sequence[Group], timing: dict[str, Any] | None) -> None:
