@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,12 +31,10 @@ def cpu_precision() -> str:
 def cpu_description() -> str:
     """This CPU in a few words, for a measurement's record: its model name (Linux), cores, and whether bf16 is native."""
     name = "CPU"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     bf16 = "AMX" if amx_cpu() else "AVX512-BF16" if native_bf16_cpu() else "no native bf16"
     return f"{name}, {os.cpu_count()} cores, {bf16}"

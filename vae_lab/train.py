@@ -97,7 +97,6 @@ def without_hydra_keys(node: dict[str, Any]) -> dict[str, Any]:
 
 def check_ranges(cfg: DictConfig) -> None:
     """Values torch or Lightning would take without complaint but that make no run (or not the one meant)."""
-    check_seed("seed", cfg.seed)
     check_number("trainer.log_every_n_steps", cfg.trainer.get("log_every_n_steps", 50), whole=True, minimum=0)
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (epochs == 0 or epochs < -1):
@@ -269,9 +268,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     timing.update(watch.summary())
     timing["time/total_seconds"] = watch.seconds["startup"] + time.perf_counter() - job_start
     record = run_record(cfg, choices, model, test, timing, trainer.current_epoch)
-    record["processes"] = trainer.world_size
-    record["threads"] = torch.get_num_threads()
-    record["resumed_from"] = None if resume is None else str(resume)
+    record.update(processes=trainer.world_size, threads=torch.get_num_threads(),
+                  resumed_from=None if resume is None else str(resume))
     if skipped:
         record["skipped"] = skipped  # each metric the data do not allow, and why
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)

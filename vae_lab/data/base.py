@@ -16,14 +16,6 @@ CHANNELS = (1, 3)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: colour → grey
 
 
-def check_batching(batch_size: int, steps_per_batch: int) -> None:
-    """One line for a batch size or steps-per-batch below 1."""
-    if batch_size < 1:
-        raise ConfigError(f"data.batch_size={batch_size}: must be at least 1")
-    if steps_per_batch < 1:
-        raise ConfigError(f"data.steps_per_batch={steps_per_batch}: must be at least 1")
-
-
 def check_split(held_out: dict[str, int], train_subset: int | None, images: int) -> None:
     """One line for a held-out set that is empty or leaves no training images, or a training subset out of range."""
     for key, size in held_out.items():
@@ -35,12 +27,6 @@ def check_split(held_out: dict[str, int], train_subset: int | None, images: int)
     if train_subset is not None and train_subset > images - sum(held_out.values()):
         raise ConfigError(f"data.train_subset={train_subset}: there are only {images - sum(held_out.values()):,} "
                           "training images; give fewer, or null for all")
-
-
-def check_channels(channels: int) -> None:
-    """One line unless `data.channels` is 1 (grey) or 3 (colour)."""
-    if channels not in CHANNELS:
-        raise ConfigError(f"data.channels={channels}: choose 1 (grey) or 3 (colour)")
 
 
 def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
@@ -72,9 +58,11 @@ class DataModule(pl.LightningDataModule):
         name, image_size, channels = settings["name"], settings["image_size"], settings["channels"]
         if name not in self.datasets:
             raise ConfigError(f"data.name={name!r}: choose one of {sorted(self.datasets)}")
-        check_batching(settings["batch_size"], settings["steps_per_batch"])
-        if channels is not None:
-            check_channels(channels)
+        for key in ("batch_size", "steps_per_batch"):
+            if settings[key] < 1:
+                raise ConfigError(f"data.{key}={settings[key]}: must be at least 1")
+        if channels is not None and channels not in CHANNELS:
+            raise ConfigError(f"data.channels={channels}: choose 1 (grey) or 3 (colour)")
         if image_size not in self.image_sizes:
             raise ConfigError(f"data.image_size={image_size}: data={name} serves {self.image_sizes}")
         self.name, self.data_dir, self.batch_size = name, Path(settings["data_dir"]), settings["batch_size"]

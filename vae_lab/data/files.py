@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -76,12 +77,9 @@ def verify_file(path: Path, known: KnownFile) -> None:
     info = path.stat()
     stamp = path.with_name(f".{path.name}.verified")  # size, mtime and MD5: hashed once, not at every run
     seen = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "md5": known.md5}
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == seen:
-                return
-        except (OSError, ValueError):
-            pass
+    with contextlib.suppress(OSError, ValueError):
+        if stamp.is_file() and json.loads(stamp.read_text()) == seen:
+            return
     try:
         actual = md5(path)
     except OSError as err:
@@ -91,10 +89,8 @@ def verify_file(path: Path, known: KnownFile) -> None:
         what = "truncated?" if short else "corrupt or not the published file"
         raise DataError(f"{path}: MD5 {actual} is not the known {known.md5} ({info.st_size:,} bytes: {what}); "
                         f"left as it is: delete it and fetch {known.describe()} again")
-    try:
+    with contextlib.suppress(OSError):  # a read-only data folder: verify again next time
         stamp.write_text(json.dumps(seen))
-    except OSError:  # a read-only data folder: verify again next time
-        pass
 
 
 def make_folder(folder: Path, key: str = "data.data_dir") -> None:

@@ -93,13 +93,6 @@ class Page:
             raise _fail(ConfigError("z: every slider value must be a finite number, not NaN or ±inf"))
         return z
 
-    def slider_values(self, session: Session, z: np.ndarray) -> list[float]:
-        """Slider positions for a code (unused sliders at 0)."""
-        values = [0.0] * self.slots
-        for slot, dim in enumerate(session.order()):
-            values[slot] = round(float(z[dim]), 6)
-        return values
-
     def pictures(self, session: Session, z: np.ndarray, label: int | None) -> list[Any]:
         """The large image(s) and the code (with its class) as JSON."""
         images = session.decode(z, label)
@@ -118,8 +111,9 @@ class Page:
     def view(self, session: Session, z: np.ndarray, label: int | None, slot: int) -> list[Any]:
         """Everything that shows the code: the sliders, the large image(s), the code, the strip and its line."""
         z = (np.round(z / STEP) * STEP).astype(np.float32)
-        return [*self.slider_values(session, z), *self.pictures(session, z, label),
-                *self.strip_of(session, z, label, slot)]
+        order = session.order()  # slider positions (unused sliders at 0)
+        sliders = [round(float(z[order[slot]]), 6) if slot < len(order) else 0.0 for slot in range(self.slots)]
+        return [*sliders, *self.pictures(session, z, label), *self.strip_of(session, z, label, slot)]
 
     @staticmethod
     def conditional(session: Session) -> Loaded | None:

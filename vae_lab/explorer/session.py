@@ -228,16 +228,12 @@ class Session:
         z[: m.latent_dim] = m.model.sample_latents(1, m.labels(label), temperature)[0].cpu()
         return z.numpy().astype(np.float32)
 
-    def check_index(self, index: int) -> int:
-        """A test-image index of the first model's test set, or a one-line error."""
+    def test_image(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test image `index` of the first model's test set and its label (class or factor values), batched."""
         n = len(self.first.test)
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < n:
             raise ConfigError(f"test image {index!r}: choose 0…{n - 1}")
-        return int(index)
-
-    def test_image(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test image `index` of the first model's test set and its label (class or factor values), batched."""
-        return self.first.test[torch.tensor([self.check_index(index)])]
+        return self.first.test[torch.tensor([int(index)])]
 
     def class_of(self, y: torch.Tensor) -> int | None:
         """A test image's class (None for data without classes)."""

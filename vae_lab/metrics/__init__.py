@@ -93,12 +93,10 @@ def evaluation_layout(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate_model(model: BaseVAE, datamodule: DataModule, classifier: nn.Module | None,
-                   iwae_samples: int = 100,
+def evaluate_model(model: BaseVAE, datamodule: DataModule, classifier: nn.Module | None, iwae_samples: int = 100,
                    iwae_chunk: int = 100, iwae_batch: int = 100, iwae_precision: str = "fp32", iwae_seed: int = 0,
-                   max_test_images: int | None = None,
-                   probe_train_images: int = 10000, fid_samples: int = 10000, per_class: int = 1000,
-                   batch_size: int = 500, watch: Stopwatch | None = None,
+                   max_test_images: int | None = None, probe_train_images: int = 10000, fid_samples: int = 10000,
+                   per_class: int = 1000, batch_size: int = 500, watch: Stopwatch | None = None,
                    fid_cache: str | Path | None = None) -> dict[str, float]:
     """All `test/*` and `time/*` metrics of a model in eval mode; without a classifier, those that need none."""
     watch = watch or Stopwatch()

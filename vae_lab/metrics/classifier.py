@@ -170,8 +170,7 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
     start = time.perf_counter()
     classifier = train_classifier(train, device, num_classes=num_classes, image_size=size, **recipe)
     record = {"dataset": dataset, "test_accuracy": accuracy(classifier, test),
-              "train_seconds": time.perf_counter() - start, "train_images": len(train),
-              "train_subset": train_subset,
+              "train_seconds": time.perf_counter() - start, "train_images": len(train), "train_subset": train_subset,
               "recipe": recipe, "device": str(device), "threads": torch.get_num_threads()}
     print(f"classifier[{dataset}]: test accuracy {record['test_accuracy']:.4f} "
           f"after {record['train_seconds']:.0f} s of training")
@@ -187,7 +186,8 @@ def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | st
     """The dataset's classifier, trained once per recipe and cached under a name keyed by the recipe."""
     recipe = {**RECIPES.get(dataset, DEFAULT_RECIPE), **overrides}
     source = None if dataset in TWENTY_EIGHT or datamodule is None else data_identity(datamodule)
-    weights = classifier_folder(data_dir, cache_dir) / cache_name(dataset, recipe, train_subset, source)
+    folder = Path(cache_dir or Path(data_dir) / "classifiers")  # eval.classifier.cache_dir
+    weights = folder / cache_name(dataset, recipe, train_subset, source)
     weights.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(weights.with_suffix(".lock")):  # a sweep's jobs side by side: one trains, the others wait for it
         if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
@@ -199,11 +199,6 @@ def fid_cache(classifier: nn.Module) -> Path | None:
     """Where a cached classifier's real-image FID statistics are kept (None for an uncached classifier)."""
     weights = getattr(classifier, "cache_file", None)
     return None if weights is None else Path(weights).parent / "fid"
-
-
-def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """Where the classifiers are cached: `eval.classifier.cache_dir`, by default `data_dir/classifiers`."""
-    return Path(cache_dir or Path(data_dir) / "classifiers")
 
 
 def data_identity(datamodule: DataModule) -> dict[str, Any]:
