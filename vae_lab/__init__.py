@@ -11,8 +11,7 @@ from vae_lab.hardware import cpu_precision
 __version__ = "0.1.0"
 __all__ = ["decode", "encode", "evaluate_checkpoint", "load_data", "load_model", "reconstruct", "sample", "traverse"]
 
-if not OmegaConf.has_resolver("vae_lab.cpu_precision"):  # conf/trainer/cpu.yaml: precision by what the CPU can do
-    OmegaConf.register_new_resolver("vae_lab.cpu_precision", cpu_precision)
+OmegaConf.register_new_resolver("vae_lab.cpu_precision", cpu_precision, replace=True)  # conf/trainer/cpu.yaml
 
 
 def __getattr__(name: str) -> Any:

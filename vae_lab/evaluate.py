@@ -24,6 +24,7 @@ from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, model_class, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
+from vae_lab.results.runs import run_dir_of
 from vae_lab.timing import Stopwatch
 from vae_lab.viz.projector import write_projector
 
@@ -76,11 +77,8 @@ def test_set_metrics(model: BaseVAE, datamodule: DataModule, options: DictConfig
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
     watch = Stopwatch()
-    ground_truth = getattr(datamodule, "ground_truth", None)
-    if ground_truth is None:
-        datamodule.setup()
-        ground_truth = getattr(datamodule, "ground_truth", None)
-    name = datamodule.name
+    datamodule.setup()  # a no-op once set up
+    ground_truth, name = getattr(datamodule, "ground_truth", None), datamodule.name
     if ground_truth is not None:
         with watch("disentanglement"):
             metrics: dict[str, Any] = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
@@ -103,11 +101,6 @@ def test_set_metrics(model: BaseVAE, datamodule: DataModule, options: DictConfig
     metrics["mem/peak_mb"] = peak_memory_mb(model.device)
     metrics["skipped"] = skipped
     return metrics
-
-
-def run_dir_of(ckpt_path: Path) -> Path:
-    """The run folder a checkpoint belongs to (`RUN/checkpoints/x.ckpt` → RUN)."""
-    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
 
 
 def test_trainer(accelerator: str, precision: str) -> pl.Trainer:

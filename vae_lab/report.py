@@ -35,8 +35,8 @@ from vae_lab.viz import plots
 
 METRIC_PREFIXES = ("test/", "timing/", "time/", "mem/")  # timing/: the timing pass's (timing.json), not the sweep's
 REPEAT = "repeat"  # the column of a group that repeats another's settings and seeds (vae_lab.results.runs.group_runs)
-FIGURES = {"quality_vs_time": "Quality against training seconds per epoch",
-           "disentanglement_objectives": "Disentanglement per objective"}  # and plots.sweep_figures' own titles
+FIGURES = {"quality_vs_time": (plots.quality_vs_time, "Quality against training seconds per epoch"),
+           "disentanglement_objectives": (plots.disentanglement_by_objective, "Disentanglement per objective")}
 
 
 def _number(value: Any) -> bool:
@@ -324,11 +324,10 @@ def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictC
     """Write the figures that the groups allow; return their paths and titles, and notes on what was left out."""
     fig_dir = out / "figures"
     written, notes = [], []
-    for name, draw in (("quality_vs_time", plots.quality_vs_time),
-                       ("disentanglement_objectives", plots.disentanglement_by_objective)):
+    for name, (draw, title) in FIGURES.items():
         path = fig_dir / f"{name}.png"
         if draw(rows, path):
-            written.append((path, FIGURES[name]))
+            written.append((path, title))
     written += plots.sweep_figures(rows, fig_dir)
     if cfg.samples:
         for dataset in sorted({str(run.record["dataset"]) for run in runs}):

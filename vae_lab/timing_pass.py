@@ -86,11 +86,9 @@ class Arm:
             data = self.datamodule
             self.classifier = get_classifier(data.data_dir, data.name, self.device, datamodule=data, **classifier)
             self.fid_cache = fid_cache(self.classifier)
-        return {**options, "max_test_images": images, "fid_samples": images,
-                "per_class": max(1, images // self.trained_classes()), "probe_train_images": images}
-
-    def trained_classes(self) -> int:
-        return int(getattr(self.evaluated(), "num_classes", 10))
+        classes = int(getattr(self.evaluated(), "num_classes", 10))
+        return {**options, "max_test_images": images, "fid_samples": images, "per_class": max(1, images // classes),
+                "probe_train_images": images}
 
     def eval_window(self, images: int) -> None:
         """The whole evaluation on the first `images` test images: seconds per 10,000."""

@@ -84,10 +84,8 @@ class BatchIndexSampler(Sampler):
         return math.ceil(self.num_batches() / self.group)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
-        else:
-            order = torch.arange(self.n)
+        order = (torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)) if self.shuffle
+                 else torch.arange(self.n))
         rank, world = self._shard()
         order = order[rank::world][: self._shard_size()]
         batches = order[: self.num_batches() * self.batch_size].split(self.batch_size)

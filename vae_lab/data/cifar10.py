@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets import CIFAR10
 
 from vae_lab.data.arrays import ArrayDataModule, Arrays
 from vae_lab.data.base import constructor_arguments
@@ -18,16 +19,8 @@ TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = ["test_batch"]
 META = "batches.meta"
 FOLDER = "cifar-10-batches-py"  # torchvision's layout
-
-
-def known_md5() -> dict[str, str]:
-    """Each file's MD5 as torchvision's CIFAR10 class records it (its train_list, test_list and meta)."""
-    from torchvision.datasets import CIFAR10
-
-    return {**dict(CIFAR10.train_list), **dict(CIFAR10.test_list), CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
-
-
-KNOWN_MD5 = known_md5()
+# Each file's MD5 as torchvision's CIFAR10 class records it (its train_list, test_list and meta).
+KNOWN_MD5 = {**dict(CIFAR10.train_list), **dict(CIFAR10.test_list), CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
 
 
 def known_files() -> list[KnownFile]:
@@ -38,8 +31,6 @@ def known_files() -> list[KnownFile]:
 
 def torchvision_download(root: str) -> None:
     """torchvision's download of the publisher's archive, extracted into root/FOLDER."""
-    from torchvision.datasets import CIFAR10
-
     CIFAR10(root, train=True, download=True)
 
 

@@ -11,7 +11,7 @@ from vae_lab.errors import CheckpointError, ConfigError
 from vae_lab.models import model_class, read_checkpoint
 from vae_lab.results.groups import run_settings, shown_keys
 from vae_lab.results.names import setting_label
-from vae_lab.results.runs import find_run_dirs, read_json_file
+from vae_lab.results.runs import find_run_dirs, read_json_file, run_dir_of
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def describe(path: Path) -> Candidate:
     checkpoint = read_checkpoint(path)
     cls = model_class(path, checkpoint)  # only one of vae_lab's models, by exact name
     hparams, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters") or {}
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    run = run_dir_of(path)
     record = read_json_file(run / "metrics.json") or {}
     model = str(record.get("model") or cls.__name__.lower())
     dataset = str(record.get("dataset") or data.get("name", "?"))
@@ -43,9 +43,8 @@ def describe(path: Path) -> Candidate:
     except (OSError, ValueError):
         settings = {}
     seed = str(record.get("seed", data.get("seed", "?")))
-    conditional = cls.conditional
     default = [str(k) for k in range(int(hparams.get("num_classes", 10)))]
-    classes = tuple(CLASS_NAMES.get(data.get("name"), default)) if conditional else ()
+    classes = tuple(CLASS_NAMES.get(data.get("name"), default)) if cls.conditional else ()
     return Candidate(f"{model} · {dataset} · seed {seed} · {run.name}/{path.name}", path,
                      int(hparams.get("latent_dim", 0)), (model, dataset, seed, str(run)), classes, identity,
                      settings, seed)

@@ -1,19 +1,15 @@
 """A run's results: its metrics.json (contents, written atomically, read back); run reading in submodules."""
 
-from __future__ import annotations
-
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from vae_lab.errors import ConfigError
 from vae_lab.files import write_atomically
-
-if TYPE_CHECKING:
-    import torch
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:

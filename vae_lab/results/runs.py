@@ -54,6 +54,11 @@ def find_run_dirs(root: Path) -> list[Path]:
     return found
 
 
+def run_dir_of(ckpt_path: Path) -> Path:
+    """The run folder a checkpoint belongs to (`RUN/checkpoints/x.ckpt` → RUN)."""
+    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+
+
 def load_run(path: Path) -> Run | Failure:
     """A finished run, or the reason it cannot be reported."""
     metrics = path / "metrics.json"
