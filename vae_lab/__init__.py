@@ -1,7 +1,5 @@
 """vae_lab: VAE experiments with Lightning and Hydra; the Python API (docs/api.md) is imported on first use."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from omegaconf import OmegaConf

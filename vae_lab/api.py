@@ -1,7 +1,5 @@
 """The Python API for notebooks: the functions the entry points use, under short names (see docs/api.md)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

@@ -1,7 +1,5 @@
 """Checkpoint files: written whole or not at all, read without running any code, checked against their digest."""
 
-from __future__ import annotations
-
 import hashlib
 import pickle
 from collections.abc import Iterable, Mapping

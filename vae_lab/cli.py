@@ -1,7 +1,5 @@
 """What every entry point shares: turning user mistakes into one clear line and a non-zero exit."""
 
-from __future__ import annotations
-
 import functools
 import logging
 import os

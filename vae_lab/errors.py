@@ -1,7 +1,5 @@
 """User-facing errors: entry points print these as one line and exit non-zero."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterator
 from typing import Any, TypeVar

@@ -1,7 +1,5 @@
 """`python -m vae_lab.evaluate ckpt_path=…`: the full test-set evaluation of any checkpoint, into metrics.json."""
 
-from __future__ import annotations
-
 import inspect
 import resource
 import time

@@ -1,7 +1,5 @@
 """`python -m vae_lab.explore ckpt_path=…`: a local web page to move a model's latents and watch its images change."""
 
-from __future__ import annotations
-
 import errno
 import logging
 import socket

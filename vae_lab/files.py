@@ -1,7 +1,5 @@
 """Writing a file whole or not at all, on any local filesystem."""
 
-from __future__ import annotations
-
 import contextlib
 import fcntl
 import os

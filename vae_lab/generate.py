@@ -1,7 +1,5 @@
 """`python -m vae_lab.generate ckpt_path=…`: samples, traversals or reconstructions from a checkpoint."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import matplotlib.pyplot as plt

@@ -1,7 +1,5 @@
 """Stop a run whose loss stops being finite, before a bad checkpoint can replace the last good one."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

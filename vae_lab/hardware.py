@@ -1,7 +1,5 @@
 """What this machine's CPU can do fast, for the configs' choices (the `${vae_lab.cpu_precision:}` resolver)."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 from pathlib import Path

@@ -1,7 +1,5 @@
 """vae_lab's own classes by exact name (never imported by name), their settings checked by signature."""
 
-from __future__ import annotations
-
 import collections.abc
 import importlib
 import inspect

@@ -1,7 +1,5 @@
 """`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders (docs/report.md)."""
 
-from __future__ import annotations
-
 import csv
 import math
 import os

@@ -1,7 +1,5 @@
 """Resuming exactly: the random streams a checkpoint carries, and the settings a resumed run must share with it."""
 
-from __future__ import annotations
-
 import random
 from pathlib import Path
 from typing import Any

@@ -1,7 +1,5 @@
 """One run per folder: a lock while a run uses it, and no silent overwrite of another run's results."""
 
-from __future__ import annotations
-
 import json
 import os
 import shutil

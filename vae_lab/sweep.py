@@ -1,7 +1,5 @@
 """Hydra callbacks for multiruns: sweep.json's wall time, one HParams experiment, failed jobs at the end."""
 
-from __future__ import annotations
-
 import logging
 import os
 import sys

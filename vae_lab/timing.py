@@ -1,7 +1,5 @@
 """Time accounting: a run's `time/*`, a callback timing training epochs, the step clock of timed windows."""
 
-from __future__ import annotations
-
 import os
 import statistics
 import time

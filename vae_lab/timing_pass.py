@@ -1,7 +1,5 @@
 """`python -m vae_lab.timing_pass DIR [DIR ...]`: every arm timed in interleaved windows into timing.json."""
 
-from __future__ import annotations
-
 import json
 import sys
 import time

@@ -1,7 +1,5 @@
 """`python -m vae_lab.train`: train one model (or a multirun sweep), test it, write metrics.json."""
 
-from __future__ import annotations
-
 import errno
 import logging
 import time

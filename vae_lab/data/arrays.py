@@ -1,7 +1,5 @@
 """The resident datamodule of labelled (or unlabelled) uint8 image arrays: MNIST, CIFAR-10, a user's own images."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch

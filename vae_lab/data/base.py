@@ -1,7 +1,5 @@
 """The base of every datamodule: shared settings checked, batches cut on the device by one seeded sampler."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

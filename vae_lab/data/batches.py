@@ -1,7 +1,5 @@
 """Batches cut from resident tensors by index: the seeded per-epoch sampler and multi-step batches."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterator
 from typing import Any

@@ -1,7 +1,5 @@
 """Binarized MNIST (`data.binarize`): `dynamic` re-draws training images per read, `static` fixes them once."""
 
-from __future__ import annotations
-
 import torch
 from torch.utils.data import Dataset
 

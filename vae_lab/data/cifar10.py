@@ -1,7 +1,5 @@
 """CIFAR-10 (50,000 / 10,000 RGB 32×32 images, 10 classes) from its publisher's MD5-checked python batches."""
 
-from __future__ import annotations
-
 import pickle
 from pathlib import Path
 

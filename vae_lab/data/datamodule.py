@@ -1,7 +1,5 @@
 """A checkpoint's datamodule rebuilt from vae_lab's own classes, its settings checked against the signature."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

@@ -1,7 +1,5 @@
 """dSprites: 737,280 binary 64×64 images in factor order, read without pickles, resident as packed bits."""
 
-from __future__ import annotations
-
 from typing import ClassVar
 
 import numpy as np

@@ -1,7 +1,5 @@
 """The one fetch-and-verify path of every dataset's files: found, else fetched and MD5-checked, else one line."""
 
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import json

@@ -1,7 +1,5 @@
 """The ground-truth interface every factor dataset shares, and its datamodule (grids in factor order)."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from typing import ClassVar

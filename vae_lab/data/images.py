@@ -1,7 +1,5 @@
 """`data=images`: a user's image folder or .npy/.npz array, converted once into a cached uint8 array."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import logging

@@ -1,7 +1,5 @@
 """MNIST and Fashion-MNIST from their IDX files: found, fetched by torchvision, or rebuilt offline."""
 
-from __future__ import annotations
-
 import functools
 import logging
 import sys

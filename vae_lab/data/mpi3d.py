@@ -1,7 +1,5 @@
 """MPI3D: 1,036,800 RGB 64×64 images over 7 factors in `mpi3d_VARIANT.npz` (toy, realistic, real)."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from pathlib import Path

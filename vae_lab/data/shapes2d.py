@@ -1,7 +1,5 @@
 """shapes2d: dSprites' factor grid and order, rendered by vae_lab itself one batch at a time on the device."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

@@ -1,7 +1,5 @@
 """Shapes3D: 480,000 RGB 64×64 images over 6 factors in `3dshapes.h5`, read with h5py (vae_lab[datasets])."""
 
-from __future__ import annotations
-
 import math
 from typing import ClassVar
 

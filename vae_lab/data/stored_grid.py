@@ -1,7 +1,5 @@
 """A factor grid too large to hold: each batch read from the file unless `data.in_memory=true`."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterator
 from typing import Any
 

@@ -1,7 +1,5 @@
 """The explorer's server answers only its own page: other sites' changing requests are refused first."""
 
-from __future__ import annotations
-
 from typing import Any
 from urllib.parse import urlsplit
 

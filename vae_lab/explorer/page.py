@@ -1,7 +1,5 @@
 """The explorer's Gradio page: its layout and events; every picture comes from `session.Session`."""
 
-from __future__ import annotations
-
 import json
 import os
 import random

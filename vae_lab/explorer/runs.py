@@ -1,7 +1,5 @@
 """The checkpoints the explorer may show: named on the command line, or found under the run folder given there."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path

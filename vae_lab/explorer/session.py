@@ -1,7 +1,5 @@
 """What the explorer shows, as plain arrays: a latent code in, images out (no web framework here)."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """Test-set evaluation of a trained model: each metric lives in its own module, `evaluate_model` composes them."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial

@@ -1,7 +1,5 @@
 """A small CNN classifier per dataset: FID feature extractor and judge of generated samples, trained once and cached."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import time

@@ -1,7 +1,5 @@
 """Disentanglement metrics with google-research/disentanglement_lib's definitions (docs/disentanglement.md)."""
 
-from __future__ import annotations
-
 import math
 import warnings
 from collections.abc import Callable

@@ -1,7 +1,5 @@
 """Fréchet distance in the dataset classifier's feature space; real-image statistics cached per classifier."""
 
-from __future__ import annotations
-
 import hashlib
 import os
 from pathlib import Path

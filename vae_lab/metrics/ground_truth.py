@@ -1,7 +1,5 @@
 """Evaluation on data with known generative factors (shapes2d): every disentanglement metric of a model."""
 
-from __future__ import annotations
-
 import time
 
 import numpy as np

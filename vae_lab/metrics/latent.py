@@ -1,7 +1,5 @@
 """Latent-space metrics: posterior means, active units (Burda et al., 2016) and a linear probe."""
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset

@@ -1,7 +1,5 @@
 """Unsupervised disentanglement ranking (Duan et al., 2020) with disentanglement_lib's definitions."""
 
-from __future__ import annotations
-
 import numpy as np
 import scipy.stats
 from sklearn.linear_model import Lasso

@@ -1,7 +1,5 @@
 """Objectives on one shared LightningModule, and loading any of them from a checkpoint."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

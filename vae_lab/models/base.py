@@ -1,7 +1,5 @@
 """The VAE every model shares: net, loss terms in nats, sampling, logging; its training is `training.py`."""
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig

@@ -1,7 +1,5 @@
 """β-TCVAE (Chen et al., 2018): the KL split into index-code MI, total correlation and dimension-wise KL."""
 
-from __future__ import annotations
-
 import math
 from typing import Any
 

@@ -1,7 +1,5 @@
 """β-VAE: Higgins et al.'s recon + β·KL, or Burgess et al.'s recon + γ·|KL − C| with C annealed."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch

@@ -1,7 +1,5 @@
 """The conditional VAE (Sohn et al.): the one-hot label is fed to both encoder and decoder."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch

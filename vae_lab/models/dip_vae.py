@@ -1,7 +1,5 @@
 """DIP-VAE (Kumar et al., 2018): the VAE objective plus a penalty pulling a latent covariance towards the identity."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch

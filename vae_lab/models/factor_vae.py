@@ -1,7 +1,5 @@
 """FactorVAE (Kim & Mnih, 2018): recon + KL + γ·TC, the total correlation estimated by a discriminator."""
 
-from __future__ import annotations
-
 from itertools import pairwise
 from typing import Any
 

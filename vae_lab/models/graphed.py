@@ -1,7 +1,5 @@
 """A whole training step as one CUDA graph: captured once per batch shape, then replayed."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 
 import torch

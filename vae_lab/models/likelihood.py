@@ -1,7 +1,5 @@
 """Decoder likelihoods: negative log-likelihood per image, in nats, from decoder logits."""
 
-from __future__ import annotations
-
 import math
 
 import torch

@@ -1,7 +1,5 @@
 """The reparametrization trick, the analytic KL to N(0, I) and prior sampling, shared by every model."""
 
-from __future__ import annotations
-
 import math
 
 import torch

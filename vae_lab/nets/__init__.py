@@ -1,7 +1,5 @@
 """Plain encoder/decoder networks: encode(x, y|None) → (mu, logvar), decode(z, y|None) → logits."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch

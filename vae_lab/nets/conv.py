@@ -1,7 +1,5 @@
 """A small DCGAN-style conv encoder/decoder for 28×28 or 32×32 images, the label fed to every decoder stage."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 

@@ -1,7 +1,5 @@
 """Tomczak & Welling's gated MLP (VampPrior, 2018; the Exemplar VAE's net): two gated dense layers each way."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 

@@ -1,7 +1,5 @@
 """The nets' 4×4 stride-2 transposed convolution, with faster CPU forms (docs/speed.md)."""
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch import nn

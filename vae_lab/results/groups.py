@@ -1,7 +1,5 @@
 """The group rule: a report group is the set of runs whose composed configs differ only in the seed."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path

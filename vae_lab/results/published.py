@@ -1,7 +1,5 @@
 """The published figures a preset records, beside ours (mean ± 95% CI) in report.md."""
 
-from __future__ import annotations
-
 import json
 import math
 from collections.abc import Sequence

@@ -1,7 +1,5 @@
 """Reading run folders: finished runs, their groups, and the sweep.json and timing.json beside them."""
 
-from __future__ import annotations
-
 import json
 import os
 from collections import defaultdict
