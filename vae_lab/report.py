@@ -136,7 +136,7 @@ def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | N
 def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> None:
     """report.csv: group keys, n, then <metric>_mean and <metric>_std for each metric (empty = not measured)."""
     keys = key_columns(rows)
-    counted = set(partly_counted(rows, metrics))
+    counted = {m for m in metrics if any(0 < row["count"][m] < row["n"] for row in rows)}  # means over fewer than n
     stats = {m: ("mean", "std", "n") if m in counted else ("mean", "std") for m in metrics}
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -146,11 +146,6 @@ def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path
             for metric in metrics:
                 cells += [row["mean"][metric], row["std"][metric]] + ([row["count"][metric]] if metric in counted else [])
             writer.writerow(["" if c is None else c for c in cells])
-
-
-def partly_counted(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
-    """The metrics whose mean, in some group, is over fewer runs than the group's n."""
-    return [m for m in metrics if any(0 < row["count"][m] < row["n"] for row in rows)]
 
 
 def _cell(row: dict[str, Any], metric: str) -> str:

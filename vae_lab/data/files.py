@@ -91,14 +91,6 @@ def verify_file(path: Path, known: KnownFile) -> None:
         stamp.write_text(json.dumps(seen))
 
 
-def make_folder(folder: Path, key: str = "data.data_dir") -> None:
-    """Create a data folder, or say in one line why it cannot be (a file in the way, no permission)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"{key}: cannot make {folder} ({err.strerror}: {err.filename})") from err
-
-
 def ensure_files(folder: Path, files: Sequence[KnownFile], fetch: Fetch | None = None,
                  how_to_get: str | None = None) -> Path:
     """`folder` with every file verified: those there checked, the missing fetched and verified, else one line."""
@@ -108,7 +100,10 @@ def ensure_files(folder: Path, files: Sequence[KnownFile], fetch: Fetch | None =
         if known not in missing:
             verify_file(folder / known.name, known)
     if missing and fetch is not None:
-        make_folder(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file in the way, no permission
+            raise DataError(f"data.data_dir: cannot make {folder} ({err.strerror}: {err.filename})") from err
         _fetch_into(folder, missing, fetch)
     for known in missing:
         if not (folder / known.name).exists():

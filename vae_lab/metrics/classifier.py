@@ -93,13 +93,9 @@ def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     return padded[torch.arange(n, device=x.device).view(n, 1, 1), :, rows, cols].permute(0, 3, 1, 2)  # N×H×W×C
 
 
-def random_flip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror a random half of the images left to right."""
-    return torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
-
-
 AUGMENTATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "none": lambda x: x, "shift": random_shift, "flip": random_flip}
+    "none": lambda x: x, "shift": random_shift,
+    "flip": lambda x: torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)}  # half mirrored
 
 
 @torch.no_grad()
