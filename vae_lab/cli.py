@@ -89,7 +89,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             users = os.environ.get("HYDRA_FULL_ERROR")
             if users == "1":
                 return main()
-            _set_full_error("1")
+            _set_full_error("1")  # Hydra then raises its refusals (else it prints them, several lines)
             try:
                 return main()
             except (ConfigCompositionException, OverrideParseException) as err:

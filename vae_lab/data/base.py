@@ -84,7 +84,7 @@ class DataModule(pl.LightningDataModule):
         if trainer is not None:  # the number Lightning passes to set_epoch (current_epoch lags it until the fit starts)
             sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         return DataLoader(StepGroups(data) if group > 1 else data, sampler=sampler, batch_size=None,
-                          generator=torch.Generator())
+                          generator=torch.Generator())  # its base seed: no draw from the model's random stream
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -52,7 +52,7 @@ def split_train_test(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndar
 
 def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
     """Each code dimension cut into `num_bins` equal-width bins (values 1..num_bins), in float64."""
-    columns = np.asarray(codes, dtype=np.float64).T
+    columns = np.asarray(codes, dtype=np.float64).T  # a collapsed float32 code has too few distinct bin edges
     return np.stack([np.digitize(column, np.histogram(column, num_bins)[1][:-1]) for column in columns], axis=1)
 
 
