@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from vae_lab.data.files import KnownFile, ensure_file
-from vae_lab.data.ground_truth import GroundTruth, GroundTruthDataModule
+from vae_lab.data.ground_truth import GroundTruth, GroundTruthDataModule, grid_factors
 from vae_lab.data.npz import iter_rows, load_array, npz_info
 from vae_lab.errors import DataError
 
@@ -32,8 +32,6 @@ def pack_images(path, sizes: list[int]) -> np.ndarray:
     classes = load_array(path, "latents_classes")
     if classes.shape != (total, 6):
         raise DataError(f"{path}: latents_classes is {classes.shape}, expected {(total, 6)}")
-    from vae_lab.data.ground_truth import grid_factors
-
     probe = np.linspace(0, total - 1, 997).astype(np.int64)  # the factor order, on a spread of rows
     if (classes[probe, 0] != 0).any() or not np.array_equal(classes[probe, 1:], grid_factors(probe, sizes)):
         raise DataError(f"{path}: latents_classes are not in dSprites' factor order (shape, scale, orientation, x, y)")

@@ -29,12 +29,6 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     return int(active_dims(mu, threshold).sum().item())
 
 
-def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both feature sets scaled by the train mean and std (constant features become 0)."""
-    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
-    return (train - mean) / std, (test - mean) / std
-
-
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int = 100,
                  weight_decay: float = 1e-4) -> torch.nn.Linear:
     """Multinomial logistic regression on (x, y), full-batch L-BFGS from zero weights (deterministic)."""
@@ -56,7 +50,9 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int 
 def linear_probe_accuracy(train_mu: torch.Tensor, train_y: torch.Tensor, test_mu: torch.Tensor,
                           test_y: torch.Tensor, num_classes: int = 10, steps: int = 100) -> float:
     """Test accuracy of a linear classifier from standardised μ to labels, fit on the train μ's."""
-    train_x, test_x = standardise(train_mu.float(), test_mu.float().to(train_mu.device))
+    train, test = train_mu.float(), test_mu.float().to(train_mu.device)
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)  # standardised by the train set's (constant: 0)
+    train_x, test_x = (train - mean) / std, (test - mean) / std
     with torch.enable_grad():
         linear = fit_logistic(train_x, train_y.to(train_x.device).long(), num_classes, steps)
     with torch.no_grad():

@@ -98,10 +98,8 @@ def group_key(identity: Sequence[Any], settings: Mapping[str, Any]) -> tuple:
 def shown_keys(groups: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
     """The settings that differ between two groups of the same model, net and dataset: the extra columns."""
     values: dict[tuple, dict[str, set]] = {}
-    keys: set[str] = set()
     groups = [(tuple(str(v) for v in identity), settings) for identity, settings in groups]
-    for _, settings in groups:
-        keys |= set(settings)
+    keys: set[str] = set().union(*(settings for _, settings in groups))
     for identity, settings in groups:
         for key in keys:
             value = repr(_comparable(settings[key])) if key in settings else "absent"
