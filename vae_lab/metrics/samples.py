@@ -47,11 +47,16 @@ def conditional_accuracy(model: BaseVAE, classifier: nn.Module, per_class: int =
     return (predict(classifier, images, batch_size) == labels).float().mean().item()
 
 
-def class_entropy(model: BaseVAE, classifier: nn.Module, n: int = 10000, temperature: float = 1.0,
-                  batch_size: int = 1000, images: torch.Tensor | None = None) -> float:
-    """Entropy (nats; ln num_classes when uniform) of the predicted classes of n prior samples or given `images`."""
-    if images is None:
-        images = generate_batched(model, n, temperature=temperature, batch_size=batch_size)
-    p = torch.bincount(predict(classifier, images, batch_size).flatten().long(), minlength=model.num_classes).double()
+def entropy_of_predictions(predicted: torch.Tensor, num_classes: int) -> float:
+    """Entropy in nats of the histogram of predicted classes (ln num_classes when uniform)."""
+    p = torch.bincount(predicted.flatten().long(), minlength=num_classes).double()
     p = p[p > 0] / p.sum()
     return float(-(p * p.log()).sum())
+
+
+def class_entropy(model: BaseVAE, classifier: nn.Module, n: int = 10000, temperature: float = 1.0,
+                  batch_size: int = 1000, images: torch.Tensor | None = None) -> float:
+    """Entropy (nats) of the classifier's predicted classes over n prior samples, or over given `images`."""
+    if images is None:
+        images = generate_batched(model, n, temperature=temperature, batch_size=batch_size)
+    return entropy_of_predictions(predict(classifier, images, batch_size), model.num_classes)
