@@ -1,4 +1,4 @@
-"""`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders (docs/report.md)."""
+"""`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders (docs/results.md)."""
 
 import csv
 import math

@@ -12,7 +12,7 @@ CHUNK = 8192  # rows copied at a time when loading into memory
 
 
 class StoredGrid(GroundTruth):
-    """N×64×64×3 uint8 images in factor order read per batch from `store`, or resident when `rows` is given."""
+    """N×64×64×3 uint8 images in factor order read per batch from `store`, or resident when `chunks` is given."""
 
     native_channels = 3
 

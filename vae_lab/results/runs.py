@@ -146,7 +146,7 @@ def _value_order(value: Any) -> tuple:
 
 
 def read_json_file(path: Path) -> dict[str, Any] | None:
-    """A JSON file beside the runs (vae_lab.sweep's SWEEP_FILE, the timing pass's TIMING_FILE), if readable."""
+    """A JSON file beside the runs (SWEEP_FILE, TIMING_FILE), if there and readable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
