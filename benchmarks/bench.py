@@ -29,7 +29,7 @@ from vae_lab.errors import ConfigError, check_number
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import write_json
 from vae_lab.timing import Clock, Marks, StepClock, advance, device_name, synchronize, throughput, window_rates
-from vae_lab.train import build
+from vae_lab.train import apply_threads, build
 
 TOP_OPS = 12  # operators listed by `profile_steps`
 
@@ -131,7 +131,8 @@ def reference_loader(cfg: DictConfig, dataset: Subset, seed: int, epoch: int) ->
 
 
 class ReferenceLoop:
-    """A plain fp32 loop with torch's default Adam over the same network and batch size, run in turns.
+    """A plain fp32 loop with torch's default Adam (the case's lr and ε) over the same network and batch size, run in
+    turns.
 
     Its shuffling `DataLoader` draws each epoch's order from the generator vae_lab's sampler uses, so both paths
     see the same images in the same batches: the parity check compares arithmetic, not luck of the batch order.
@@ -143,7 +144,8 @@ class ReferenceLoop:
         datamodule, self.model, _ = build(cfg, callbacks=[], logger=False)
         self.device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
         self.model.to(self.device).train()
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.model.lr)
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=cfg.model.lr, eps=cfg.model.get("adam_eps", 1e-8))
+        self.binarize = cfg.data.get("binarize", "none") != "none"  # each batch drawn as Bernoulli(pixel), as plain loops do
         dataset = reference_dataset(cfg, datamodule)
         self.batches = (batch for epoch in itertools.count()
                         for batch in reference_loader(cfg, dataset, datamodule.hparams.seed, epoch))
@@ -172,6 +174,7 @@ class ReferenceLoop:
             for step in range(steps):
                 fetch = time.perf_counter()
                 x, y = next(self.batches)
+                x = torch.bernoulli(x) if self.binarize else x
                 self.data_seconds += time.perf_counter() - fetch
                 loss = self.model.loss_terms((x.to(self.device), y.to(self.device)))["loss"]
                 self.optimiser.zero_grad()
@@ -228,6 +231,7 @@ def repeat_for(work: Callable[[], Any], seconds: float, device: torch.device) ->
 def run_case(name: str, cfg: DictConfig, bench: DictConfig) -> dict[str, Any]:
     """Both paths for one config: throughput, ratio, FLOPs, floor fraction and the parity verdict."""
     warmup, repeats, steps = window = (bench.warmup_steps, bench.repeats, bench.steps_per_repeat)
+    apply_threads(cfg.get("threads"))  # both paths run on the case's `threads`
     reference = ReferenceLoop(cfg, boundaries=[warmup + r * steps for r in range(repeats + 1)])
     turns = {warmup + r * steps: functools.partial(reference.run, steps + (warmup if r == 0 else 0))
              for r in range(repeats)}  # before each of vae_lab's windows, one of the reference's
@@ -348,6 +352,8 @@ def bench(cfg: DictConfig, compose_case: Callable[[list[str]], DictConfig] | Non
                                                            if cfg.train_subset else [])
     cases = {}  # every case composed (its overrides checked) before any runs
     for name, overrides in cfg.cases.items():
+        if overrides is None:  # `cases.NAME=null` leaves a case out
+            continue
         all_overrides = list(overrides) + list(cfg.overrides) + extra
         cases[name] = compose_case(all_overrides) if compose_case else compose_train(name, all_overrides)
         per_batch = cases[name].data.get("steps_per_batch", 1)

@@ -50,6 +50,7 @@ def test_burda_iwae_is_burda_et_al_table_1(tmp_path, arm, model, k):
     assert list(cfg.model.lr_scheduler.milestones) == [sum(3**j for j in range(i)) for i in range(1, 8)]
     assert cfg.model.lr_scheduler.gamma == pytest.approx(GAMMA, rel=1e-12)
     assert cfg.trainer.max_epochs == sum(3**i for i in range(8)) == 3280 and cfg.eval.iwae_samples == 5000
+    assert cfg.trainer.precision == "32-true"  # the paper's fp32
     assert "early_stopping" not in cfg.callbacks  # Burda et al. train every stage
     assert set(cfg.hydra.sweeper.params["+arm"].split(",")) == {"elbo", "iwae_k1", "iwae_k5", "iwae_k50"}
     assert _figures(cfg) == {'{"model._target_": "vae_lab.models.vae.VAE"}': 86.76,
@@ -70,6 +71,7 @@ def test_exemplar_nll_is_the_exemplar_vae_protocol(tmp_path, data):
     stop = instantiate(cfg.callbacks.early_stopping)
     assert (type(stop).__name__, stop.monitor, stop.patience, stop.mode) == ("EarlyStopping", "val/loss", 50, "min")
     assert (cfg.trainer.max_epochs, cfg.trainer.min_epochs, cfg.eval.iwae_samples) == (2000, 150, 5000)
+    assert cfg.trainer.precision == "32-true"
     assert set(cfg.hydra.sweeper.params.data.split(",")) == {"mnist", "fashion_mnist"}
     assert _figures(cfg) == {'{"data.name": "mnist"}': 84.45, '{"data.name": "fashion_mnist"}': 228.70}
     instantiate(cfg.model, net=cfg.net, _recursive_=False)

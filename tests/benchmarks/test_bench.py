@@ -14,9 +14,10 @@ from tests.conftest import BENCH_CONF, CONF, compose_cfg, run_cli_cases
 def test_bench_reports_both_paths(tmp_path, data_dir, capsys):
     out = tmp_path / "bench.json"
     cfg = compose_cfg(tmp_path, "warmup_steps=2", "repeats=2", "steps_per_repeat=3", "train_subset=1000",
-                      "eval_images=500", "profile_steps=2", f"json={out}", config="bench", conf=BENCH_CONF)
+                      "eval_images=500", "profile_steps=2", f"json={out}", "cases.burda=null", config="bench",
+                      conf=BENCH_CONF)
     rows = bench(cfg, compose_case=lambda overrides: compose_cfg(tmp_path, *overrides))
-    assert [r["case"] for r in rows] == ["cvae", "beta_vae"]
+    assert [r["case"] for r in rows] == ["cvae", "beta_vae"]  # cases.burda=null left that case out
     for row in rows:
         assert row["vae_lab_images_per_second"]["median"] > 0 and row["reference_images_per_second"]["median"] > 0
         assert row["speedup"] > 0 and row["flops_per_image"] > 1e6 and 0 < row["floor_fraction"] < 1
@@ -151,7 +152,7 @@ def test_bench_checks_every_case_and_its_json_path_before_running_any(tmp_path):
     blocker.write_text("")
     cases = [['+cases={a:["+arm=vae"],b:["net=mpl"]}', "train_subset=500"],
              ["train_subset=500", f"json={blocker}/bench.json"],
-             ['+cases={a:["+arm=vae"],b:["+arm=vae","data.steps_per_batch=4"]}', "steps_per_repeat=3"]]
+             ["~cases", '+cases={a:["+arm=vae"],b:["+arm=vae","data.steps_per_batch=4"]}', "steps_per_repeat=3"]]
     needles = ["error: case 'b': In 'train': Could not find 'net/mpl'", f"error: json={blocker}/bench.json: cannot",
                "error: case 'b': data.steps_per_batch=4 is more than steps_per_repeat=3"]
     for result, needle in zip(run_cli_cases("benchmarks.bench", cases), needles):
@@ -229,4 +230,17 @@ def test_every_bench_config_composes_each_case(tmp_path, config):
         for name, overrides in cfg.cases.items():
             case = compose_train(name, [*overrides, *cfg.overrides, f"data={cfg.dataset}"])
             check(case)  # and passes train's checks
-            assert case.data.batch_size in (64, 128, 1024)
+            assert case.data.batch_size in (20, 64, 128, 1024)
+
+
+def test_the_burda_case_runs_the_likelihood_preset_against_a_loop_that_binarizes_each_batch(tmp_path, data_dir):
+    """Burda et al.'s workload on both sides: fp32, batch 20, Adam's ε = 1e-4, each batch drawn as Bernoulli(pixel)."""
+    from benchmarks.bench import ReferenceLoop
+
+    cfg = compose_cfg(tmp_path, "+experiment=burda_iwae_cpu", "+arm=elbo", "data.train_subset=200")
+    loop, seen = ReferenceLoop(cfg), []
+    step = loop.model.loss_terms
+    loop.model.loss_terms = lambda batch: seen.append(batch[0]) or step(batch)
+    loop.run(3)
+    assert all(len(x) == 20 and set(x.unique().tolist()) <= {0.0, 1.0} for x in seen) and len(seen) == 3
+    assert loop.optimiser.defaults["eps"] == 1e-4 and cfg.trainer.precision == "32-true"
