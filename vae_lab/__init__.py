@@ -1,10 +1,4 @@
-"""vae_lab: VAE, CVAE and β-VAE experiments with PyTorch Lightning and Hydra.
-
-The Python API (docs/api.md): `load_model`, `load_data`, `encode`, `decode`, `sample`, `reconstruct`, `traverse`,
-`evaluate_checkpoint` — imported on first use, so that `import vae_lab` stays light.
-"""
-
-from __future__ import annotations
+"""vae_lab: VAE experiments with Lightning and Hydra; the Python API (docs/api.md) is imported on first use."""
 
 from typing import Any
 
@@ -15,8 +9,7 @@ from vae_lab.hardware import cpu_precision
 __version__ = "0.1.0"
 __all__ = ["decode", "encode", "evaluate_checkpoint", "load_data", "load_model", "reconstruct", "sample", "traverse"]
 
-if not OmegaConf.has_resolver("vae_lab.cpu_precision"):  # conf/trainer/cpu.yaml: precision by what the CPU can do
-    OmegaConf.register_new_resolver("vae_lab.cpu_precision", cpu_precision)
+OmegaConf.register_new_resolver("vae_lab.cpu_precision", cpu_precision, replace=True)  # conf/trainer/cpu.yaml
 
 
 def __getattr__(name: str) -> Any:

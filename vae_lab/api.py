@@ -1,7 +1,5 @@
 """The Python API for notebooks: the functions the entry points use, under short names (see docs/api.md)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +96,7 @@ def reconstruct(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None) 
 
 def traverse(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None, steps: int = 9,
              span: float = 3.0) -> tuple[torch.Tensor, list[int]]:
-    """One row of `steps` images per latent (the first image's μ, that latent moved over −span…span), and the latents'
-    order (most per-dimension KL over the images x first), as the traversal grids in TensorBoard and
-    `generate mode=traverse` draw them (which keep one row for a model with no active unit)."""
+    """One row of `steps` images per latent moved over −span…span, and the latents' order (most KL first)."""
     x = _images(model, x)
     y = _labels(model, y, len(x))
     check_number("steps", steps, whole=True, minimum=2)
@@ -145,8 +141,7 @@ def _tensor(model: BaseVAE, name: str, value: object, shape: tuple[int, ...], wh
 
 
 def _labels(model: BaseVAE, y: object, n: int) -> torch.Tensor | None:
-    """n whole-number labels of the model's classes on its device for a conditional model; None for the others
-    (which ignore labels)."""
+    """n whole-number labels on the model's device for a conditional model; None for the others."""
     if not model.conditional:
         return None
     if y is None:

@@ -1,7 +1,5 @@
 """Checkpoint files: written whole or not at all, read without running any code, checked against their digest."""
 
-from __future__ import annotations
-
 import hashlib
 import pickle
 from collections.abc import Iterable, Mapping
@@ -38,14 +36,12 @@ def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def optimizer_digest(optimizer_states: Any) -> str:
-    """sha256 over every value of the optimisers' states (tensors by their bytes), in name order: what a resume
-    continues from besides the weights."""
+    """sha256 over the optimisers' states in name order: what a resume continues from besides the weights."""
     return digest_of(sorted(leaves(optimizer_states), key=lambda item: item[0]))
 
 
 def plain(value: Any) -> Any:
-    """OmegaConf containers (anywhere inside dicts, lists and tuples) as plain dicts and lists, which a
-    `weights_only` load reads without allowing any class."""
+    """OmegaConf containers as plain dicts and lists, which a `weights_only` load reads without any class."""
     if isinstance(value, Container):
         return OmegaConf.to_container(value, resolve=True)
     if isinstance(value, dict):
@@ -101,8 +97,7 @@ def _check_finite(path: Path, what: str, named: Iterable[tuple[str, Any]]) -> No
 
 
 def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
-    """A vae_lab checkpoint's contents on the CPU, loaded without running code, its weights checked; one-line
-    CheckpointErrors for missing, truncated, damaged, foreign or code-carrying files."""
+    """A checkpoint's contents on the CPU, loaded without running code; one-line CheckpointErrors."""
     path = Path(ckpt_path)
     checkpoint = load_plain(path)
     if not isinstance(checkpoint, dict) or not checkpoint.get("vae_lab_model"):
@@ -119,10 +114,7 @@ def stamp(checkpoint: dict[str, Any]) -> None:
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint reader and writer for every vae_lab Trainer: each checkpoint goes to a temporary file in
-    its own folder, is fsynced and renamed over the old one (`write_atomically`: never a half-written or
-    cross-filesystem copy; on a full disk the last good checkpoint stays), holds only plain containers, and is read
-    back (a resume) by `read_checkpoint`: no code runs, and damaged or non-finite weights are refused."""
+    """Lightning's checkpoint IO: written atomically as plain containers, read back by `read_checkpoint`."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         if storage_options is not None:

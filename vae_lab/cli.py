@@ -1,7 +1,5 @@
 """What every entry point shares: turning user mistakes into one clear line and a non-zero exit."""
 
-from __future__ import annotations
-
 import functools
 import logging
 import os
@@ -50,16 +48,14 @@ def quiet_console() -> None:
 
 
 def _quiet_event_writer(args: threading.ExceptHookArgs) -> None:
-    """TensorBoard's event-writer thread prints its write error (a full disk) as a traceback, then the writer raises
-    it again in the main thread, where the entry point reports it: drop the thread's copy, show any other."""
+    """Drop the TensorBoard writer thread's copy of an OSError the main thread reports; show any other."""
     if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
         _quiet_event_writer.default(args)  # type: ignore[attr-defined]
 
 
 @contextmanager
 def lightning_quiet() -> Iterator[None]:
-    """Lightning's notices at each `fit` (precision, accelerators, why it stopped) off for a while: a pass of many
-    short fits (the bench, the timing pass) would print them for every window."""
+    """Lightning's per-`fit` notices off for a while: a pass of many short fits would print them each time."""
     loggers = [logging.getLogger(name) for name in LIGHTNING_LOGS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -72,19 +68,15 @@ def lightning_quiet() -> Iterator[None]:
 
 
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
-    """`hydra.main` on vae_lab's conf/CONFIG_NAME.yaml, with Hydra's own refusals of a command line (a key not in the
-    config, an unknown option of a group, a grammar error) printed as one line `error: …`, exit status 2.
-
-    Hydra prints those itself, in several lines, unless HYDRA_FULL_ERROR=1 asks it to raise them: set here until the
-    job starts, and given back to the user's value when the job itself raises (Hydra then reports that its usual
-    way); a user's own HYDRA_FULL_ERROR=1 gets Hydra's full reports throughout."""
+    """`hydra.main` on conf/CONFIG_NAME.yaml, with Hydra's refusals of a command line as one `error:` line, exit 2."""
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         users: str | None = None  # the user's own HYDRA_FULL_ERROR
 
         @functools.wraps(task)
         def job(cfg: DictConfig) -> Any:
             try:
-                return task(cfg)
+                with user_errors():
+                    return task(cfg)
             except BaseException:
                 _set_full_error(users)
                 raise
@@ -97,7 +89,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
             users = os.environ.get("HYDRA_FULL_ERROR")
             if users == "1":
                 return main()
-            _set_full_error("1")
+            _set_full_error("1")  # Hydra then raises its refusals (else it prints them, several lines)
             try:
                 return main()
             except (ConfigCompositionException, OverrideParseException) as err:
@@ -132,9 +124,7 @@ def hydra_refusal(err: ConfigCompositionException | OverrideParseException) -> s
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """The console every entry point runs in: library noise silenced (`quiet_console`), a VaeLabError printed as
-    `error: …` on stderr with exit status 2, Ctrl+C as one line with status 130 (the shell's for SIGINT); real bugs
-    raise."""
+    """Library noise off; a VaeLabError as one `error:` line (exit 2), Ctrl+C as one line (exit 130); bugs raise."""
     quiet_console()
     try:
         yield
@@ -166,8 +156,7 @@ def require(cfg: DictConfig, key: str, example: str) -> None:
 
 
 def output_folder(key: str, path: str | Path) -> Path:
-    """Make the folder an output file goes into and check a file can be written there, before any long work, or
-    say in one line why it cannot be."""
+    """Make an output file's folder and check it can be written there, before any long work."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,5 @@
 """User-facing errors: entry points print these as one line and exit non-zero."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -35,8 +33,7 @@ class RunFolderError(VaeLabError):
 
 
 def cause_of(err: BaseException | None, kind: type[E]) -> E | None:
-    """The first exception of `kind` in an exception's chain of causes and contexts (Hydra wraps errors raised while
-    instantiating; torch.save's zip writer raises a RuntimeError over a full disk's OSError)."""
+    """The first exception of `kind` in an exception's chain (Hydra and torch.save wrap the real cause)."""
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, kind):
@@ -53,8 +50,7 @@ def user_error(err: BaseException | None) -> VaeLabError | None:
 
 def check_number(key: str, value: object, whole: bool = False, minimum: float | None = None,
                  nullable: bool = False, maximum: float | None = None, above: float | None = None) -> None:
-    """Raise a one-line ConfigError unless `value` is a finite (whole) number in [minimum, maximum] and > above (or
-    None when nullable)."""
+    """One-line ConfigError unless `value` is a finite (whole) number in range (or None when nullable)."""
     if value is None and nullable:
         return
     if isinstance(value, float) and not math.isfinite(value):

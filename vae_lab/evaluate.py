@@ -1,7 +1,5 @@
 """`python -m vae_lab.evaluate ckpt_path=…`: the full test-set evaluation of any checkpoint, into metrics.json."""
 
-from __future__ import annotations
-
 import inspect
 import resource
 import time
@@ -12,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import entry_point, output_folder, require, user_errors
+from vae_lab.cli import entry_point, output_folder, require
 from vae_lab.data.base import DataModule
 from vae_lab.data.datamodule import datamodule_from_checkpoint
 from vae_lab.errors import ConfigError, check_number
@@ -24,6 +22,7 @@ from vae_lab.metrics.likelihood import check_precision
 from vae_lab.models import load_model, model_class, read_checkpoint
 from vae_lab.models.base import BaseVAE
 from vae_lab.results import read_json, write_json
+from vae_lab.results.runs import run_dir_of
 from vae_lab.timing import Stopwatch
 from vae_lab.viz.projector import write_projector
 
@@ -72,21 +71,12 @@ IMAGE_ONLY_METRICS = ("test/mse", "test/nll_iwae", "test/active_units")
 
 
 def test_set_metrics(model: BaseVAE, datamodule: DataModule, options: DictConfig | dict | None) -> dict[str, Any]:
-    """Every vae_lab.metrics number that the data allow, with the evaluation's time and peak memory, and `skipped`:
-    each metric left out and why.
-
-    Data with known factors (shapes2d, dsprites, shapes3d, mpi3d) get the disentanglement metrics; data with class
-    labels (MNIST, Fashion-MNIST, CIFAR-10, labelled images) the likelihood, sample and classifier metrics; data with
-    neither (unlabelled images) the likelihood and reconstruction metrics. Each takes its own `eval.*` options.
-    """
+    """Every metric the data allow, with time, peak memory and `skipped`: each metric left out and why."""
     opts, classifier_opts = eval_options(options)
     start = time.perf_counter()
     watch = Stopwatch()
-    ground_truth = getattr(datamodule, "ground_truth", None)
-    if ground_truth is None:
-        datamodule.setup()
-        ground_truth = getattr(datamodule, "ground_truth", None)
-    name = datamodule.name
+    datamodule.setup()  # a no-op once set up
+    ground_truth, name = getattr(datamodule, "ground_truth", None), datamodule.name
     if ground_truth is not None:
         with watch("disentanglement"):
             metrics: dict[str, Any] = disentanglement_metrics(model, ground_truth, **_pick(opts, GROUND_TRUTH_KEYS))
@@ -111,11 +101,6 @@ def test_set_metrics(model: BaseVAE, datamodule: DataModule, options: DictConfig
     return metrics
 
 
-def run_dir_of(ckpt_path: Path) -> Path:
-    """The run folder a checkpoint belongs to (`RUN/checkpoints/x.ckpt` → RUN)."""
-    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
-
-
 def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
     """The Trainer of the test-loss pass: on the GPU when there is one (`auto`) or asked for (`gpu`), else the CPU."""
     if accelerator not in ACCELERATORS:
@@ -131,8 +116,7 @@ def test_trainer(accelerator: str, precision: str) -> pl.Trainer:
 
 
 def output_record(out: Path, key: str) -> dict[str, Any] | None:
-    """Check, before any work, that the results file can be written and that one already there (which evaluation
-    updates) is whole; return its record, or None for a new file."""
+    """Check the results file can be written and one already there is whole, before any work; its record."""
     output_folder(key, out)
     if not out.is_file():
         return None
@@ -150,9 +134,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, options: DictConfig | dict | None
                         data_dir: str | Path | None = None, accelerator: str = "auto",
                         precision: str = "32-true", projector_images: int = 0,
                         projector_dir: str | Path | None = None) -> dict[str, Any]:
-    """Test loss terms (Lightning's test loop) and every metric the checkpoint's data allow, on its test set, and
-    `skipped`: {metric: why} for the others; with `projector_images`, that many test images' encoder means for
-    TensorBoard's Projector (default folder: the run's tensorboard/)."""
+    """Test loss terms and every metric the checkpoint's data allow, `skipped`, and optional Projector images."""
     checkpoint = read_checkpoint(ckpt_path)
     eval_options(options)  # a bad option fails here, before anything loads
     trainer = test_trainer(accelerator, precision)
@@ -198,11 +180,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@entry_point("evaluate")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        evaluate(cfg)
+main = entry_point("evaluate")(evaluate)  # python -m vae_lab.evaluate
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """`python -m vae_lab.explore ckpt_path=…`: a local web page to move a model's latents and watch its images change."""
 
-from __future__ import annotations
-
 import errno
 import logging
 import socket
@@ -13,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from vae_lab.cli import entry_point, user_errors
+from vae_lab.cli import entry_point
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.explorer.runs import candidates
 from vae_lab.explorer.session import Catalogue
@@ -32,8 +30,7 @@ def check(cfg: DictConfig) -> None:
 
 
 def check_address(host: str, port: int | None) -> None:
-    """The page can be served at host (and port, when given): one line if the host is no name or address of this
-    machine or the port is taken, before any model loads (the server would print its own errors, then a traceback)."""
+    """One line if host:port cannot be served, before any model loads."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as err:
@@ -76,8 +73,7 @@ def opening(shelf: Catalogue) -> tuple[str, str | None]:
 
 @contextmanager
 def serving(shelf: Catalogue, host: str, port: int | None) -> Iterator[tuple[Any, str]]:
-    """The page served on host:port until the block ends, its opening models loaded first (so it opens at once):
-    the Gradio app and its URL."""
+    """The page served on host:port until the block ends, its opening models loaded first."""
     page = page_module()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the page
     demo = page.build(shelf)
@@ -95,11 +91,7 @@ def explore(cfg: DictConfig) -> None:
         demo.block_thread()
 
 
-@entry_point("explore")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        explore(cfg)
+main = entry_point("explore")(explore)  # python -m vae_lab.explore
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """Writing a file whole or not at all, on any local filesystem."""
 
-from __future__ import annotations
-
 import contextlib
 import fcntl
 import os
@@ -14,12 +12,7 @@ from vae_lab.errors import StorageError, cause_of
 
 
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call `write` on a temporary file in `path`'s own folder, flush and fsync it, then rename it over `path`.
-
-    The rename never crosses a filesystem (so it is atomic, and never falls back to copying into `path`); a kill
-    leaves the previous file as it was, and a failed write (a full disk) removes the temporary file and raises a
-    one-line StorageError saying whether a previous file is kept.
-    """
+    """Call `write` on a temporary file beside `path`, fsync it and rename it over `path`; StorageError if it fails."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -51,8 +44,7 @@ def sync_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def file_lock(path: Path, wait: bool = True) -> Iterator[IO[str] | None]:
-    """Hold an exclusive lock on a file while the body runs, and give the open file: other processes asking for it
-    wait, or (`wait=False`) get None at once while another holds it."""
+    """Hold an exclusive lock on a file while the body runs; with `wait=False`, None while another holds it."""
     with open(path, "a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,7 +1,5 @@
 """`python -m vae_lab.generate ckpt_path=…`: samples, traversals or reconstructions from a checkpoint."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,7 +9,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import make_grid, save_image
 
-from vae_lab.cli import entry_point, output_folder, require, user_errors
+from vae_lab.cli import entry_point, output_folder, require
 from vae_lab.data.datamodule import test_split
 from vae_lab.errors import ConfigError, check_number, check_seed
 from vae_lab.models import load_model, read_checkpoint
@@ -65,8 +63,7 @@ STATS_IMAGES = 256  # test images whose posteriors give a traversal's per-dimens
 
 
 def images(cfg: DictConfig) -> tuple[torch.Tensor, int, list[str], str]:
-    """The requested images (N×C×H×W in [0, 1]), the grid's row length, and for a labelled picture its row labels
-    and title (none for samples)."""
+    """The requested images, the grid's row length, and a labelled picture's row labels and title."""
     check(cfg)
     pl.seed_everything(cfg.seed, verbose=False)
     checkpoint = read_checkpoint(cfg.ckpt_path)
@@ -93,8 +90,7 @@ def images(cfg: DictConfig) -> tuple[torch.Tensor, int, list[str], str]:
 
 
 def generate(cfg: DictConfig) -> Path:
-    """Write the images as a picture (.png; reconstructions and traversals with labelled rows) or raw array (.npy);
-    return the path."""
+    """Write the images as a picture (.png) or raw array (.npy); return the path."""
     out, nrow, labels, title = images(cfg)
     path = Path(cfg.out)
     if path.suffix == ".npy":
@@ -110,11 +106,7 @@ def generate(cfg: DictConfig) -> Path:
     return path
 
 
-@entry_point("generate")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        generate(cfg)
+main = entry_point("generate")(generate)  # python -m vae_lab.generate
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """Stop a run whose loss stops being finite, before a bad checkpoint can replace the last good one."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +15,7 @@ class NonFiniteLossError(VaeLabError):
 
 
 class FiniteLossGuard(pl.Callback):
-    """Checks the epoch's running loss terms every `every_n_steps` steps (≤ 0: only at validation and the epoch's
-    end) and before each checkpoint.
-
-    Checking every step would force a host sync per step on a GPU; the running sums carry any NaN
-    forward, so a check at the epoch's end still catches every bad step before the checkpoint is written
-    (Lightning runs ModelCheckpoint after the other callbacks).
-    """
+    """Checks the running loss terms every `every_n_steps` steps (a host sync) and before each checkpoint."""
 
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps

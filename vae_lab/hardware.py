@@ -1,7 +1,6 @@
 """What this machine's CPU can do fast, for the configs' choices (the `${vae_lab.cpu_precision:}` resolver)."""
 
-from __future__ import annotations
-
+import contextlib
 import ctypes
 import os
 from pathlib import Path
@@ -18,8 +17,7 @@ def amx_cpu() -> bool:
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16); elsewhere torch emulates it, several times
-    slower than fp32."""
+    """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16); elsewhere torch emulates it slowly."""
     import torch
 
     probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
@@ -34,20 +32,17 @@ def cpu_precision() -> str:
 def cpu_description() -> str:
     """This CPU in a few words, for a measurement's record: its model name (Linux), cores, and whether bf16 is native."""
     name = "CPU"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     bf16 = "AMX" if amx_cpu() else "AVX512-BF16" if native_bf16_cpu() else "no native bf16"
     return f"{name}, {os.cpu_count()} cores, {bf16}"
 
 
 def skip_missing_nvml() -> None:
-    """Without NVML (no NVIDIA driver), torch retries loading it on every `torch.cuda.is_available()` — which every
-    optimiser step calls, ~0.2 ms each — before falling back to the CUDA runtime: ask the runtime at once."""
+    """Where NVML cannot load, have torch ask the CUDA runtime at once, not retry NVML at every optimiser step."""
     if os.environ.get(NVML_CHECK) != "1":
         return
     try:

@@ -1,13 +1,4 @@
-"""vae_lab's own classes by exact name, and their settings checked against their constructors' signatures.
-
-A registry lists the classes defined in one vae_lab package's own files (found by walking that folder, so a new
-net, objective or dataset is one file and needs no table). A name from a config or a checkpoint is only looked up
-here: never imported or resolved by attribute walk, so a file cannot reach any other object (`vae_lab.nets.torch…`).
-The settings a class is built with are the schema: each key must be a parameter of its constructor and each value of
-plain type fitting the parameter's annotation; ranges stay in the constructors.
-"""
-
-from __future__ import annotations
+"""vae_lab's own classes by exact name (never imported by name), their settings checked by signature."""
 
 import collections.abc
 import importlib
@@ -66,8 +57,7 @@ class Registry:
 
 
 def parameters(cls: type) -> tuple[dict[str, tuple[inspect.Parameter, Any]], bool]:
-    """A constructor's named parameters with their resolved annotations, following `**kwargs` up the class chain;
-    and whether the chain stays open (`**kwargs` passed on to something no signature here declares)."""
+    """A constructor's parameters and annotations following `**kwargs` up the chain, and whether it stays open."""
     found: dict[str, tuple[inspect.Parameter, Any]] = {}
     for klass in cls.__mro__[:-1]:  # not object's
         init = klass.__dict__.get("__init__")
@@ -121,8 +111,7 @@ def _declared_by(cls: type, name: str) -> bool:
 
 
 def fits(value: Any, hint: Any) -> bool:
-    """Whether a plain config value (numbers, strings, lists, dicts, None) fits an annotation; an annotation naming
-    a class other than the plain ones accepts any plain value (the class's own code says what it takes)."""
+    """Whether a plain config value fits an annotation (any plain value fits a non-plain class)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is inspect.Parameter.empty:
         return plain(value)
@@ -130,22 +119,16 @@ def fits(value: Any, hint: Any) -> bool:
         return any(fits(value, arg) for arg in args)
     if origin is typing.Literal:
         return value in args
+    if hint in (int, float):  # a whole number is a number; a bool is neither
+        return isinstance(value, (int, hint)) and not isinstance(value, bool)
     if hint in PLAIN:
-        return _scalar_fits(value, hint)
+        return isinstance(value, hint)
     if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple):
         items = [a for a in args if a is not Ellipsis]
         return isinstance(value, (list, tuple)) and all(fits(v, items[0] if items else Any) for v in value)
     if origin in (dict, collections.abc.Mapping) or hint is dict:
         return isinstance(value, dict) and plain(value)
     return plain(value)
-
-
-def _scalar_fits(value: Any, hint: type) -> bool:
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
 
 
 def plain(value: Any) -> bool:

@@ -1,15 +1,4 @@
-"""`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders.
-
-Reads each run folder (one holding `.hydra/` or `metrics.json`) under the DIRs (vae_lab.results.runs), groups the
-finished runs by the group rule — runs whose composed configs differ only in the seed (vae_lab.results.groups) —,
-shows as columns the settings that tell the groups apart, averages every test/, time/ and mem/ metric over each
-group's seeds (mean ± std, ddof=1), adds the timing pass's timing.json where there is one, and writes report.csv,
-report.md and figures/*.png into the first DIR. Runs without a readable metrics.json or with status != "ok" are
-listed in report.md as failures; a metric that is NaN, infinite or null in a run is left out of its group's mean, and
-report.md says which and how many runs each such mean is over.
-"""
-
-from __future__ import annotations
+"""`python -m vae_lab.report DIR [DIR ...]`: tabulate and plot every run under the folders (docs/results.md)."""
 
 import csv
 import math
@@ -22,12 +11,14 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from vae_lab.cli import entry_point, positional_dirs, user_errors, writable
+from vae_lab.cli import entry_point, positional_dirs, writable
 from vae_lab.errors import ConfigError, VaeLabError, check_flag
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.names import HEADERS, HEADLINE, header, key_header
 from vae_lab.results.published import published_section
 from vae_lab.results.runs import (
+    SWEEP_FILE,
+    TIMING_FILE,
     Failure,
     Group,
     Run,
@@ -35,19 +26,16 @@ from vae_lab.results.runs import (
     attach_timing,
     collect,
     group_runs,
-    read_sweep,
-    read_timing,
+    read_json_file,
 )
 from vae_lab.timing import PARTS
 from vae_lab.viz import plots
 
 METRIC_PREFIXES = ("test/", "timing/", "time/", "mem/")  # timing/: the timing pass's (timing.json), not the sweep's
 REPEAT = "repeat"  # the column of a group that repeats another's settings and seeds (vae_lab.results.runs.group_runs)
-FIGURES = {"quality_vs_time": "Quality against training seconds per epoch",
-           "disentanglement_objectives": "Disentanglement per objective"}  # and plots.sweep_figures' own titles
+FIGURES = {"quality_vs_time": (plots.quality_vs_time, "Quality against training seconds per epoch"),
+           "disentanglement_objectives": (plots.disentanglement_by_objective, "Disentanglement per objective")}
 
-
-# ----------------------------------------------------------------------------------------------- statistics
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -63,8 +51,7 @@ def _why_left_out(value: Any) -> str:
 
 
 def metric_names(runs: Sequence[Run]) -> list[str]:
-    """The numeric metrics any run has (NaN or null in every run included), known ones in table order, then the
-    rest sorted."""
+    """The numeric metrics any run has: known ones in table order, then the rest sorted."""
     names = {k for run in runs for k, v in run.record.items() if k.startswith(METRIC_PREFIXES) and _numeric(v)}
     known = [m for m in HEADERS if m in names]
     rest = sorted(names - set(known), key=lambda m: (METRIC_PREFIXES.index(m.split("/")[0] + "/"), m))
@@ -80,15 +67,13 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 
 
 def key_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The columns that say what a row is: model, net, dataset, the settings that tell groups apart, and `repeat`
-    where a group repeats another's settings and seeds."""
+    """The columns that say what a row is: identity, the settings that tell groups apart, and `repeat`."""
     repeats = [REPEAT] if any(row[REPEAT] for row in rows) else []
     return [*IDENTITY, *rows[0]["keys"], *repeats] if rows else list(IDENTITY)
 
 
 def summarise(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per group: its identity, `keys` (the settings that tell the groups apart), n (runs), seeds, runs,
-    and mean/std/count dicts keyed by metric."""
+    """One row per group: identity, `keys`, n, seeds, runs, and mean/std/count dicts keyed by metric."""
     shown = shown_keys((g.first.identity, g.first.settings) for g in groups)
     rows = []
     for group in groups:
@@ -107,11 +92,8 @@ def summarise(groups: Sequence[Group], metrics: Sequence[str]) -> list[dict[str,
     return rows
 
 
-# ----------------------------------------------------------------------------------------------- UDR
-
 def add_udr(groups: Sequence[Group], num_points: int, data_dir: str | None) -> list[str]:
-    """Each run of a group of ≥ 2 seeds with checkpoints gets `test/udr` (Duan et al.'s score against the group's
-    other seeds, on the first `num_points` test images); returns notes on groups it could not score."""
+    """`test/udr` for each run of a group of ≥ 2 seeds with checkpoints; notes on groups not scored."""
     notes = []
     for group in groups:
         members = group.runs
@@ -134,14 +116,11 @@ def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | N
     """UDR of each checkpoint's model against the others, on the same test images (the first checkpoint's data)."""
     import torch
 
-    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.data.datamodule import test_datamodule
     from vae_lab.metrics.udr import udr
     from vae_lab.models import load_model, read_checkpoint
 
-    datamodule = datamodule_from_checkpoint(read_checkpoint(checkpoints[0]), data_dir, download=False)
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    test = datamodule.splits["test"]
+    test = test_datamodule(read_checkpoint(checkpoints[0]), data_dir, download=False).splits["test"]
     x, y = test[torch.arange(min(num_points, len(test)))]
     representations, kls = [], []
     with torch.no_grad():
@@ -154,12 +133,10 @@ def udr_of_group(checkpoints: Sequence[Path], num_points: int, data_dir: str | N
     return udr(representations, kls)["model_scores"]
 
 
-# ----------------------------------------------------------------------------------------------- writing
-
 def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path) -> None:
     """report.csv: group keys, n, then <metric>_mean and <metric>_std for each metric (empty = not measured)."""
     keys = key_columns(rows)
-    counted = set(partly_counted(rows, metrics))
+    counted = {m for m in metrics if any(0 < row["count"][m] < row["n"] for row in rows)}  # means over fewer than n
     stats = {m: ("mean", "std", "n") if m in counted else ("mean", "std") for m in metrics}
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -169,11 +146,6 @@ def write_csv(rows: Sequence[dict[str, Any]], metrics: Sequence[str], path: Path
             for metric in metrics:
                 cells += [row["mean"][metric], row["std"][metric]] + ([row["count"][metric]] if metric in counted else [])
             writer.writerow(["" if c is None else c for c in cells])
-
-
-def partly_counted(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
-    """The metrics whose mean, in some group, is over fewer runs than the group's n."""
-    return [m for m in metrics if any(0 < row["count"][m] < row["n"] for row in rows)]
 
 
 def _cell(row: dict[str, Any], metric: str) -> str:
@@ -201,14 +173,11 @@ def _timing_cell(row: dict[str, Any], metric: str) -> str:
     return f"{_fmt(row['mean'][metric], None)} ({_fmt(span[0], None)}–{_fmt(span[1], None)})"
 
 
-
-
 def _table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[str]:
     """A Markdown table: the group keys, n, and mean ± std of each metric."""
     keys = key_columns(rows)
     headers = [key_header(k) for k in keys] + ["n"] + [header(m) for m in metrics]
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join([":--"] * 3 + ["--:"] * (len(headers) - 3)) + "|"]
     for row in rows:
         cells = [_key_cell(_key_value(row, k)) for k in keys] + [str(row["n"])]
         cells += [_timing_cell(row, m) if m.startswith("timing/") else _cell(row, m) for m in metrics]
@@ -277,8 +246,6 @@ def markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str], failures: S
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------------------------- samples
-
 def _pick(runs: Sequence[Run], model: str, dataset: str) -> tuple[Run | None, str | None]:
     """The run whose checkpoint shows a model best (default settings first); or why there is none."""
     candidates = [r for r in runs if r.record["model"] == model and r.record["dataset"] == dataset]
@@ -304,7 +271,7 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
     import torch
     from torchvision.utils import make_grid
 
-    from vae_lab.data.datamodule import datamodule_from_checkpoint
+    from vae_lab.data.datamodule import test_datamodule
     from vae_lab.data.mnist import CLASS_NAMES
     from vae_lab.models import load_model, read_checkpoint
     from vae_lab.viz import grids
@@ -334,10 +301,7 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
         ckpt = beta_vae.path / "checkpoints" / "last.ckpt"
         try:
             model = load_model(ckpt)
-            datamodule = datamodule_from_checkpoint(read_checkpoint(ckpt), data_dir, download=False)
-            datamodule.prepare_data()
-            datamodule.setup("test")
-            test = datamodule.splits["test"]
+            test = test_datamodule(read_checkpoint(ckpt), data_dir, download=False).splits["test"]
             x, y = test[torch.arange(min(256, len(test)))]  # a run on a training subset is tested on fewer
             t = grids.traversal(model, x, y if model.conditional else None, steps=9, rows=10)
             grid = make_grid(t.images, nrow=t.steps, pad_value=0.5)
@@ -348,18 +312,15 @@ def sample_panels(runs: Sequence[Run], dataset: str, data_dir: str | None, seed:
     return panels, notes
 
 
-# ----------------------------------------------------------------------------------------------- the report
-
 def draw_figures(rows: Sequence[dict[str, Any]], runs: Sequence[Run], cfg: DictConfig,
                  out: Path) -> tuple[list[tuple[Path, str]], list[str]]:
     """Write the figures that the groups allow; return their paths and titles, and notes on what was left out."""
     fig_dir = out / "figures"
     written, notes = [], []
-    for name, draw in (("quality_vs_time", plots.quality_vs_time),
-                       ("disentanglement_objectives", plots.disentanglement_by_objective)):
+    for name, (draw, title) in FIGURES.items():
         path = fig_dir / f"{name}.png"
         if draw(rows, path):
-            written.append((path, FIGURES[name]))
+            written.append((path, title))
     written += plots.sweep_figures(rows, fig_dir)
     if cfg.samples:
         for dataset in sorted({str(run.record["dataset"]) for run in runs}):
@@ -379,7 +340,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     check_flag("samples", cfg.samples)
     writable("report.md, report.csv and figures/", out)  # before UDR and the figures
     groups = group_runs(runs)
-    timing = read_timing(out)
+    timing = read_json_file(out / TIMING_FILE)
     attach_timing(groups, timing)
     udr_notes = add_udr(groups, int(cfg.udr_points), cfg.data_dir) if cfg.get("udr_points") else []
     metrics = metric_names(runs)
@@ -394,7 +355,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     write_csv(rows, metrics, csv_path)
     md_path.write_text(markdown(rows, shown, failures, figures, notes, dirs, out)
                        + published_section([r.path for r in runs])
-                       + time_section(runs, read_sweep(out), timing))
+                       + time_section(runs, read_json_file(out / SWEEP_FILE), timing))
     print(f"report: {len(rows)} groups from {len(runs)} finished runs; {len(failures)} failed runs"
           + (" (listed in report.md)" if failures else ""))
     for failure in failures:
@@ -408,8 +369,6 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         print(f"wrote {path}")
     return {"groups": len(rows), "runs": len(runs), "failures": len(failures), "written": written}
 
-
-# ----------------------------------------------------------------------------------------------- time
 
 PART_KEYS = {f"time/{part}_seconds" for part in PARTS if part != "train"} | {"time/total_seconds"}  # in the time
 PART_NAMES = {"startup": "process start-up (interpreter, imports, Hydra)", "setup": "setup and data loading",
@@ -466,11 +425,7 @@ def time_section(runs: Sequence[Run], sweep: dict[str, Any] | None, timing: dict
     return "\n".join(lines) + "\n"
 
 
-@entry_point("report")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point."""
-    with user_errors():
-        report(cfg)
+main = entry_point("report")(report)  # python -m vae_lab.report
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
 """Resuming exactly: the random streams a checkpoint carries, and the settings a resumed run must share with it."""
 
-from __future__ import annotations
-
 import random
 from pathlib import Path
 from typing import Any
@@ -41,11 +39,7 @@ def set_random_state(state: dict[str, Any]) -> None:
 
 
 class RandomState(pl.Callback):
-    """Saves the random states in every checkpoint and restores them when a run resumes from it, so the resumed run
-    draws the same noise (the reparametrisation's, the image logger's) as the uninterrupted one.
-
-    Restored at the start of training, after Lightning's sanity-check validation, which draws from them too.
-    """
+    """Saves and restores the random states in checkpoints, so a resumed run draws the same noise."""
 
     def __init__(self) -> None:
         self._restore: dict[str, Any] | None = None
@@ -63,9 +57,7 @@ class RandomState(pl.Callback):
 
 
 class BestCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint of the best epochs, which a resumed run continues exactly: it keeps its record of
-    the best files when the run folder was moved (Lightning forgets it, and then keeps the old best beside the new
-    one), and removes the best files its record does not name (a killed run's, written after its last.ckpt)."""
+    """ModelCheckpoint of the best epochs that a resumed (or moved) run continues exactly."""
 
     _resumed = False
 
@@ -108,8 +100,7 @@ def defaults(cls: type) -> dict[str, Any]:
 
 def changed_settings(checkpoint: dict[str, Any], model: pl.LightningModule,
                      datamodule: pl.LightningDataModule) -> list[str]:
-    """`key=value (the checkpoint's: value)` for every setting of this run that differs from the checkpoint's,
-    beside those in FREE."""
+    """`key=value (the checkpoint's: value)` for every setting that differs from the checkpoint's, beside FREE."""
     saved_class = checkpoint.get("vae_lab_model")
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
     changes = [f"model={model_class.rsplit('.', 1)[-1]} (the checkpoint's: {str(saved_class).rsplit('.', 1)[-1]})"
@@ -131,8 +122,7 @@ def changed_settings(checkpoint: dict[str, Any], model: pl.LightningModule,
 
 def check_same_settings(checkpoint: dict[str, Any], model: pl.LightningModule,
                         datamodule: pl.LightningDataModule) -> None:
-    """Refuse, in one line listing them, settings a resumed run would not train with (Lightning restores the
-    checkpoint's optimiser, learning rate included, and its weights' shapes)."""
+    """Refuse, in one line, settings a resumed run would not train with (Lightning restores the optimiser)."""
     changes = changed_settings(checkpoint, model, datamodule)
     if changes:
         raise ConfigError(f"resume: {', '.join(changes)}; a resumed run trains with its checkpoint's settings: drop "

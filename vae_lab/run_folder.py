@@ -1,7 +1,5 @@
 """One run per folder: a lock while a run uses it, and no silent overwrite of another run's results."""
 
-from __future__ import annotations
-
 import json
 import os
 import shutil
@@ -25,9 +23,7 @@ HELD_FOR_HYDRA: dict[Path, ExitStack] = {}  # run folders locked before Hydra wr
 
 @contextmanager
 def claim(folder: str | Path, continuing: bool, overwrite: bool, clear: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on the run folder while the body runs; refuse (one line) a folder another run holds,
-    or one holding a run's results unless this run continues it (`continuing`) or `overwrite` (which clears them,
-    unless `clear` is false: a check only)."""
+    """Lock the run folder while the body runs; refuse one another run holds or whose results it would overwrite."""
     folder = Path(folder)
     if continuing and overwrite:
         raise ConfigError("overwrite=true and resume/ckpt_path: choose one (overwrite starts afresh)")
@@ -43,8 +39,7 @@ def claim(folder: str | Path, continuing: bool, overwrite: bool, clear: bool = T
 
 @contextmanager
 def locked(folder: Path) -> Iterator[None]:
-    """Hold the folder's lock (made with the folder if need be), its file naming this process; one line if another
-    process holds it."""
+    """Hold the folder's lock, its file naming this process; one line if another process holds it."""
     with ExitStack() as stack:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -75,8 +70,7 @@ def finished_run(folder: Path) -> str | None:
 
 
 def check_free(folder: Path, continuing: bool, overwrite: bool, clear: bool = True) -> None:
-    """Refuse a folder with another run's results unless continuing it or `overwrite`; with both `overwrite` and
-    `clear`, remove those results."""
+    """Refuse another run's results unless continuing it or `overwrite` (with `clear`: remove them)."""
     found = finished_run(folder)
     if found is None or continuing:
         return
@@ -92,11 +86,7 @@ def check_free(folder: Path, continuing: bool, overwrite: bool, clear: bool = Tr
 
 
 class RunFolderCheck(Callback):
-    """A Hydra callback, before Hydra makes or writes the run (or sweep) folder: one line if it cannot be made or
-    written (not Hydra's traceback from `mkdir`), and a single training run takes its folder's lock (`claim`'s
-    checks) before Hydra writes the command's `.hydra/` files into it, holding it until the run ends: a run refused
-    the folder, even one started at the same instant, changes nothing of the other's. (A sweep's jobs are refused by
-    `claim` itself, once Hydra has written theirs.)"""
+    """Hydra callback: a run folder that cannot be made in one line, and a single run's lock before Hydra writes."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with user_errors():

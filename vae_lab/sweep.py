@@ -1,9 +1,5 @@
-"""Hydra callbacks for multiruns: the sweep's wall time in its folder (sweep.json), one HParams experiment for the
-whole sweep, and one closing line on the jobs that failed, with a failing exit status."""
+"""Hydra callbacks for multiruns: sweep.json's wall time, one HParams experiment, failed jobs at the end."""
 
-from __future__ import annotations
-
-import json
 import logging
 import os
 import sys
@@ -17,14 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.hardware import cpu_description
 from vae_lab.results import write_json
+from vae_lab.results.runs import read_json_file
 from vae_lab.timing import process_start
 
 log = logging.getLogger(__name__)
 
 
 class SweepHParams(Callback):
-    """After the last job, the sweep's HParams experiment in its first run: the settings that tell its runs' groups
-    apart (the report's rule) and their final metrics (each job writes only its session: its values and metrics)."""
+    """After the last job, the sweep's HParams experiment, in its first run: the settings that tell its groups apart."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from vae_lab.viz.tensorboard import write_sweep_experiment
@@ -33,11 +29,7 @@ class SweepHParams(Callback):
 
 
 class SweepSummary(Callback):
-    """Counts the jobs whose metrics.json says `failed` (a failed job lets the sweep go on; see vae_lab.train) and,
-    after the last, names them and exits with status 1, so scripts and make see a sweep that did not fully finish.
-
-    It counts the jobs its own process ran: with a launcher that runs jobs elsewhere it stays silent.
-    """
+    """Names the jobs of this process that failed after the last one, and exits with status 1."""
 
     def __init__(self) -> None:
         self.jobs: list[Path] = []
@@ -64,9 +56,8 @@ class SweepSummary(Callback):
 
 def job_status(metrics: Path) -> tuple[str, str]:
     """A job's status and why, from the metrics.json vae_lab.train writes for every job, finished or failed."""
-    try:
-        record = json.loads(metrics.read_text())
-    except (OSError, ValueError):
+    record = read_json_file(metrics)
+    if record is None:
         return "missing", "no readable metrics.json"
     return record.get("status", "missing"), record.get("reason", "")
 

@@ -1,13 +1,9 @@
-"""Time accounting: where a run's time goes (`time/*` in metrics.json), a Lightning callback that times training
-epochs, validation excluded, and the step clock that times windows of optimiser steps (the timing pass's, and the
-benchmark's in benchmarks/)."""
-
-from __future__ import annotations
+"""Time accounting: a run's `time/*`, a callback timing training epochs, the step clock of timed windows."""
 
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,8 +25,7 @@ PARTS = FIT_PARTS + EVAL_PARTS
 
 
 def process_start() -> float:
-    """When this process started (wall clock, s): from /proc on Linux (10 ms resolution), else when vae_lab.timing
-    was imported."""
+    """When this process started (wall clock, s): from /proc on Linux, else when vae_lab.timing was imported."""
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22
@@ -39,35 +34,20 @@ def process_start() -> float:
     return time.time() - age
 
 
-class JobClock:
-    """A process's jobs one after another (a launcher's worker runs several): each job's start-up is the time from
-    the process's start, or from the end of its previous job, to the job's start."""
-
-    def __init__(self) -> None:
-        self.previous_end: float | None = None
-
-    def startup_seconds(self) -> float:
-        """Seconds from the process's start (or its previous job's end) until now."""
-        return max(0.0, time.time() - (self.previous_end or process_start()))
-
-    def job_ended(self) -> None:
-        self.previous_end = time.time()
+# The end of this process's previous job (a launcher's worker runs several). An entry point calls the functions
+# below, which a launcher pickles by reference, so every job of a worker reaches this one value.
+_previous_job_end: float | None = None
 
 
-JOBS = JobClock()  # this process's: the one clock a launcher's worker shares between the jobs it runs
-
-
-# Call these, not JOBS's methods, from an entry point: a launcher pickles a `python -m` entry point's function by value
-# with the globals it names, so a JOBS named there would arrive as a fresh copy with each job; a function of this
-# module is pickled by reference and reaches the worker's one clock.
 def job_startup_seconds() -> float:
     """This job's start-up: from the process's start, or from its previous job's end, until now."""
-    return JOBS.startup_seconds()
+    return max(0.0, time.time() - (_previous_job_end or process_start()))
 
 
 def job_ended() -> None:
     """Mark the end of a job, from which the process's next job counts its start-up."""
-    JOBS.job_ended()
+    global _previous_job_end
+    _previous_job_end = time.time()
 
 
 class Stopwatch:
@@ -94,8 +74,7 @@ class Stopwatch:
 
 
 class TrainTimer(pl.Callback):
-    """Wall time spent in training epochs only (validation excluded), the images processed in it, and the time in
-    validation loops (the sanity check's included)."""
+    """Wall time in training epochs (validation excluded), the images trained on, and validation's time."""
 
     def __init__(self) -> None:
         self.train_seconds = 0.0
@@ -194,11 +173,7 @@ class Clock:
 
 
 class StepClock(pl.Callback):
-    """Marks after every Lightning batch (synchronised): one optimiser step, or `data.steps_per_batch` of them.
-
-    At each step count in `turns` it pauses its clock and runs that turn (the benchmark's reference loop's steps),
-    so that two paths' timed windows alternate within seconds and a change in the machine's load hits both alike.
-    """
+    """Marks after every batch; at each step in `turns` it pauses its clock and runs that turn (the bench's)."""
 
     def __init__(self, turns: dict[int, Callable[[], None]] | None = None) -> None:
         self.marks: Marks = []
@@ -231,5 +206,9 @@ def window_rates(marks: Marks, warmup: int, repeats: int, steps: int) -> list[fl
 
 def throughput(marks: Marks, warmup: int, repeats: int, steps: int) -> dict[str, float]:
     """Images/s over the timed windows: median, min and max."""
-    rates = window_rates(marks, warmup, repeats, steps)
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+    return spread(window_rates(marks, warmup, repeats, steps))
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of the windows' values."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}

@@ -1,12 +1,6 @@
-"""`python -m vae_lab.timing_pass DIR [DIR ...]`: every arm of a sweep timed in one process with the bench's method —
-short interleaved windows (each arm's in turn, so a change in the machine's load hits every arm alike), warm-up
-excluded, median and spread — into the first DIR's timing.json, which the report's time columns come from. The arms
-are the report's groups (vae_lab.results.groups), one run each (its lowest seed)."""
-
-from __future__ import annotations
+"""`python -m vae_lab.timing_pass DIR [DIR ...]`: every arm timed in interleaved windows into timing.json."""
 
 import json
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +12,7 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.cli import entry_point, lightning_quiet, positional_dirs, user_errors
+from vae_lab.cli import entry_point, lightning_quiet, positional_dirs
 from vae_lab.errors import ConfigError, check_number
 from vae_lab.evaluate import eval_options
 from vae_lab.metrics import evaluate_model
@@ -28,7 +22,7 @@ from vae_lab.models import load_model
 from vae_lab.results import write_json
 from vae_lab.results.groups import IDENTITY, shown_keys
 from vae_lab.results.runs import PREVIOUS_FILE, TIMING_FILE, agreement_line, collect, group_runs
-from vae_lab.timing import StepClock, device_name, throughput
+from vae_lab.timing import StepClock, device_name, spread, throughput
 from vae_lab.train import build
 
 
@@ -40,8 +34,7 @@ def check_options(options: DictConfig) -> None:
 
 
 def run_overrides(run: Path) -> list[str]:
-    """The train.yaml overrides a run was made with (its `.hydra/overrides.yaml`), less the thread count, which
-    the timing pass sets for all arms alike."""
+    """The overrides a run was made with (`.hydra/overrides.yaml`), less the thread count."""
     path = run / ".hydra" / "overrides.yaml"
     if not path.is_file():
         raise ConfigError(f"timing pass: {path} is missing, so the arm's config cannot be rebuilt")
@@ -49,8 +42,7 @@ def run_overrides(run: Path) -> list[str]:
 
 
 class Arm:
-    """One report group: its run's config, data, a model to train and the run's trained model to sample and
-    evaluate, and the rates measured in each of its windows."""
+    """One report group: its config, data, a model to train, its trained model, and each window's rate."""
 
     def __init__(self, name: str, group: dict[str, Any], run: Path, cfg: DictConfig,
                  datamodules: dict[str, Any]) -> None:
@@ -67,8 +59,7 @@ class Arm:
         self.classifier = None
 
     def train_window(self, warmup: int, steps: int) -> None:
-        """One fit of warm-up + timed steps with the run's own Trainer settings (no logger, checkpoints or
-        validation), continuing from the previous window's weights; the timed steps' images/s."""
+        """One fit of warm-up + timed steps from the last window's weights: the timed steps' images/s."""
         clock = StepClock()
         trainer = instantiate(self.cfg.trainer, callbacks=[clock], logger=False, max_steps=warmup + steps,
                               max_epochs=-1, enable_checkpointing=False, limit_val_batches=0,
@@ -85,8 +76,7 @@ class Arm:
         self.windows["sample"].append(timed_generation(self.evaluated(), images, batch_size)[1])
 
     def eval_options(self, images: int) -> dict[str, Any]:
-        """The run's evaluation options, every count scaled to `images` test images (the FID samples, the probe's
-        training images and the conditional samples alike), so its time scales to 10,000 test images."""
+        """The run's evaluation options, every count scaled to `images` test images."""
         options, classifier = eval_options(self.cfg.eval)
         options = {k: v for k, v in options.items() if k not in ("max_test_images", "fid_samples", "per_class",
                                                                  "probe_train_images")}
@@ -94,11 +84,9 @@ class Arm:
             data = self.datamodule
             self.classifier = get_classifier(data.data_dir, data.name, self.device, datamodule=data, **classifier)
             self.fid_cache = fid_cache(self.classifier)
-        return {**options, "max_test_images": images, "fid_samples": images,
-                "per_class": max(1, images // self.trained_classes()), "probe_train_images": images}
-
-    def trained_classes(self) -> int:
-        return int(getattr(self.evaluated(), "num_classes", 10))
+        classes = int(getattr(self.evaluated(), "num_classes", 10))
+        return {**options, "max_test_images": images, "fid_samples": images, "per_class": max(1, images // classes),
+                "probe_train_images": images}
 
     def eval_window(self, images: int) -> None:
         """The whole evaluation on the first `images` test images: seconds per 10,000."""
@@ -118,17 +106,11 @@ class Arm:
         """This arm's timing.json entry: median, min and max over its windows."""
         train = spread(self.windows["train"])
         images = len(self.datamodule.splits["train"])
-        epoch = {k: images / v for k, v in zip(("median", "max", "min"), (train["median"], train["min"],
-                                                                           train["max"]))}
+        epoch = {k: images / v for k, v in zip(("median", "max", "min"), (train["median"], train["min"], train["max"]))}
         return {"name": self.name, "group": self.group, "run": str(self.run), "train_images": images,
                 "train_images_per_second": train, "epoch_seconds": epoch,
                 "sample_images_per_second": spread(self.windows["sample"]),
                 "eval_seconds_per_10k": spread(self.windows["eval"]), "windows": self.windows}
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    """Median, min and max of the windows' values."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictConfig, out: Path) -> Path:
@@ -164,10 +146,7 @@ def timing_pass(arms: Sequence[tuple[str, dict[str, Any], Path]], options: DictC
 
 
 def agreement(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """How two passes agree: each arm's training images/s in the second over the first, the largest relative
-    difference, and whether they rank the arms alike by training speed. Two arms whose windows' min–max overlap in
-    both passes are tied (arms of one net and batch, such as β = 1 and β = 16, train at one speed), so only a pair
-    that one pass tells apart and the other orders the other way is a reversal."""
+    """Two passes' agreement: rate ratios, largest difference, and reversals of arms either tells apart."""
     first = {arm["name"]: arm["train_images_per_second"] for arm in before}
     second = {arm["name"]: arm["train_images_per_second"] for arm in after}
     common = [name for name in second if name in first]
@@ -192,8 +171,7 @@ def _apart(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def timed_arms(dirs: Sequence[str]) -> list[tuple[str, dict[str, Any], Path]]:
-    """The report's groups under the folders, one run each (its lowest seed): (name, group, run folder), the group
-    being its identity and the settings that tell the groups apart."""
+    """The report's groups under the folders, one run each (its lowest seed): (name, group, run folder)."""
     runs, _ = collect(dirs)
     groups = [g for g in group_runs(runs) if not g.repeat]  # a repeat has its group's settings: one arm for both
     shown = shown_keys((g.first.identity, g.first.settings) for g in groups)
@@ -204,9 +182,8 @@ def timed_arms(dirs: Sequence[str]) -> list[tuple[str, dict[str, Any], Path]]:
 @entry_point("timing_pass")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: time the arms of the runs under `dirs` into the first folder's timing.json."""
-    with user_errors():
-        dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
-        print(f"wrote {timing_pass(timed_arms(dirs), cfg.timing_options, Path(dirs[0]))}")
+    dirs = [cfg.dirs] if isinstance(cfg.dirs, str) else [str(d) for d in cfg.dirs or []]
+    print(f"wrote {timing_pass(timed_arms(dirs), cfg.timing_options, Path(dirs[0]))}")
 
 
 if __name__ == "__main__":

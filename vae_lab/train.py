@@ -1,7 +1,5 @@
 """`python -m vae_lab.train`: train one model (or a multirun sweep), test it, write metrics.json."""
 
-from __future__ import annotations
-
 import errno
 import logging
 import time
@@ -19,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from vae_lab.checkpoints import SafeCheckpointIO, read_checkpoint
-from vae_lab.cli import entry_point, run_summary, user_errors
+from vae_lab.cli import entry_point, run_summary
 from vae_lab.data import DATAMODULES
 from vae_lab.errors import (
     CheckpointError,
@@ -67,8 +65,7 @@ def settings(node: DictConfig) -> dict[str, Any]:
 
 
 def check_schema(cfg: DictConfig) -> None:
-    """Every group's keys and value types against its class's constructor (the schema, declared once there): vae_lab's
-    own classes by exact name from their registries, Lightning's through Hydra as the config names them."""
+    """Every group's keys and value types against its class's constructor: the schema, declared once there."""
     model = MODELS.get(cfg.model.get("_target_"), "model._target_")
     check_settings(model, without_hydra_keys(settings(cfg.model)), "model", given=("net",))
     net = without_hydra_keys(settings(cfg.net))
@@ -98,7 +95,6 @@ def without_hydra_keys(node: dict[str, Any]) -> dict[str, Any]:
 
 def check_ranges(cfg: DictConfig) -> None:
     """Values torch or Lightning would take without complaint but that make no run (or not the one meant)."""
-    check_seed("seed", cfg.seed)
     check_number("trainer.log_every_n_steps", cfg.trainer.get("log_every_n_steps", 50), whole=True, minimum=0)
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (epochs == 0 or epochs < -1):
@@ -125,8 +121,7 @@ def check_labels(cfg: DictConfig, datamodule: pl.LightningDataModule) -> None:
 
 
 def resume_path(cfg: DictConfig) -> Path | None:
-    """The checkpoint a run continues from (`ckpt_path`, or the run folder's last.ckpt for `resume=true` and
-    `ckpt_path=last`); None for a fresh run."""
+    """The checkpoint a run continues from (`ckpt_path`, or last.ckpt for `resume=true`); None if fresh."""
     path = cfg.ckpt_path or ("last" if cfg.resume else None)
     if path == "last":
         return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
@@ -134,9 +129,7 @@ def resume_path(cfg: DictConfig) -> Path | None:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
-    """The checkpoint a run continues from must exist (Lightning would start afresh with only a warning), read as an
-    intact vae_lab checkpoint without running code, and be of the configured model and net (its weights are checked
-    once the model is built)."""
+    """The resumed checkpoint exists, reads intact, and is of the configured model and net."""
     path = resume_path(cfg)
     if path is None:
         return
@@ -200,8 +193,7 @@ def build(cfg: DictConfig, **trainer_kwargs: Any) -> tuple[pl.LightningDataModul
 
 
 def apply_threads(threads: int | None) -> None:
-    """`threads`: torch's intra-op threads for this job (a sweep's jobs side by side each take a share of the
-    cores); null leaves torch's default (one per core)."""
+    """`threads`: torch's intra-op threads for this job; null leaves torch's default."""
     if threads is None:
         return
     check_number("threads", threads, whole=True, minimum=1)
@@ -209,10 +201,7 @@ def apply_threads(threads: int | None) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit, test on the full test set, and write the run's metrics.json; return its record.
-
-    The run folder is locked while it runs, and one holding another run's results is refused (`claim`).
-    """
+    """Fit, test and write metrics.json in the locked run folder (`claim`); return the record."""
     if rank_zero_only.rank != 0:  # a DDP process Lightning started: rank 0 holds the folder
         return fit_and_test(cfg)
     with claim(cfg.paths.output_dir, continuing=resume_path(cfg) is not None, overwrite=cfg.get("overwrite", False)):
@@ -225,8 +214,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def full_disk(folder: Path, err: OSError) -> str:
-    """What a full disk (TensorBoard's events, images: a write other than the checkpoints' and results', which say
-    it themselves) stopped, and what of the run is kept."""
+    """What a full disk stopped, and what of the run is kept."""
     last = folder / "checkpoints" / "last.ckpt"
     kept = [f"the last good checkpoint ({last})"] if last.is_file() else []
     try:
@@ -278,9 +266,8 @@ def fit_and_test(cfg: DictConfig) -> dict[str, Any]:
     timing.update(watch.summary())
     timing["time/total_seconds"] = watch.seconds["startup"] + time.perf_counter() - job_start
     record = run_record(cfg, choices, model, test, timing, trainer.current_epoch)
-    record["processes"] = trainer.world_size
-    record["threads"] = torch.get_num_threads()
-    record["resumed_from"] = None if resume is None else str(resume)
+    record.update(processes=trainer.world_size, threads=torch.get_num_threads(),
+                  resumed_from=None if resume is None else str(resume))
     if skipped:
         record["skipped"] = skipped  # each metric the data do not allow, and why
     write_json(Path(cfg.paths.output_dir) / "metrics.json", record)
@@ -310,23 +297,22 @@ def write_failure(cfg: DictConfig, err: BaseException) -> None:
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the run's objective value (what hydra/sweeper=optuna optimises)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    with user_errors():
-        try:
-            record = train(cfg)
-        except Exception as err:
-            if not multirun:
-                raise
-            cause = user_error(err)  # the user's to fix: one line; anything else: with its traceback
-            log.error("this job failed, the sweep goes on: %s", cause or err, exc_info=cause is None)
-            folder_taken = isinstance(cause, RunFolderError)  # the folder and its metrics.json are another run's
-            if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
-                write_failure(cfg, err)
-            record = {"status": "failed"}
-        finally:
-            job_ended()
-        if record.get("status") == "ok":
-            print(run_summary(record, cfg.paths.output_dir))
-        return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
+    try:
+        record = train(cfg)
+    except Exception as err:
+        if not multirun:
+            raise
+        cause = user_error(err)  # the user's to fix: one line; anything else: with its traceback
+        log.error("this job failed, the sweep goes on: %s", cause or err, exc_info=cause is None)
+        folder_taken = isinstance(cause, RunFolderError)  # the folder and its metrics.json are another run's
+        if not folder_taken and not (Path(cfg.paths.output_dir) / "metrics.json").exists():  # refused early
+            write_failure(cfg, err)
+        record = {"status": "failed"}
+    finally:
+        job_ended()
+    if record.get("status") == "ok":
+        print(run_summary(record, cfg.paths.output_dir))
+    return objective_value(record, cfg.objective) if record else None  # {}: a DDP process other than rank 0
 
 
 if __name__ == "__main__":

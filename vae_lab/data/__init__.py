@@ -1,7 +1,5 @@
 """Data: one resident-tensor LightningDataModule per dataset, and the registry that finds them by dataset name."""
 
-from __future__ import annotations
-
 import pytorch_lightning as pl
 
 from vae_lab.errors import ConfigError

@@ -1,7 +1,5 @@
 """The resident datamodule of labelled (or unlabelled) uint8 image arrays: MNIST, CIFAR-10, a user's own images."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch
@@ -25,8 +23,7 @@ def resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class ArrayDataModule(DataModule):
-    """Images held resident as uint8 tensors on the training device: a training set (its first `val_size` images of
-    a fixed seeded permutation for validation) and a test set; subclasses say where the arrays come from."""
+    """Resident uint8 train (its seeded first `val_size` validate) and test images; subclasses load the arrays."""
 
     default_channels = 3
     train_images: int | None = None  # the training set's size where it is known before loading (checked at once)
@@ -56,8 +53,7 @@ class ArrayDataModule(DataModule):
         return resize_to(images, self.image_size)
 
     def train_val_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which of the n training images train and which validate: fixed by data.split_seed (data.train_subset: the
-        first of each)."""
+        """Which of the n training images train and which validate, fixed by data.split_seed."""
         val = self.val_count(n)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
         train_idx, val_idx = order[val:], order[:val]

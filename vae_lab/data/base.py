@@ -1,7 +1,4 @@
-"""The base of every datamodule: the settings every dataset shares, checked in one line each, and batches cut on the
-training device from `splits` by one seeded sampler; a subclass says which datasets it serves, fetches and loads."""
-
-from __future__ import annotations
+"""The base of every datamodule: shared settings checked, batches cut on the device by one seeded sampler."""
 
 from pathlib import Path
 from typing import Any
@@ -17,18 +14,8 @@ CHANNELS = (1, 3)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights: colour → grey
 
 
-def check_batching(batch_size: int, steps_per_batch: int) -> None:
-    """One line for a batch size or steps-per-batch below 1."""
-    if batch_size < 1:
-        raise ConfigError(f"data.batch_size={batch_size}: must be at least 1")
-    if steps_per_batch < 1:
-        raise ConfigError(f"data.steps_per_batch={steps_per_batch}: must be at least 1")
-
-
 def check_split(held_out: dict[str, int], train_subset: int | None, images: int) -> None:
-    """One line for a held-out set (`data.val_size`, …) that is empty or leaves no training images, or a training
-    subset below 1 or beyond the training images (which would otherwise train on every image, all but a few, or
-    silently fewer than asked)."""
+    """One line for a held-out set that is empty or leaves no training images, or a training subset out of range."""
     for key, size in held_out.items():
         check_number(f"data.{key}", size, whole=True, minimum=1)
     if sum(held_out.values()) >= images:
@@ -38,12 +25,6 @@ def check_split(held_out: dict[str, int], train_subset: int | None, images: int)
     if train_subset is not None and train_subset > images - sum(held_out.values()):
         raise ConfigError(f"data.train_subset={train_subset}: there are only {images - sum(held_out.values()):,} "
                           "training images; give fewer, or null for all")
-
-
-def check_channels(channels: int) -> None:
-    """One line unless `data.channels` is 1 (grey) or 3 (colour)."""
-    if channels not in CHANNELS:
-        raise ConfigError(f"data.channels={channels}: choose 1 (grey) or 3 (colour)")
 
 
 def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
@@ -63,9 +44,7 @@ def constructor_arguments(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class DataModule(pl.LightningDataModule):
-    """Every dataset's datamodule: its settings recorded (a checkpoint keeps them) and `name`, `batch_size`,
-    `steps_per_batch`, `image_size` and `channels` checked; `setup` fills `splits` ("train", "val", "test": datasets indexed by an index tensor), from
-    which the loaders cut shuffled (training) or ordered batches on the training device."""
+    """Every dataset's datamodule: its settings recorded and checked; `setup` fills `splits` the loaders cut."""
 
     datasets: tuple[str, ...] = ()          # the `data.name`s this class serves (the first is its default)
     image_sizes: tuple[int, ...] = (28, 32, 64)
@@ -77,9 +56,11 @@ class DataModule(pl.LightningDataModule):
         name, image_size, channels = settings["name"], settings["image_size"], settings["channels"]
         if name not in self.datasets:
             raise ConfigError(f"data.name={name!r}: choose one of {sorted(self.datasets)}")
-        check_batching(settings["batch_size"], settings["steps_per_batch"])
-        if channels is not None:
-            check_channels(channels)
+        for key in ("batch_size", "steps_per_batch"):
+            if settings[key] < 1:
+                raise ConfigError(f"data.{key}={settings[key]}: must be at least 1")
+        if channels is not None and channels not in CHANNELS:
+            raise ConfigError(f"data.channels={channels}: choose 1 (grey) or 3 (colour)")
         if image_size not in self.image_sizes:
             raise ConfigError(f"data.image_size={image_size}: data={name} serves {self.image_sizes}")
         self.name, self.data_dir, self.batch_size = name, Path(settings["data_dir"]), settings["batch_size"]
@@ -95,13 +76,7 @@ class DataModule(pl.LightningDataModule):
         return device if device.type == "cuda" else torch.device("cpu")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        """Training batches come `steps_per_batch` at a time (a list), so Lightning's per-batch work is shared.
-
-        The sampler starts at the fit's epoch: a resumed fit builds its iterator, and takes its first batch,
-        before Lightning calls `set_epoch`. The loader's own generator gives each iterator its (unused: no workers)
-        base seed, which would otherwise be drawn from the global stream the model's noise comes from, at moments
-        a resumed run does not repeat.
-        """
+        """Batches `steps_per_batch` at a time; seeded from the fit's epoch so a resumed run draws the same ones."""
         data = self.splits[split]
         group = self.hparams.get("steps_per_batch", 1) if split == "train" else 1
         sampler = BatchIndexSampler(len(data), self.batch_size, shuffle, seed=self.hparams.seed, group=group)
@@ -109,7 +84,7 @@ class DataModule(pl.LightningDataModule):
         if trainer is not None:  # the number Lightning passes to set_epoch (current_epoch lags it until the fit starts)
             sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
         return DataLoader(StepGroups(data) if group > 1 else data, sampler=sampler, batch_size=None,
-                          generator=torch.Generator())
+                          generator=torch.Generator())  # its base seed: no draw from the model's random stream
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -1,7 +1,4 @@
-"""Batches cut from whole tensors by index: the resident images, the seeded per-epoch sampler (DDP-aware) and the
-groups of several steps' batches one Lightning batch can carry (`data.steps_per_batch`)."""
-
-from __future__ import annotations
+"""Batches cut from resident tensors by index: the seeded per-epoch sampler and multi-step batches."""
 
 import math
 from collections.abc import Iterator
@@ -56,12 +53,7 @@ def rank_and_world() -> tuple[int, int]:
 
 
 class BatchIndexSampler(Sampler):
-    """Yields index tensors, one per batch: a fresh permutation per epoch, no per-sample Python.
-
-    Under DDP each process takes every world-th image of the permutation (Lightning's sampler replacement is
-    off: `use_distributed_sampler: false`); shuffled (training) shards are cut to equal length so every process
-    runs the same number of steps.
-    """
+    """Index tensors, one per batch, a fresh permutation per epoch; under DDP equal shards, every world-th image."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
                  rank: int | None = None, world: int | None = None, group: int = 1) -> None:
@@ -90,10 +82,8 @@ class BatchIndexSampler(Sampler):
         return math.ceil(self.num_batches() / self.group)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
-        else:
-            order = torch.arange(self.n)
+        order = (torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)) if self.shuffle
+                 else torch.arange(self.n))
         rank, world = self._shard()
         order = order[rank::world][: self._shard_size()]
         batches = order[: self.num_batches() * self.batch_size].split(self.batch_size)

@@ -1,8 +1,4 @@
-"""Binarized MNIST and Fashion-MNIST, the likelihood benchmarks' data (`data.binarize`): `dynamic` re-draws each
-training image as Bernoulli(pixel) every time a batch is read, and fixes the validation and test images once by a
-seed; `static` fixes every split once."""
-
-from __future__ import annotations
+"""Binarized MNIST (`data.binarize`): `dynamic` re-draws training images per read, `static` fixes them once."""
 
 import torch
 from torch.utils.data import Dataset
@@ -19,16 +15,14 @@ def check_binarize(mode: str) -> None:
 
 
 def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """uint8 images drawn once as Bernoulli(pixel / 255), stored as 0 or 255: the same draw for the same seed on any
-    device (drawn on the CPU)."""
+    """uint8 images drawn once as Bernoulli(pixel / 255) on the CPU: the same draw for a seed on any device."""
     probabilities = images.cpu().float().div_(255)
     draw = torch.bernoulli(probabilities, generator=torch.Generator().manual_seed(seed))
     return draw.mul_(255).to(torch.uint8).to(images.device)
 
 
 class Redrawn(Dataset):
-    """A split of [0, 1] images read as a fresh Bernoulli(pixel) draw each time (from torch's global generator,
-    which checkpoints save and resume restores), on the device the images live on."""
+    """A split read as a fresh Bernoulli(pixel) draw each time, from torch's global (checkpointed) generator."""
 
     def __init__(self, split: Dataset) -> None:
         self.split = split

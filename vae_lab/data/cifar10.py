@@ -1,17 +1,11 @@
-"""CIFAR-10 (50,000 / 10,000 RGB 32×32 images, 10 classes) in the python-pickled batches of its publisher.
-
-The files come from data_dir/cifar-10-batches-py (torchvision's layout), else from torchvision's download of the
-publisher's archive (which checks the archive's MD5 and extracts it), else a one-line error (files.ensure_files).
-Each batch file is checked against the MD5 torchvision's `CIFAR10` records for it before it is unpickled.
-"""
-
-from __future__ import annotations
+"""CIFAR-10 (50,000 / 10,000 RGB 32×32 images, 10 classes) from its publisher's MD5-checked python batches."""
 
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.datasets import CIFAR10
 
 from vae_lab.data.arrays import ArrayDataModule, Arrays
 from vae_lab.data.base import constructor_arguments
@@ -23,40 +17,25 @@ TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TEST = ["test_batch"]
 META = "batches.meta"
 FOLDER = "cifar-10-batches-py"  # torchvision's layout
-
-
-def known_md5() -> dict[str, str]:
-    """Each file's MD5 as torchvision's CIFAR10 class records it (its train_list, test_list and meta)."""
-    from torchvision.datasets import CIFAR10
-
-    return {**dict(CIFAR10.train_list), **dict(CIFAR10.test_list), CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
-
-
-KNOWN_MD5 = known_md5()
-
-
-def folder_of(data_dir: Path) -> Path:
-    """Where torchvision extracts the batches."""
-    return Path(data_dir) / FOLDER
+# Each file's MD5 as torchvision's CIFAR10 class records it (its train_list, test_list and meta).
+KNOWN_MD5 = {**dict(CIFAR10.train_list), **dict(CIFAR10.test_list), CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
 
 
 def known_files() -> list[KnownFile]:
     """The six batch files and batches.meta, with torchvision's MD5s."""
-    return [KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158, ARCHIVE, PAGE,
-                      "torchvision's CIFAR10.train_list / test_list / meta") for name in (*TRAIN, *TEST, META)]
+    return [KnownFile(name, KNOWN_MD5[name], 31_000_000 if name != META else 158, ARCHIVE, PAGE)
+            for name in (*TRAIN, *TEST, META)]
 
 
 def torchvision_download(root: str) -> None:
     """torchvision's download of the publisher's archive, extracted into root/FOLDER."""
-    from torchvision.datasets import CIFAR10
-
     CIFAR10(root, train=True, download=True)
 
 
 def ensure_cifar10(data_dir: Path, download: bool = True) -> Path:
     """The folder of verified batch files: found, else downloaded by torchvision, else a one-line error."""
     fetch = by_torchvision(torchvision_download, FOLDER, "CIFAR-10")
-    return ensure_files(folder_of(data_dir), known_files(), fetch if download else None,
+    return ensure_files(Path(data_dir) / FOLDER, known_files(), fetch if download else None,
                         f"download cifar-10-python.tar.gz (about 170 MB, from {PAGE}) and extract it in {data_dir} "
                         "(or run with data.download=true on a machine online)")
 

@@ -1,7 +1,4 @@
-"""A checkpoint's datamodule rebuilt: its class found by the dataset's name among vae_lab's own (the registry in
-`vae_lab.data`), its settings checked against the class's signature."""
-
-from __future__ import annotations
+"""A checkpoint's datamodule rebuilt from vae_lab's own classes, its settings checked against the signature."""
 
 from pathlib import Path
 from typing import Any
@@ -15,8 +12,7 @@ from vae_lab.registry import check_settings
 
 def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path | None = None,
                                **overrides: Any) -> DataModule:
-    """The datamodule a checkpoint was trained with (optionally reading data from elsewhere): its class looked up by
-    the recorded dataset name among vae_lab's own, its settings checked against its signature before it is built."""
+    """The datamodule a checkpoint was trained with (data optionally read from elsewhere), its settings checked."""
     hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     if data_dir is not None:
         hparams["data_dir"] = str(data_dir)
@@ -26,15 +22,14 @@ def datamodule_from_checkpoint(checkpoint: dict[str, Any], data_dir: str | Path 
     return cls(**hparams)
 
 
-def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> DataModule:
-    """A checkpoint's datamodule, set up with its dataset's full test split (its class names or ground truth too)."""
-    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, train_subset=None)
+def test_datamodule(checkpoint: dict[str, Any], data_dir: str | Path | None = None, **overrides: Any) -> DataModule:
+    """A checkpoint's datamodule (its settings with `overrides`) set up for its test split and its ground truth."""
+    datamodule = datamodule_from_checkpoint(checkpoint, data_dir, **overrides)
     datamodule.prepare_data()
     datamodule.setup("test")
     return datamodule
 
 
 def test_split(checkpoint: dict[str, Any], data_dir: str | Path | None = None) -> Dataset:
-    """The full test split of a checkpoint's dataset; indexing it with an index tensor gives (images, labels or
-    factors)."""
-    return test_datamodule(checkpoint, data_dir).splits["test"]
+    """The full test split of a checkpoint's dataset, indexed by an index tensor."""
+    return test_datamodule(checkpoint, data_dir, train_subset=None).splits["test"]

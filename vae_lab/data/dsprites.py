@@ -1,13 +1,4 @@
-"""dSprites: DeepMind's 737,280 binary 64×64 images over shape 3 × scale 6 × orientation 40 × x 32 × y 32.
-
-The published `.npz` holds `imgs` (uint8 0/1, 737280×64×64), `latents_classes` and `latents_values` (737280×6, the
-first factor a constant colour, dropped here) and a pickled `metadata` dict, which vae_lab never loads: every array
-is read with pickles refused. The images are stored in factor order (y fastest), the order shapes2d copies, so
-`data=shapes2d` ↔ `data=dsprites` is a one-word switch. Kept resident as packed bits (512 bytes an image, 377 MB in
-all, 8× smaller than uint8) on the training device, unpacked per batch there.
-"""
-
-from __future__ import annotations
+"""dSprites: 737,280 binary 64×64 images in factor order, read without pickles, resident as packed bits."""
 
 from typing import ClassVar
 
@@ -15,7 +6,7 @@ import numpy as np
 import torch
 
 from vae_lab.data.files import KnownFile, ensure_file
-from vae_lab.data.ground_truth import GroundTruth, GroundTruthDataModule
+from vae_lab.data.ground_truth import GroundTruth, GroundTruthDataModule, grid_factors
 from vae_lab.data.npz import iter_rows, load_array, npz_info
 from vae_lab.errors import DataError
 
@@ -27,7 +18,6 @@ FILE = KnownFile(
     size=26_000_000,
     url="https://github.com/google-deepmind/dsprites-dataset/raw/master/dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz",
     page="https://github.com/google-deepmind/dsprites-dataset",
-    hash_source="MD5 checked by public dSprites loaders (the publisher gives none)",
 )
 ROWS = 16_384  # images decompressed and packed at a time while loading
 _BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)  # np.packbits' order: first pixel, high bit
@@ -42,8 +32,6 @@ def pack_images(path, sizes: list[int]) -> np.ndarray:
     classes = load_array(path, "latents_classes")
     if classes.shape != (total, 6):
         raise DataError(f"{path}: latents_classes is {classes.shape}, expected {(total, 6)}")
-    from vae_lab.data.ground_truth import grid_factors
-
     probe = np.linspace(0, total - 1, 997).astype(np.int64)  # the factor order, on a spread of rows
     if (classes[probe, 0] != 0).any() or not np.array_equal(classes[probe, 1:], grid_factors(probe, sizes)):
         raise DataError(f"{path}: latents_classes are not in dSprites' factor order (shape, scale, orientation, x, y)")

@@ -1,10 +1,6 @@
-"""The one fetch-and-verify path of every dataset's files: found in data_dir, else fetched (a publisher's download,
-torchvision's, an offline source) into a temporary folder beside them and moved in once verified, else a one-line
-error saying what the file is and where to get it. Every file is checked against its published MD5 before anything
-reads it; one that fails is refused by name and never overwritten."""
+"""The one fetch-and-verify path of every dataset's files: found, else fetched and MD5-checked, else one line."""
 
-from __future__ import annotations
-
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,30 +21,24 @@ Fetch = Callable[[Path], None]  # puts (some of) the files, under their own name
 
 @dataclass(frozen=True)
 class KnownFile:
-    """A published file: its name, MD5 (and where that hash comes from), size in bytes (exact where a source gives
-    it, else approximate), download address and home page."""
+    """A published file: name, MD5, size in bytes (exact or approximate), download address and home page."""
 
     name: str
     md5: str
     size: int
     url: str
     page: str
-    hash_source: str
     exact_size: bool = False
 
     def describe(self) -> str:
         """`NAME (about SIZE, from PAGE)` for messages."""
-        return f"{self.name} ({'' if self.exact_size else 'about '}{human_size(self.size)}, from {self.page})"
+        size = f"{self.size / 1e9:.1f} GB" if self.size >= 1e9 else f"{self.size / 1e6:.1f} MB"
+        return f"{self.name} ({'' if self.exact_size else 'about '}{size}, from {self.page})"
 
     def how_to_get(self) -> str:
         """Where to get the file, for the missing-file line."""
         return (f"download {self.describe()} — {self.url} — and put it there (or run with data.download=true on a "
                 "machine online)")
-
-
-def human_size(size: int) -> str:
-    """Bytes as MB or GB, one decimal."""
-    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
 
 
 def md5(path: Path) -> str:
@@ -79,24 +69,15 @@ def check_regular(path: Path, what: str = "the data file") -> None:
         raise DataError(f"{path}: is {file_kind(mode)}, not {what}; move it away")
 
 
-def stamp_path(path: Path) -> Path:
-    """The file that records a verified file's size, mtime and MD5, so it is hashed once, not at every run."""
-    return path.with_name(f".{path.name}.verified")
-
-
 def verify_file(path: Path, known: KnownFile) -> None:
-    """Raise a one-line DataError naming the file unless it is a regular file with the published MD5 (a recorded
-    earlier verification of the same size and modification time counts)."""
+    """One-line DataError unless the file is regular with the published MD5 (a matching stamp counts)."""
     check_regular(path)
     info = path.stat()
-    stamp = stamp_path(path)
+    stamp = path.with_name(f".{path.name}.verified")  # size, mtime and MD5: hashed once, not at every run
     seen = {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "md5": known.md5}
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == seen:
-                return
-        except (OSError, ValueError):
-            pass
+    with contextlib.suppress(OSError, ValueError):
+        if stamp.is_file() and json.loads(stamp.read_text()) == seen:
+            return
     try:
         actual = md5(path)
     except OSError as err:
@@ -106,32 +87,23 @@ def verify_file(path: Path, known: KnownFile) -> None:
         what = "truncated?" if short else "corrupt or not the published file"
         raise DataError(f"{path}: MD5 {actual} is not the known {known.md5} ({info.st_size:,} bytes: {what}); "
                         f"left as it is: delete it and fetch {known.describe()} again")
-    try:
+    with contextlib.suppress(OSError):  # a read-only data folder: verify again next time
         stamp.write_text(json.dumps(seen))
-    except OSError:  # a read-only data folder: verify again next time
-        pass
-
-
-def make_folder(folder: Path, key: str = "data.data_dir") -> None:
-    """Create a data folder, or say in one line why it cannot be (a file in the way, no permission)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"{key}: cannot make {folder} ({err.strerror}: {err.filename})") from err
 
 
 def ensure_files(folder: Path, files: Sequence[KnownFile], fetch: Fetch | None = None,
                  how_to_get: str | None = None) -> Path:
-    """`folder`, holding every one of `files` verified. Those there are checked (and never replaced); the missing
-    ones are fetched into a temporary folder inside it and moved in once verified; any still missing is a one-line
-    error (`how_to_get`, else the file's own address)."""
+    """`folder` with every file verified: those there checked, the missing fetched and verified, else one line."""
     folder = Path(folder)
     missing = [known for known in files if not os.path.lexists(folder / known.name)]
     for known in files:
         if known not in missing:
             verify_file(folder / known.name, known)
     if missing and fetch is not None:
-        make_folder(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file in the way, no permission
+            raise DataError(f"data.data_dir: cannot make {folder} ({err.strerror}: {err.filename})") from err
         _fetch_into(folder, missing, fetch)
     for known in missing:
         if not (folder / known.name).exists():
@@ -158,9 +130,7 @@ def _fetch_into(folder: Path, missing: list[KnownFile], fetch: Fetch) -> None:
 
 
 def from_publisher(*files: KnownFile) -> Fetch:
-    """The fetch of files from their publishers' addresses, through torchvision's `download_url` (which checks the
-    MD5); a failure (offline, refused) is logged, and the missing-file line then says what to do. Files of one name
-    are tried in turn: a later one is another address of a file that an earlier one did not fetch."""
+    """Fetch files from their publishers through torchvision's `download_url`; a failure is logged."""
     def fetch(into: Path) -> None:
         from torchvision.datasets.utils import download_url
 
@@ -177,8 +147,7 @@ def from_publisher(*files: KnownFile) -> Fetch:
 
 
 def by_torchvision(download: Callable[[str], object], layout: str, what: str) -> Callable[[Path], bool]:
-    """The fetch by torchvision's own download (`download(root)`, which checks the archive's MD5 and extracts it
-    under root/`layout`), its files moved up into the folder given; False (logged) when it fails."""
+    """Fetch by torchvision's own download, its files moved up into the folder; False (logged) on failure."""
     def fetch(into: Path) -> bool:
         try:
             download(str(into))
@@ -194,6 +163,5 @@ def by_torchvision(download: Callable[[str], object], layout: str, what: str) ->
 
 
 def ensure_file(folder: Path, known: KnownFile, download: bool = True) -> Path:
-    """The verified file in `folder`: already there, else downloaded from its publisher (online users), else a
-    one-line error saying what it is, how large, where to get it and where to put it."""
+    """The verified file in `folder`: there, else downloaded from its publisher, else a one-line error."""
     return ensure_files(folder, [known], from_publisher(known) if download else None) / known.name

@@ -1,12 +1,4 @@
-"""The ground-truth interface every factor dataset shares (shapes2d, dSprites, Shapes3D, MPI3D), and its datamodule.
-
-A dataset is the full grid of its factors' values, stored in factor order with the last factor varying fastest (as
-every one of these benchmarks is published), so the flat index of a factor tuple is its mixed-radix number.
-Subclasses say how to read the native images of flat indices; this class cuts the rest: factor sampling, resizing
-to `image_size`, the channels asked for, and the (images, factors) batches of the splits.
-"""
-
-from __future__ import annotations
+"""The ground-truth interface every factor dataset shares, and its datamodule (grids in factor order)."""
 
 import math
 from collections.abc import Sequence
@@ -21,14 +13,8 @@ from vae_lab.data.base import DataModule, check_split, constructor_arguments, to
 from vae_lab.errors import ConfigError
 
 
-def grid_index(factors: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
-    """Flat index of each row of N×K factor values in a grid of `sizes` (the last factor varies fastest)."""
-    bases = np.cumprod([1, *sizes[::-1]])[:-1][::-1]
-    return np.asarray(factors, dtype=np.int64) @ bases
-
-
 def grid_factors(index: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
-    """N×K factor values of flat indices (the inverse of grid_index)."""
+    """N×K factor values of flat indices in a grid of `sizes` (the last factor varies fastest)."""
     index = np.asarray(index, dtype=np.int64)
     out = np.empty((len(index), len(sizes)), dtype=np.int64)
     for k in range(len(sizes) - 1, -1, -1):
@@ -55,8 +41,9 @@ class GroundTruth:
         return math.prod(self.factor_sizes)
 
     def factors_to_index(self, factors: np.ndarray) -> np.ndarray:
-        """Flat index of each row of factor values."""
-        return grid_index(factors, self.factor_sizes)
+        """Flat index of each row of factor values (a mixed-radix number: the last factor varies fastest)."""
+        bases = np.cumprod([1, *self.factor_sizes[::-1]])[:-1][::-1]
+        return np.asarray(factors, dtype=np.int64) @ bases
 
     def index_to_factors(self, index: np.ndarray) -> np.ndarray:
         """Factor values of flat indices."""

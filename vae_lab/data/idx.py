@@ -1,7 +1,5 @@
 """Read and write IDX files (the MNIST format)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np

@@ -1,23 +1,4 @@
-"""`data=images`: a user's own images — a folder in torchvision's ImageFolder layout or a .npy / .npz array — taken as
-they are, converted once, one image at a time, into a cached uint8 array at `image_size`, with a fixed seeded
-train / validation / test split.
-
-- A folder with sub-folders: ImageFolder's rules, by torchvision's own `find_classes` and `make_dataset` (each
-  sub-folder a class, sorted names are labels 0, 1, …; walked recursively; its extensions; a class folder without
-  images refused). A folder without sub-folders: its image files, unlabelled. The files left out (other
-  extensions, unreadable, outside the class folders) are counted in one logged line.
-- Each image is scaled by its own depth as Pillow reports its mode: 8-bit modes by 255, 16-bit (`I;16…`) by 65535,
-  32-bit integers (`I`) by 2³¹ − 1, floats (`F`) taken in [0, 1]; a non-finite value is refused.
-- Transparent images (an alpha channel or a transparent palette colour) are composited onto `data.background`.
-- `.npy`: an N×H×W (grey) or N×H×W×C (C = 1 or 3) array, uint8 0…255 or floats in [0, 1]; unlabelled, or labels
-  from `data.labels` (a .npy of N whole numbers). `.npz`: the same array under `images` (labels under `labels`).
-- Grey or colour as given (a folder is grey when every image is), or as `data.channels` asks; every image is
-  resized (not cropped) to image_size × image_size.
-- The cache is keyed by the options and by every file's path, size and modification time, so a changed or added
-  file rebuilds it.
-"""
-
-from __future__ import annotations
+"""`data=images`: a user's image folder or .npy/.npz array, converted once into a cached uint8 array."""
 
 import hashlib
 import json
@@ -74,8 +55,7 @@ def list_images(folder: Path) -> tuple[list[tuple[Path, int]], list[str], Counte
 
 
 def image_mode(path: Path) -> str | None:
-    """The image's mode from its header, or None when it is not a readable image; a decompression bomb (over
-    Pillow's limit) is refused in one line."""
+    """The image's mode from its header, or None when unreadable; a decompression bomb refused in one line."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():  # a FIFO or a device would hang the read
@@ -107,13 +87,11 @@ def image_pixels(path: Path, mode: str, size: int, background: tuple[int, int, i
         with Image.open(path) as image:
             image.load()
             if image.mode not in DEPTH and image.has_transparency_data:
-                image = Image.alpha_composite(Image.new("RGBA", image.size, (*background, 255)),
-                                              image.convert("RGBA"))
+                image = Image.alpha_composite(Image.new("RGBA", image.size, (*background, 255)), image.convert("RGBA"))
             if image.mode in DEPTH:
                 values = np.asarray(image, dtype=np.float64) / DEPTH[image.mode]
                 check_values(values, str(path))
-                small = Image.fromarray(values.astype(np.float32), "F").resize((size, size),
-                                                                                Image.Resampling.BILINEAR)
+                small = Image.fromarray(values.astype(np.float32), "F").resize((size, size), Image.Resampling.BILINEAR)
                 grey = np.rint(np.clip(np.asarray(small), 0, 1) * 255).astype(np.uint8)[None]
                 return grey if mode == "L" else np.repeat(grey, 3, axis=0)
             pixels = np.asarray(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
@@ -161,8 +139,7 @@ def read_folder(folder: Path, size: int, channels: int | None, background: tuple
 
 
 def open_array(path: Path) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray], np.ndarray | None]:
-    """An array file's (shape, dtype, its images one at a time, its own labels or None), read without pickles and
-    never whole: a .npy memory-mapped, an .npz member decompressed as it is read."""
+    """An array file's shape, dtype, rows one at a time and labels, read without pickles and never whole."""
     try:
         if path.suffix == ".npz":
             with zipfile.ZipFile(path) as zf:
@@ -179,8 +156,7 @@ def open_array(path: Path) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarr
 
 
 def read_array(path: Path, labels_path: str | None, size: int, channels: int | None) -> Converted:
-    """A .npy / .npz array's images converted and resized one at a time into N×C×size×size uint8, its labels (None:
-    unlabelled) and class names."""
+    """An array's images converted one at a time into N×C×size×size uint8, its labels and class names."""
     shape, dtype, rows, labels = open_array(path)
     if len(shape) == 3:
         shape = (*shape, 1)
@@ -220,8 +196,7 @@ def read_array(path: Path, labels_path: str | None, size: int, channels: int | N
 
 
 def fingerprint(source: Path, labels: str | None) -> str:
-    """A digest of what a conversion reads: every file and folder under a folder (relative path, size, modification
-    time), or the array's and the labels' files."""
+    """A digest of every file a conversion reads (path, size, modification time)."""
     paths = [source, *([Path(labels)] if labels else [])]
     if source.is_dir():
         paths = [Path(root) / name for root, dirs, files in sorted(os.walk(source, followlinks=True))
@@ -312,8 +287,7 @@ class FolderDataModule(ArrayDataModule):
             return None
 
     def convert(self) -> Converted:
-        """The images as converted from the files as they are now: from the cache, else converted and cached
-        (written beside, then renamed)."""
+        """The converted images: from the cache if made from the files as they are, else converted and cached."""
         key = fingerprint(self.source, self.hparams.labels)
         if self._converted is not None and self._converted[0] == key:
             return self._converted[1]

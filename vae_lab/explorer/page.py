@@ -1,10 +1,4 @@
-"""The explorer's web page (Gradio): the layout and its events; every picture comes from `session.Session`.
-
-Every event that changes the code or the class returns the sliders, the large image(s), the code and the strip
-together, so that they always show the same z and class; a mistake in one control is shown under that control only.
-"""
-
-from __future__ import annotations
+"""The explorer's Gradio page: its layout and events; every picture comes from `session.Session`."""
 
 import json
 import os
@@ -56,8 +50,7 @@ CLEAR = {"value": "", "visible": False}
 
 
 def slider_label(dim: int, session: Session) -> str:
-    """A slider's name: the factor it best predicts (data with known factors), the latent, and what each model puts
-    in it (nats of KL against the model's prior; `unused` when its mean never moves)."""
+    """A slider's name: the factor it best predicts, the latent, and each model's KL in it (`unused`)."""
     parts = []
     for tag, m in zip("AB", session.models):
         prefix = f"{tag} " if len(session.models) > 1 else ""
@@ -79,8 +72,7 @@ class Page:
         self.threads = torch.get_num_threads()  # the entry point's `threads`
 
     def session(self, first: str, second: str | None) -> Session:
-        """The session of the chosen model(s), in the server's worker thread (which takes torch's thread count
-        from its own OpenMP setting, not the main thread's: set it again, or two threads stall on busy cores)."""
+        """The chosen models' session, torch's thread count set again in the server's worker thread."""
         torch.set_num_threads(self.threads)
         try:
             return self.catalogue.session(first, None if second in (None, "", NONE) else second)
@@ -98,13 +90,6 @@ class Page:
         if not np.isfinite(z).all():  # a request made by hand: a NaN would decode to a black image
             raise _fail(ConfigError("z: every slider value must be a finite number, not NaN or ±inf"))
         return z
-
-    def slider_values(self, session: Session, z: np.ndarray) -> list[float]:
-        """Slider positions for a code (unused sliders at 0)."""
-        values = [0.0] * self.slots
-        for slot, dim in enumerate(session.order()):
-            values[slot] = round(float(z[dim]), 6)
-        return values
 
     def pictures(self, session: Session, z: np.ndarray, label: int | None) -> list[Any]:
         """The large image(s) and the code (with its class) as JSON."""
@@ -124,18 +109,17 @@ class Page:
     def view(self, session: Session, z: np.ndarray, label: int | None, slot: int) -> list[Any]:
         """Everything that shows the code: the sliders, the large image(s), the code, the strip and its line."""
         z = (np.round(z / STEP) * STEP).astype(np.float32)
-        return [*self.slider_values(session, z), *self.pictures(session, z, label),
-                *self.strip_of(session, z, label, slot)]
+        order = session.order()  # slider positions (unused sliders at 0)
+        sliders = [round(float(z[order[slot]]), 6) if slot < len(order) else 0.0 for slot in range(self.slots)]
+        return [*sliders, *self.pictures(session, z, label), *self.strip_of(session, z, label, slot)]
 
     @staticmethod
     def conditional(session: Session) -> Loaded | None:
         """The first conditional model on the page (whose classes the class selector lists), if any."""
         return next((m for m in session.models if m.model.conditional), None)
 
-    # --- events ------------------------------------------------------------------------------------
     def choose(self, first: str, second: str | None) -> list[Any]:
-        """New model(s): name the sliders and set their ranges, show the class selector and the note; start at the
-        first class's prior mean."""
+        """New model(s): sliders named and ranged, class selector and note shown; start at the prior mean."""
         session = self.session(first, second)
         order, reach = session.order(), session.reach()
         conditional = self.conditional(session)
@@ -147,8 +131,7 @@ class Page:
             sliders[slot] = gr.update(visible=True, value=view[slot], minimum=float(lo), maximum=float(hi),
                                       label=slider_label(dim, session))
         names = conditional.class_names if conditional else None
-        classes = gr.update(visible=bool(conditional), value=label,
-                            choices=[(n, i) for i, n in enumerate(names or [])])
+        classes = gr.update(visible=bool(conditional), value=label, choices=[(n, i) for i, n in enumerate(names or [])])
         note = session.note()
         return [*sliders, classes, gr.update(value=note, visible=bool(note)),
                 gr.update(visible=len(session.models) > 1), *view[self.slots:], 0]
@@ -165,8 +148,7 @@ class Page:
 
     def set_class(self, first: str, second: str | None, label: int | None, code: dict | None, slot: int,
                   *values: float) -> list[Any]:
-        """A new class: the design keeps its offset from the class's prior mean (the same z for a standard normal
-        prior; moved by the difference of the two classes' means for a learned one)."""
+        """A new class: the design keeps its offset from the class's prior mean."""
         session = self.session(first, second)
         old = (code or {}).get("class")
         z = self.z_of(session, values)
@@ -193,8 +175,7 @@ class Page:
         return random.randrange(len(self.session(first, second).first.test))
 
     def encode(self, first: str, second: str | None, label: int | None, index: float, slot: int) -> list[Any]:
-        """Start from test image `index`: sliders to its code, original beside reconstruction, its class (which the
-        class selector takes) or factors."""
+        """Start from test image `index`: sliders to its code, original beside reconstruction, its class."""
         session = self.session(first, second)
         try:
             out = session.encode(int(index) if float(index).is_integer() else index)
@@ -205,10 +186,8 @@ class Page:
         return [*view[: self.slots], label, out["image"], out["reconstruction"], out["about"], *view[self.slots:],
                 gr.update(**CLEAR)]
 
-    def interpolate(self, first: str, second: str | None, label: int | None, i: float, j: float,
-                    t: float) -> list[Any]:
-        """Blend two test images: the code a fraction t of the way from image i's code to image j's (under the nearer
-        end's class), and the whole path as the strip."""
+    def interpolate(self, first: str, second: str | None, label: int | None, i: float, j: float, t: float) -> list[Any]:
+        """Blend two test images: the code a fraction t of the way, and the whole path as the strip."""
         session = self.session(first, second)
         try:
             out = session.interpolate(int(i), int(j), float(t))
@@ -332,8 +311,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
                    "outputs": [*sliders, label, original, recon, about, *pictures, strip, strip_note,
                                encode_problem]}
         encode.click(**encoded, api_name="encode")
-        pick.click(page.random_index, models, index, api_name="random_index").then(**encoded,
-                                                                                  api_visibility="private")
+        pick.click(page.random_index, models, index, api_name="random_index").then(**encoded, api_visibility="private")
         interpolate.click(page.interpolate, [*models, label, start, end, t],
                           [*sliders, label, *pictures, strip, strip_note, path_problem], api_name="interpolate")
         save.click(page.download, state, files, api_name="download")
@@ -341,10 +319,7 @@ def build(catalogue: Catalogue) -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None) -> str:
-    """Start serving the page in the background (nothing shared, no analytics, no server-side rendering, no run
-    history: Gradio would keep every call in the browser's localStorage, rewritten on each event, so that each slider
-    move takes longer than the last; no uploads, which the page never needs; nothing done for another site's page:
-    `SameOrigin`); its URL."""
+    """Serve the page in the background, private and without run history or uploads; its URL."""
     _, url, _ = demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=True,
                             inbrowser=False, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
                             enable_monitoring=False, run_history=False, css=CSS, footer_links=["api"],

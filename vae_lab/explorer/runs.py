@@ -1,7 +1,5 @@
 """The checkpoints the explorer may show: named on the command line, or found under the run folder given there."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -9,10 +7,9 @@ from pathlib import Path
 from vae_lab.data.mnist import CLASS_NAMES
 from vae_lab.errors import CheckpointError, ConfigError
 from vae_lab.models import model_class, read_checkpoint
-from vae_lab.results import read_json
 from vae_lab.results.groups import run_settings, shown_keys
 from vae_lab.results.names import setting_label
-from vae_lab.results.runs import find_run_dirs
+from vae_lab.results.runs import find_run_dirs, read_json_file, run_dir_of
 
 
 @dataclass(frozen=True)
@@ -30,18 +27,12 @@ class Candidate:
 
 
 def describe(path: Path) -> Candidate:
-    """A checkpoint with what names it: its run's identity, settings and seed, from its run folder or itself (the
-    name is `model · dataset · seed · run folder` until `named` adds the settings that tell the runs apart)."""
+    """A checkpoint with its run's identity, settings and seed, named `model · dataset · seed · run folder`."""
     checkpoint = read_checkpoint(path)
     cls = model_class(path, checkpoint)  # only one of vae_lab's models, by exact name
     hparams, data = checkpoint.get("hyper_parameters", {}), checkpoint.get("datamodule_hyper_parameters") or {}
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    record = {}
-    if (run / "metrics.json").is_file():
-        try:
-            record = read_json(run / "metrics.json")
-        except (OSError, ValueError):
-            record = {}
+    run = run_dir_of(path)
+    record = read_json_file(run / "metrics.json") or {}
     model = str(record.get("model") or cls.__name__.lower())
     dataset = str(record.get("dataset") or data.get("name", "?"))
     identity = (model, str(record.get("net", "?")), dataset)
@@ -50,17 +41,15 @@ def describe(path: Path) -> Candidate:
     except (OSError, ValueError):
         settings = {}
     seed = str(record.get("seed", data.get("seed", "?")))
-    conditional = cls.conditional
     default = [str(k) for k in range(int(hparams.get("num_classes", 10)))]
-    classes = tuple(CLASS_NAMES.get(data.get("name"), default)) if conditional else ()
+    classes = tuple(CLASS_NAMES.get(data.get("name"), default)) if cls.conditional else ()
     return Candidate(f"{model} · {dataset} · seed {seed} · {run.name}/{path.name}", path,
                      int(hparams.get("latent_dim", 0)), (model, dataset, seed, str(run)), classes, identity,
                      settings, seed)
 
 
 def named(found: Sequence[Candidate]) -> list[Candidate]:
-    """The candidates named `model · dataset · the settings that tell their groups apart · seed · run folder` (the
-    report's rule, vae_lab.results.groups)."""
+    """The candidates named with the settings that tell their groups apart (vae_lab.results.groups)."""
     shown = shown_keys((c.identity, c.settings) for c in found)
     renamed = []
     for c in found:
@@ -73,8 +62,7 @@ def named(found: Sequence[Candidate]) -> list[Candidate]:
 
 
 def candidates(ckpt_paths: Sequence[str] | str | None, run: str | None) -> list[Candidate]:
-    """The checkpoints given (`ckpt_path=A` or `[A,B]`), then those under `run=` (each run's checkpoints/last.ckpt),
-    the latter sorted by model, dataset, the settings that tell them apart, and seed."""
+    """The checkpoints given, then those under `run=` sorted by model, dataset, settings and seed."""
     paths = [ckpt_paths] if isinstance(ckpt_paths, (str, Path)) else list(ckpt_paths or [])
     if not paths and not run:
         raise ConfigError("give ckpt_path=RUN/checkpoints/last.ckpt (or ckpt_path=[A,B]) or run=RUN_OR_MULTIRUN_FOLDER")

@@ -1,11 +1,4 @@
-"""What the explorer shows, as plain arrays: a latent code in, images out (no web framework here).
-
-A code `z` is a float vector as long as the largest model shown; each model decodes its first `latent_dim`
-entries. Images are H×W (grey) or H×W×C uint8 arrays; strips of two models (rows A and B) pad the smaller images to
-the larger size.
-"""
-
-from __future__ import annotations
+"""What the explorer shows, as plain arrays: a latent code in, images out (no web framework here)."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +29,7 @@ NAMED = 0.2         # a latent is named by a factor when it holds at least this 
 
 @dataclass
 class Loaded:
-    """A model with its test set, its latents' KL on that set (nats, the model's `kl_per_dimension`: against its own
-    prior, as in TensorBoard and the report), which of them are active, and the factor each one names (if any)."""
+    """A model with its test set, its latents' KL there, which are active, and the factor each names."""
 
     candidate: Candidate
     model: BaseVAE
@@ -78,8 +70,7 @@ class Loaded:
 
     @torch.no_grad()
     def reach(self) -> np.ndarray:
-        """Per latent, the range (D×2) where the prior puts its mass, over every class and component: each mean
-        ± SPAN standard deviations, and at least −SPAN…SPAN."""
+        """Per latent, the range (D×2) of the prior's means ± SPAN stds over classes, at least −SPAN…SPAN."""
         y = torch.arange(self.model.num_classes, device=self.model.device) if self.model.conditional else None
         mu, logvar = self.model.prior(y)
         out = np.tile(np.float32([-SPAN, SPAN]), (self.latent_dim, 1))
@@ -110,8 +101,7 @@ def pad_to(images: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def labelled_strip(rows: list[torch.Tensor], steps: int, names: str = "") -> np.ndarray:
-    """Rows of images (one tensor of `steps` images per model) as one grid picture, row k named names[k] at its
-    left (two models side by side: A, B)."""
+    """Rows of images (one tensor per model) as one grid picture, row k named names[k] at its left."""
     side = max(r.shape[-1] for r in rows)
     grid = strip(torch.cat([pad_to(r.float().cpu(), side) for r in rows]), steps)
     if not names:
@@ -126,8 +116,7 @@ def labelled_strip(rows: list[torch.Tensor], steps: int, names: str = "") -> np.
 
 @torch.no_grad()
 def factor_names_of(mu: torch.Tensor, factors: torch.Tensor, names: list[str]) -> list[str | None]:
-    """Per latent, the ground-truth factor it best predicts — the mutual information MIG uses, as a share of the
-    factor's entropy — or None below NAMED."""
+    """Per latent, the factor it best predicts (share of the factor's entropy), or None below NAMED."""
     information = discrete_mutual_info(histogram_discretize(mu.numpy()), factors.numpy())
     share = information / np.maximum(discrete_entropy(factors.numpy()), 1e-12)
     return [names[int(row.argmax())] if row.max() >= NAMED else None for row in share]
@@ -138,7 +127,7 @@ def load(candidate: Candidate, data_dir: str | Path | None = None, kl_images: in
     """Load a checkpoint (`vae_lab.models.load_model`) and measure its latents on `kl_images` test images."""
     checkpoint = read_checkpoint(candidate.path)
     model = load_model(candidate.path, device)
-    datamodule = test_datamodule(checkpoint, data_dir)
+    datamodule = test_datamodule(checkpoint, data_dir, train_subset=None)
     test = datamodule.splits["test"]
     mu, logvar, y = encode_means(model, test, max(2, kl_images))
     with torch.no_grad():
@@ -188,8 +177,7 @@ class Session:
         return np.pad(z, (0, self.size - len(z)))
 
     def centre(self, label: int | None) -> np.ndarray:
-        """Where the page starts and resets: the first model's prior mean for the class (0 for a standard normal
-        prior), further latents of a larger second model at its own."""
+        """Where the page starts and resets: each model's prior mean for the class."""
         z = np.zeros(self.size, np.float32)
         for m in reversed(self.models):
             z[: m.latent_dim] = m.centre(label)
@@ -216,8 +204,7 @@ class Session:
 
     @torch.no_grad()
     def traversal(self, z: np.ndarray | list[float], dim: int, label: int | None = None) -> np.ndarray:
-        """The strip of latent `dim` over its slider's range around z (other latents fixed): one row per model that
-        has it (A, B), each row one batched decode."""
+        """The strip of latent `dim` over its slider's range around z: one row per model that has it."""
         z = self.code(z)
         lo, hi = self.reach()[dim]
         rows = []
@@ -232,24 +219,19 @@ class Session:
 
     @torch.no_grad()
     def prior(self, temperature: float = 1.0, label: int | None = None) -> np.ndarray:
-        """A code from the first model's prior p(z[|label]) (its `sample_latents`) with its std scaled by
-        temperature; further latents of a larger second model from N(0, temperature²)."""
+        """A code from the first model's prior, its std scaled by temperature; extra latents from N(0, t²)."""
         check_number("variety", temperature, minimum=0)
         m = self.first
         z = torch.randn(self.size) * temperature
         z[: m.latent_dim] = m.model.sample_latents(1, m.labels(label), temperature)[0].cpu()
         return z.numpy().astype(np.float32)
 
-    def check_index(self, index: int) -> int:
-        """A test-image index of the first model's test set, or a one-line error."""
+    def test_image(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test image `index` of the first model's test set and its label (class or factor values), batched."""
         n = len(self.first.test)
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < n:
             raise ConfigError(f"test image {index!r}: choose 0…{n - 1}")
-        return int(index)
-
-    def test_image(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Test image `index` of the first model's test set and its label (class or factor values), batched."""
-        return self.first.test[torch.tensor([self.check_index(index)])]
+        return self.first.test[torch.tensor([int(index)])]
 
     def class_of(self, y: torch.Tensor) -> int | None:
         """A test image's class (None for data without classes)."""
@@ -257,16 +239,14 @@ class Session:
 
     @torch.no_grad()
     def encode(self, index: int) -> dict:
-        """Test image `index` of the first model: its posterior mean as the code, the image, the reconstruction,
-        its label (class) or factor values."""
+        """Test image `index`: its posterior mean as the code, image, reconstruction, label or factors."""
         m = self.first
         x, y = self.test_image(index)
         mu, _ = encode_images(m.model, x, y)
         z = self.code(mu[0].cpu().numpy())
         label = self.class_of(y)
         recon = self.decode(z, label if m.model.conditional else None)[0]
-        return {"z": z, "image": to_uint8(x)[0], "reconstruction": recon, "about": self.describe(y[0]),
-                "label": label}
+        return {"z": z, "image": to_uint8(x)[0], "reconstruction": recon, "about": self.describe(y[0]), "label": label}
 
     def describe(self, y: torch.Tensor) -> str:
         """A test image's class name or factor values, as one line."""
@@ -280,8 +260,7 @@ class Session:
     @torch.no_grad()
     def decode_blend(self, m: Loaded, codes: torch.Tensor, ends: tuple[int | None, int | None],
                      weights: torch.Tensor) -> torch.Tensor:
-        """Images of codes decoded under a class that moves from ends[0] to ends[1] by `weights` (a blend of the
-        two one-hot labels; the one class when they agree); an unconditional model ignores the class."""
+        """Codes decoded under a class blended from ends[0] to ends[1] by `weights` (unconditional: none)."""
         if not m.model.conditional:
             return decode_images(m.model, codes)
         a, b = (0 if e is None else e for e in ends)
@@ -291,9 +270,7 @@ class Session:
 
     @torch.no_grad()
     def interpolate(self, i: int, j: int, t: float) -> dict:
-        """The path from test image i's posterior mean to image j's: the code a fraction t of the way and its class
-        (the nearer end's), the strip (image i, STRIP_STEPS codes decoded under the ends' classes blended, image j;
-        a row per model) and one line saying whether the class was held or blended."""
+        """The path from image i's posterior mean to image j's: code at t, its class, the strip and a note."""
         check_number("fraction", t, minimum=0, maximum=1)
         (xa, ya), (xb, yb) = self.test_image(i), self.test_image(j)
         ends = (self.class_of(ya), self.class_of(yb))

@@ -1,7 +1,5 @@
 """Test-set evaluation of a trained model: each metric lives in its own module, `evaluate_model` composes them."""
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -24,8 +22,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class SplitBatches:
-    """(x, y) batches of a split's first `limit` images (all by default), on `device`; sized, so that a progress
-    bar over them (the IWAE bound's, which can run for many minutes) shows the total and the time left."""
+    """(x, y) batches of a split's first `limit` images on `device`; sized, for a progress bar's total."""
 
     def __init__(self, split: ResidentImages, device: torch.device, batch_size: int = 500,
                  limit: int | None = None) -> None:
@@ -39,7 +36,6 @@ class SplitBatches:
         for index in self.indices:
             x, y = self.split[index]
             yield x.to(self.device), y.to(self.device)
-
 
 
 @torch.no_grad()
@@ -62,8 +58,7 @@ def reconstruction_mse(model: BaseVAE, batches: Iterator[Batch]) -> float:
 def sample_metrics(model: BaseVAE, classifier: nn.Module, real: torch.Tensor, n: int, per_class: int,
                    batch_size: int, watch: Stopwatch | None = None,
                    fid_cache: str | Path | None = None) -> dict[str, float]:
-    """FID, class entropy and sampling throughput from n prior samples; conditional accuracies for a CVAE. The real
-    images' FID statistics come from `fid_cache` when it holds them for these images and this classifier."""
+    """FID, class entropy and sampling throughput from n prior samples; conditional accuracies for a CVAE."""
     watch = watch or Stopwatch()
     with watch("fid_samples"):
         images, per_second = timed_generation(model, n, batch_size)
@@ -83,8 +78,7 @@ def sample_metrics(model: BaseVAE, classifier: nn.Module, real: torch.Tensor, n:
 
 @contextmanager
 def evaluation_layout(model: nn.Module) -> Iterator[None]:
-    """On the CPU, the model's conv weights channels-last while it is evaluated (oneDNN's faster layout for the
-    conv nets' many decodes, Speed), contiguous again afterwards; elsewhere unchanged."""
+    """On the CPU, conv weights channels-last while evaluating (oneDNN's faster layout), then contiguous."""
     weights = [p for p in model.parameters() if p.dim() == 4 and p.device.type == "cpu"]
     convert = any(not p.is_contiguous(memory_format=torch.channels_last) for p in weights)
     if convert:
@@ -97,16 +91,12 @@ def evaluation_layout(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate_model(model: BaseVAE, datamodule: DataModule, classifier: nn.Module | None,
-                   iwae_samples: int = 100,
+def evaluate_model(model: BaseVAE, datamodule: DataModule, classifier: nn.Module | None, iwae_samples: int = 100,
                    iwae_chunk: int = 100, iwae_batch: int = 100, iwae_precision: str = "fp32", iwae_seed: int = 0,
-                   max_test_images: int | None = None,
-                   probe_train_images: int = 10000, fid_samples: int = 10000, per_class: int = 1000,
-                   batch_size: int = 500, watch: Stopwatch | None = None,
+                   max_test_images: int | None = None, probe_train_images: int = 10000, fid_samples: int = 10000,
+                   per_class: int = 1000, batch_size: int = 500, watch: Stopwatch | None = None,
                    fid_cache: str | Path | None = None) -> dict[str, float]:
-    """All test metrics of a model (put in eval mode), batched on its device: the `test/*` and `time/*` keys
-    (`time/<part>_seconds` for each part of the evaluation, also added to `watch` when given); without a
-    classifier (data without labels), those that need none."""
+    """All `test/*` and `time/*` metrics of a model in eval mode; without a classifier, those that need none."""
     watch = watch or Stopwatch()
     with evaluation_layout(model):
         model.eval()

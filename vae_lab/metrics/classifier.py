@@ -1,7 +1,5 @@
 """A small CNN classifier per dataset: FID feature extractor and judge of generated samples, trained once and cached."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import time
@@ -60,8 +58,7 @@ def device_of(module: nn.Module) -> torch.device:
 
 
 class Classifier(nn.Module):
-    """Three conv blocks (28→14→7→3; 32→16→8→4), then `num_features` penultimate units; any input, brought to its
-    `image_size` and `channels`."""
+    """Three conv blocks, then `num_features` penultimate units; any input brought to its size and channels."""
 
     def __init__(self, num_classes: int = 10, width: int = 32, num_features: int = 128, channels: int = 1,
                  image_size: int = 28) -> None:
@@ -96,13 +93,9 @@ def random_shift(x: torch.Tensor, max_shift: int = 2) -> torch.Tensor:
     return padded[torch.arange(n, device=x.device).view(n, 1, 1), :, rows, cols].permute(0, 3, 1, 2)  # N×H×W×C
 
 
-def random_flip(x: torch.Tensor) -> torch.Tensor:
-    """Mirror a random half of the images left to right."""
-    return torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)
-
-
 AUGMENTATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "none": lambda x: x, "shift": random_shift, "flip": random_flip}
+    "none": lambda x: x, "shift": random_shift,
+    "flip": lambda x: torch.where(torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5, x.flip(-1), x)}  # half mirrored
 
 
 @torch.no_grad()
@@ -151,8 +144,7 @@ def load_classifier(weights: Path, device: torch.device | str) -> Classifier:
 
 def classifier_splits(data_dir: str | Path, dataset: str, train_subset: int | None,
                       datamodule: DataModule | None) -> tuple[ResidentImages, ResidentImages, int, int]:
-    """(train, test, classes, input size) a dataset's classifier learns from: MNIST's and Fashion-MNIST's 28×28 grey
-    images, any other labelled dataset's images as its datamodule serves them."""
+    """(train, test, classes, input size) a dataset's classifier learns from."""
     if dataset in TWENTY_EIGHT or datamodule is None:
         data = MNISTDataModule(dataset, str(data_dir), image_size=28, train_subset=train_subset, download=False)
         data.setup()
@@ -172,8 +164,7 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
     start = time.perf_counter()
     classifier = train_classifier(train, device, num_classes=num_classes, image_size=size, **recipe)
     record = {"dataset": dataset, "test_accuracy": accuracy(classifier, test),
-              "train_seconds": time.perf_counter() - start, "train_images": len(train),
-              "train_subset": train_subset,
+              "train_seconds": time.perf_counter() - start, "train_images": len(train), "train_subset": train_subset,
               "recipe": recipe, "device": str(device), "threads": torch.get_num_threads()}
     print(f"classifier[{dataset}]: test accuracy {record['test_accuracy']:.4f} "
           f"after {record['train_seconds']:.0f} s of training")
@@ -186,13 +177,11 @@ def train_and_cache(data_dir: str | Path, dataset: str, device: torch.device | s
 def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | str = "cpu",
                    train_subset: int | None = None, cache_dir: str | Path | None = None,
                    datamodule: DataModule | None = None, **overrides: Any) -> Classifier:
-    """The dataset's classifier, trained once per recipe and cached: `data_dir/classifiers/{dataset}.pt` for the
-    default recipe, `{dataset}-{hash}.pt` for any other (overrides, a training subset, another dataset's source,
-    size or channels), so a quick classifier asked for once is never taken for the real one. A cache whose recorded
-    recipe differs is trained again. Datasets other than MNIST and Fashion-MNIST come with their `datamodule`."""
+    """The dataset's classifier, trained once per recipe and cached under a name keyed by the recipe."""
     recipe = {**RECIPES.get(dataset, DEFAULT_RECIPE), **overrides}
     source = None if dataset in TWENTY_EIGHT or datamodule is None else data_identity(datamodule)
-    weights = classifier_folder(data_dir, cache_dir) / cache_name(dataset, recipe, train_subset, source)
+    folder = Path(cache_dir or Path(data_dir) / "classifiers")  # eval.classifier.cache_dir
+    weights = folder / cache_name(dataset, recipe, train_subset, source)
     weights.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(weights.with_suffix(".lock")):  # a sweep's jobs side by side: one trains, the others wait for it
         if not (weights.is_file() and trained_as(weights, recipe, train_subset)):
@@ -201,16 +190,9 @@ def get_classifier(data_dir: str | Path, dataset: str, device: torch.device | st
 
 
 def fid_cache(classifier: nn.Module) -> Path | None:
-    """Where the real images' FID statistics in a cached classifier's feature space are kept: `fid/` beside its
-    weights (None for a classifier not loaded from a cache)."""
+    """Where a cached classifier's real-image FID statistics are kept (None for an uncached classifier)."""
     weights = getattr(classifier, "cache_file", None)
     return None if weights is None else Path(weights).parent / "fid"
-
-
-def classifier_folder(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """Where the classifiers (and the real images' FID statistics, in `fid/`) are cached: `eval.classifier.cache_dir`,
-    by default `data_dir/classifiers`."""
-    return Path(cache_dir or Path(data_dir) / "classifiers")
 
 
 def data_identity(datamodule: DataModule) -> dict[str, Any]:
@@ -231,7 +213,6 @@ def cache_name(dataset: str, recipe: dict[str, Any], train_subset: int | None,
 
 
 def trained_as(weights: Path, recipe: dict[str, Any], train_subset: int | None) -> bool:
-    """Whether a cached classifier was trained with this recipe (caches from before train_subset was recorded
-    count as trained on all images, which the default-named ones were)."""
+    """Whether a cached classifier was trained with this recipe (old caches: on all images)."""
     saved = torch.load(weights, map_location="cpu", weights_only=True)
     return saved.get("recipe") == recipe and saved.get("train_subset") == train_subset

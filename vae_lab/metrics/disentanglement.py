@@ -1,19 +1,4 @@
-"""Disentanglement metrics with the definitions and defaults of google-research/disentanglement_lib.
-
-Sample-based metrics are plain functions of `codes` (N×D floats, e.g. posterior means) and `factors` (N×K ints, the
-ground-truth factor values), each returning a `dict[str, float]`. Those that fit a predictor (DCI, SAP,
-explicitness) also take `codes_test, factors_test`; without them the first `train_fraction` (2/3) of the rows trains
-and the rest tests, which turns the library's 15,000 points into its 10,000 train / 5,000 test. The intervention
-scores (BetaVAE, FactorVAE) draw their own batches from a `GroundTruth` dataset through an `encode` function.
-
-Every classifier and score is scikit-learn's, called as the library calls it: DCI's `GradientBoostingClassifier()`,
-SAP's `LinearSVC(C=0.01, class_weight="balanced")`, explicitness's and the BetaVAE score's `LogisticRegression()`,
-`roc_auc_score` and `mutual_info_score`. Where the library crashes or returns NaN on degenerate input, the
-handling is noted (constant factors in MIG, constant code dimensions in explicitness, classes absent from the test
-set in the ROC AUC, a single factor in modularity).
-"""
-
-from __future__ import annotations
+"""Disentanglement metrics with google-research/disentanglement_lib's definitions (docs/disentanglement.md)."""
 
 import math
 import warnings
@@ -29,23 +14,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score, roc_auc_score
 from sklearn.svm import LinearSVC
 
-# Which of the three properties of Ridgeway & Zemel (2018) / Eastwood & Williams (2018) each score speaks to:
-# modularity (each code captures at most one factor), compactness (each factor is captured by one code), explicitness
-# (the factors can be read off the codes). MIG and SAP score, per factor, the gap between its best and second-best
-# code, so a factor spread over several codes is penalised while a code mixing factors is not: compactness (the
-# reading of Zaidi et al., 2020, "Measuring disentanglement: a review of metrics"). The BetaVAE and FactorVAE scores
-# ask whether fixing one factor shows in codes of its own, a modularity question. Gaussian total correlation ignores
-# the factors (independence of the codes only), so it has no entry.
+# The property each score speaks to (docs/disentanglement.md; MIG and SAP as compactness, after Zaidi et al., 2020);
+# Gaussian total correlation ignores the factors, so it has none.
 PROPERTY: dict[str, str] = {
-    "mig": "compactness",
-    "sap": "compactness",
-    "dci_disentanglement": "modularity",
-    "dci_completeness": "compactness",
-    "dci_informativeness": "explicitness",
-    "modularity": "modularity",
-    "explicitness": "explicitness",
-    "beta_vae_score": "modularity",
-    "factor_vae_score": "modularity",
+    "mig": "compactness", "sap": "compactness", "dci_disentanglement": "modularity", "dci_completeness": "compactness",
+    "dci_informativeness": "explicitness", "modularity": "modularity", "explicitness": "explicitness",
+    "beta_vae_score": "modularity", "factor_vae_score": "modularity",
 }
 
 
@@ -57,17 +31,12 @@ class GroundTruth(Protocol):
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """N×K ints, each factor uniform over range(factor_sizes[k])."""
-        ...
 
     def images(self, factors: np.ndarray) -> torch.Tensor:
         """N×C×H×W floats in [0, 1] showing the given N×K factor values."""
-        ...
 
 
 Encoder = Callable[[torch.Tensor], np.ndarray]  # images N×C×H×W -> mean representation N×D
-
-
-# ---------------------------------------------------------------- shared pieces
 
 
 def split_train_test(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None,
@@ -82,12 +51,8 @@ def split_train_test(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndar
 
 
 def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
-    """Each code dimension cut into `num_bins` equal-width bins over its range (values 1..num_bins), as the library.
-
-    In float64: a collapsed float32 code whose values differ by a few ulps has no 20 distinct float32 bin edges,
-    and np.histogram would refuse it (a capacity-VAE run on shapes2d did).
-    """
-    columns = np.asarray(codes, dtype=np.float64).T
+    """Each code dimension cut into `num_bins` equal-width bins (values 1..num_bins), in float64."""
+    columns = np.asarray(codes, dtype=np.float64).T  # a collapsed float32 code has too few distinct bin edges
     return np.stack([np.digitize(column, np.histogram(column, num_bins)[1][:-1]) for column in columns], axis=1)
 
 
@@ -106,15 +71,8 @@ def varies(labels: np.ndarray) -> bool:
     return len(np.unique(labels)) > 1
 
 
-# ---------------------------------------------------------------- information-based: MIG, modularity
-
-
 def mig(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict[str, float]:
-    """Mutual information gap (Chen et al., 2018): per factor, I(best code) − I(second code) over H(factor), averaged.
-
-    Codes are histogram-discretised into `num_bins` bins. Constant factors (zero entropy, a division by zero in the
-    library) are left out of the average. With a single code there is no gap: NaN.
-    """
+    """Mutual information gap (Chen et al., 2018), constant factors left out; NaN for a single code."""
     if codes.shape[1] < 2:
         return {"mig": float("nan")}
     information = discrete_mutual_info(histogram_discretize(codes, num_bins), factors)
@@ -125,11 +83,7 @@ def mig(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict[str,
 
 
 def modularity(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> dict[str, float]:
-    """Ridgeway & Zemel (2018) modularity: 1 − how far each code's squared MI profile is from one factor, averaged.
-
-    A code carrying no information about any factor scores 0, as in the library. With a single factor the score is
-    undefined (the library divides by K − 1 = 0, and no code can mix factors): NaN.
-    """
+    """Ridgeway & Zemel (2018) modularity from squared MI profiles; NaN for a single factor."""
     if factors.shape[1] < 2:
         return {"modularity": float("nan")}
     squared = discrete_mutual_info(histogram_discretize(codes, num_bins), factors) ** 2
@@ -139,17 +93,9 @@ def modularity(codes: np.ndarray, factors: np.ndarray, num_bins: int = 20) -> di
     return {"modularity": float(np.mean(np.where(best > 0, 1 - deviation, 0.0)))}
 
 
-# ---------------------------------------------------------------- explicitness (logistic regression, ROC AUC)
-
-
 def explicitness(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = None,
                  factors_test: np.ndarray | None = None, *, train_fraction: float = 2 / 3) -> dict[str, float]:
-    """Ridgeway & Zemel (2018) explicitness: mean one-vs-rest ROC AUC of `LogisticRegression()` from all codes to a factor.
-
-    Codes are standardised with the train mean and std (a constant dimension, which the library divides by zero,
-    keeps std 1). `explicitness` is the test AUC, `explicitness_train` the train AUC, each averaged over the factors
-    that vary.
-    """
+    """Ridgeway & Zemel (2018) explicitness: mean one-vs-rest ROC AUC of `LogisticRegression()` per factor."""
     train, train_factors, test, test_factors = split_train_test(codes, factors, codes_test, factors_test,
                                                                 train_fraction)
     mean, std = train.mean(axis=0), train.std(axis=0)
@@ -168,18 +114,14 @@ def explicitness(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray 
 
 
 def logistic_regression(points: np.ndarray, labels: np.ndarray) -> LogisticRegression:
-    """The library's `LogisticRegression()`, fit; its 100-iteration limit is part of the metric, so scikit-learn's
-    notice that lbfgs stopped there is one the user cannot act on and is not printed."""
+    """The library's `LogisticRegression()`, fit, its (by-design) convergence notice silenced."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="lbfgs failed to converge", category=ConvergenceWarning)
         return LogisticRegression().fit(points, labels)
 
 
 def mean_one_vs_rest_auc(probabilities: np.ndarray, classes: np.ndarray, labels: np.ndarray) -> float:
-    """Macro-averaged one-vs-rest `roc_auc_score` over the classes that occur in `labels` alongside other classes.
-
-    (The library's multilabel call raises when a class is absent from `labels`; those classes are skipped here.)
-    """
+    """Macro one-vs-rest `roc_auc_score` over the classes present in `labels` beside others."""
     aucs = [roc_auc_score(labels == label, probabilities[:, c]) for c, label in enumerate(classes)
             if 0 < (labels == label).sum() < len(labels)]
     return float(np.mean(aucs)) if aucs else float("nan")
@@ -191,18 +133,10 @@ def nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-# ---------------------------------------------------------------- SAP (one-dimensional linear SVMs)
-
-
 def sap(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = None,
         factors_test: np.ndarray | None = None, *, continuous: bool = False, svm_c: float = 0.01,
         train_fraction: float = 2 / 3) -> dict[str, float]:
-    """Separated attribute predictability (Kumar et al., 2018): per factor, best minus second-best code score, averaged.
-
-    A code's score for a discrete factor is the test accuracy of `LinearSVC(C=0.01, class_weight="balanced")` on
-    that code alone (the library's default; 0 for a factor constant on the train points); with `continuous`, it is
-    the squared correlation of code and factor on the train points. With a single code there is no second-best: NaN.
-    """
+    """Separated attribute predictability (Kumar et al., 2018): best minus second-best code score per factor."""
     train, train_factors, test, test_factors = split_train_test(codes, factors, codes_test, factors_test,
                                                                 train_fraction)
     score = np.zeros((codes.shape[1], factors.shape[1]))
@@ -223,23 +157,13 @@ def squared_correlation(code: np.ndarray, factor: np.ndarray) -> float:
     return float(covariance[0, 1] ** 2 / (covariance[0, 0] * covariance[1, 1])) if covariance[0, 0] > 1e-12 else 0.0
 
 
-# ---------------------------------------------------------------- DCI (gradient-boosted trees)
-
 BOOSTERS = ("exact", "histogram")
 
 
 def dci(codes: np.ndarray, factors: np.ndarray, codes_test: np.ndarray | None = None,
         factors_test: np.ndarray | None = None, *, train_fraction: float = 2 / 3, n_stages: int = 100,
         booster: str = "exact", seed: int = 0) -> dict[str, float]:
-    """Eastwood & Williams (2018) DCI from the importances of one gradient-boosted classifier per factor.
-
-    `dci_disentanglement` and `dci_completeness` are 1 − entropy of each code's (each factor's) normalised importances,
-    weighted by total importance; `dci_informativeness` is the classifiers' mean test accuracy (`_train` on the train
-    points). `booster="exact"` is the library's `GradientBoostingClassifier()` (`n_stages` stages of depth-3 trees,
-    impurity importances); `"histogram"` is scikit-learn's `HistGradientBoostingClassifier` with the same stages,
-    depth, rate and leaf size, its importances the split gains summed per code: many times faster, and not the
-    library's definition (docs/disentanglement.md states the measured difference).
-    """
+    """Eastwood & Williams (2018) DCI from one gradient-boosted classifier per factor (`exact` or `histogram`)."""
     if booster not in BOOSTERS:
         raise ValueError(f"booster={booster!r}: choose one of {BOOSTERS}")
     train, train_factors, test, test_factors = split_train_test(codes, factors, codes_test, factors_test,
@@ -287,24 +211,14 @@ def weighted_specificity(importance: np.ndarray) -> float:
     return float((specificity * weight).sum() / weight.sum())
 
 
-# ---------------------------------------------------------------- unsupervised
-
-
 def gaussian_total_correlation(codes: np.ndarray, factors: np.ndarray | None = None) -> dict[str, float]:
-    """KL divergence between a Gaussian with the codes' covariance and the product of its marginals.
-
-    `factors` is unused; it is accepted so that every sample-based metric shares one signature.
-    """
+    """KL between a Gaussian with the codes' covariance and its marginals' product (`factors` unused)."""
     covariance = np.atleast_2d(np.cov(codes, rowvar=False))
     total = 0.5 * (np.log(np.diag(covariance)).sum() - np.linalg.slogdet(covariance)[1])
     return {"gaussian_total_correlation": float(total)}
 
 
-# ---------------------------------------------------------------- intervention-based: BetaVAE, FactorVAE
-
-
-def encode_factors(data: GroundTruth, encode: Encoder, factors: np.ndarray, images_per_call: int = 4096
-                   ) -> np.ndarray:
+def encode_factors(data: GroundTruth, encode: Encoder, factors: np.ndarray, images_per_call: int = 4096) -> np.ndarray:
     """Representations (…×D) of the images of factors of any leading shape (…×K), a few thousand images per call."""
     flat = factors.reshape(-1, factors.shape[-1])
     with torch.no_grad():
@@ -324,12 +238,7 @@ def batches_sharing_a_factor(data: GroundTruth, rng: np.random.Generator, fixed:
 
 def beta_vae_score(data: GroundTruth, encode: Encoder, rng: np.random.Generator, *, batch_size: int = 64,
                    num_train: int = 10_000, num_eval: int = 5_000, images_per_call: int = 4096) -> dict[str, float]:
-    """Higgins et al. (2017): accuracy of a logistic regression telling, from mean |z₁ − z₂|, which factor a pair shared.
-
-    Each point: a factor drawn uniformly, `batch_size` pairs of images agreeing on that factor only (it has the same
-    value within each pair), the mean absolute difference of their representations. `beta_vae_score` is the
-    accuracy on `num_eval` fresh points.
-    """
+    """Higgins et al. (2017): logistic-regression accuracy on which factor pairs of images shared."""
     train_points, train_labels = beta_vae_points(data, encode, rng, batch_size, num_train, images_per_call)
     eval_points, eval_labels = beta_vae_points(data, encode, rng, batch_size, num_eval, images_per_call)
     return beta_vae_accuracy(train_points, train_labels, eval_points, eval_labels)
@@ -337,10 +246,7 @@ def beta_vae_score(data: GroundTruth, encode: Encoder, rng: np.random.Generator,
 
 def beta_vae_accuracy(train_points: np.ndarray, train_labels: np.ndarray, eval_points: np.ndarray,
                       eval_labels: np.ndarray) -> dict[str, float]:
-    """The BetaVAE score's classifier, `LogisticRegression()`, fit on the train points: its eval and train accuracy.
-
-    With a single factor every label is the same and there is nothing to tell apart: NaN (the library raises).
-    """
+    """The BetaVAE score's `LogisticRegression()` eval and train accuracy; NaN for a single factor."""
     if not varies(train_labels):
         return {"beta_vae_score": float("nan"), "beta_vae_train_accuracy": float("nan")}
     classifier = logistic_regression(train_points, train_labels)
@@ -366,14 +272,7 @@ def beta_vae_points(data: GroundTruth, encode: Encoder, rng: np.random.Generator
 def factor_vae_score(data: GroundTruth, encode: Encoder, rng: np.random.Generator, *, batch_size: int = 64,
                      num_train: int = 10_000, num_eval: int = 5_000, num_variance_estimate: int = 10_000,
                      prune_threshold: float = 0.05, images_per_call: int = 4096) -> dict[str, float]:
-    """Kim & Mnih (2018): accuracy of a majority-vote classifier from the code of least relative variance to the fixed factor.
-
-    Each vote: a factor drawn uniformly and held at one value over `batch_size` images; the code dimension whose
-    variance over the batch, divided by its variance over `num_variance_estimate` random images, is smallest. Code
-    dimensions with a global standard deviation below `prune_threshold` are never chosen (the library's
-    prune_dims.threshold = 0.05 compares the standard deviation). Each code dimension predicts the factor it voted for
-    most often in `num_train` votes; `factor_vae_score` is the accuracy of that on `num_eval` fresh votes.
-    """
+    """Kim & Mnih (2018): majority-vote accuracy from the code of least relative variance to the fixed factor."""
     global_variance = encode_factors(data, encode, data.sample_factors(num_variance_estimate, rng),
                                      images_per_call).var(axis=0, ddof=1)
     active = np.flatnonzero(np.sqrt(global_variance) >= prune_threshold)

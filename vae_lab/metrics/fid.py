@@ -1,7 +1,4 @@
-"""Fréchet distance between real and generated images in the dataset classifier's feature space; the real images'
-feature statistics cached per (images, classifier), since every run of a dataset shares them."""
-
-from __future__ import annotations
+"""Fréchet distance in the dataset classifier's feature space; real-image statistics cached per classifier."""
 
 import hashlib
 import os
@@ -43,8 +40,7 @@ def _update(metric: FrechetInceptionDistance, images: torch.Tensor, real: bool, 
 
 
 def cache_key(real: torch.Tensor, classifier: nn.Module) -> str:
-    """A digest of the real images and the classifier's weights: another dataset, subset, image size or classifier
-    gives another key."""
+    """A digest of the real images and the classifier's weights."""
     digest = hashlib.blake2b(digest_size=10)
     images = real.detach().float().cpu().contiguous()
     digest.update(str(tuple(images.shape)).encode())
@@ -58,8 +54,7 @@ def cache_key(real: torch.Tensor, classifier: nn.Module) -> str:
 @torch.no_grad()
 def real_statistics(real: torch.Tensor, classifier: nn.Module, batch_size: int = 1000,
                     cache: str | Path | None = None) -> dict[str, torch.Tensor]:
-    """The real images' feature sums, covariance sums and count (torchmetrics' FID states), read from
-    `cache/real-<key>.pt` when an earlier evaluation left them there, else computed (and saved there)."""
+    """The real images' torchmetrics FID states, from `cache/real-<key>.pt` or computed and saved there."""
     path = Path(cache) / f"real-{cache_key(real, classifier)}.pt" if cache is not None else None
     if path is not None and path.is_file():
         try:

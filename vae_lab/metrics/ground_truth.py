@@ -1,7 +1,5 @@
 """Evaluation on data with known generative factors (shapes2d): every disentanglement metric of a model."""
 
-from __future__ import annotations
-
 import time
 
 import numpy as np
@@ -25,13 +23,7 @@ def encoder(model: BaseVAE, sampled: bool = False) -> dis.Encoder:
 def disentanglement_metrics(model: BaseVAE, data: dis.GroundTruth, seed: int = 0, num_train: int = 10_000,
                             num_test: int = 5_000, score_train: int = 10_000, score_eval: int = 5_000,
                             dci_stages: int = 100, dci_booster: str = "exact") -> dict[str, float]:
-    """`test/<metric>` for MIG, DCI, SAP, modularity, explicitness, Gaussian TC and the FactorVAE / BetaVAE scores.
-
-    As in disentanglement_lib: codes of `num_train` + `num_test` freshly sampled factor tuples (MIG and
-    modularity on the training codes), the total correlation of sampled codes, intervention scores with
-    `score_train` / `score_eval` points; `time/dci_seconds` records the boosted trees' share (`dci_booster`:
-    `exact`, the library's trees, or the faster `histogram` ones, see `disentanglement.dci`).
-    """
+    """`test/<metric>` for every disentanglement metric, on freshly sampled factors as disentanglement_lib."""
     model.eval()
     rng = np.random.default_rng(seed)
     factors = data.sample_factors(num_train + num_test, rng)
@@ -51,12 +43,7 @@ def disentanglement_metrics(model: BaseVAE, data: dis.GroundTruth, seed: int = 0
 
 def class_factor_metrics(train_codes: torch.Tensor, train_labels: torch.Tensor, test_codes: torch.Tensor,
                          test_labels: torch.Tensor, dci_stages: int = 100) -> dict[str, float]:
-    """The sample-based metrics with the class as the one known factor (MNIST, Fashion-MNIST): `test/<metric>`.
-
-    With a single factor, DCI disentanglement is 1 by construction, modularity is undefined (NaN) and the
-    intervention scores have nothing to tell apart, so only the metrics that still measure something are returned:
-    MIG, SAP, DCI completeness and informativeness, and explicitness.
-    """
+    """The sample-based metrics with the class as the one factor, those that still measure something."""
     train = (train_codes.float().cpu().numpy(), train_labels.cpu().numpy()[:, None])
     test = (test_codes.float().cpu().numpy(), test_labels.cpu().numpy()[:, None])
     out = {**dis.mig(*train), **dis.sap(*train, *test), **dis.explicitness(*train, *test)}

@@ -1,7 +1,4 @@
-"""Latent-space metrics: posterior means of test images, active units (Burda et al., 2016) and a linear probe from
-posterior means to labels."""
-
-from __future__ import annotations
+"""Latent-space metrics: posterior means, active units (Burda et al., 2016) and a linear probe."""
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +8,7 @@ from torch.utils.data import Dataset
 @torch.no_grad()
 def encode_means(model: torch.nn.Module, test: Dataset, count: int,
                  batch: int = 500) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances (on the CPU) of a model's first `count` images of a split indexed by
-    index tensors, and their labels (or factors)."""
+    """Posterior means and log-variances (CPU) of a split's first `count` images, and their labels."""
     mus, logvars, ys = [], [], []
     for start in range(0, min(count, len(test)), batch):
         x, y = test[torch.arange(start, min(start + batch, count, len(test)))]
@@ -31,12 +27,6 @@ def active_dims(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
 def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     """How many latent dimensions have Cov_x(E_q[z_i|x]) above `threshold` (mu is N×D)."""
     return int(active_dims(mu, threshold).sum().item())
-
-
-def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both feature sets scaled by the train mean and std (constant features become 0)."""
-    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
-    return (train - mean) / std, (test - mean) / std
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int = 100,
@@ -60,7 +50,9 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps: int 
 def linear_probe_accuracy(train_mu: torch.Tensor, train_y: torch.Tensor, test_mu: torch.Tensor,
                           test_y: torch.Tensor, num_classes: int = 10, steps: int = 100) -> float:
     """Test accuracy of a linear classifier from standardised μ to labels, fit on the train μ's."""
-    train_x, test_x = standardise(train_mu.float(), test_mu.float().to(train_mu.device))
+    train, test = train_mu.float(), test_mu.float().to(train_mu.device)
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)  # standardised by the train set's (constant: 0)
+    train_x, test_x = (train - mean) / std, (test - mean) / std
     with torch.enable_grad():
         linear = fit_logistic(train_x, train_y.to(train_x.device).long(), num_classes, steps)
     with torch.no_grad():

@@ -1,7 +1,5 @@
 """The importance-weighted bound on −log p(x) (Burda et al., 2016), chunked over importance samples."""
 
-from __future__ import annotations
-
 import copy
 import math
 from collections.abc import Iterable

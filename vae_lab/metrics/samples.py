@@ -1,7 +1,5 @@
 """Metrics of prior samples judged by the dataset classifier: conditional accuracy, class entropy, throughput."""
 
-from __future__ import annotations
-
 import time
 
 import torch

@@ -1,15 +1,4 @@
-"""Unsupervised disentanglement ranking (Duan et al., 2020), with disentanglement_lib's definitions (udr.py).
-
-UDR scores a model by how consistently models of the same configuration, trained from other seeds, represent the
-same inputs: for each ordered pair of models, a Lasso regression from one's standardised mean representation to the
-other's gives a latent-to-latent strength matrix |coef| (or, with `correlation="spearman"`, the absolute Spearman
-correlations), scored by how one-to-one it is; a model's UDR is the median of its pair scores as the target of the
-regression. No ground truth is needed, so it works on MNIST as on shapes2d. The score weighs strengths by max²/sum,
-so it is not scale-free: identical models score 1 − α = 0.9 with the Lasso's α = 0.1 (the library's), about 0.9
-with Spearman too (the small spurious correlations of independent latents add to each sum); unrelated ones about 0.
-"""
-
-from __future__ import annotations
+"""Unsupervised disentanglement ranking (Duan et al., 2020) with disentanglement_lib's definitions."""
 
 import numpy as np
 import scipy.stats
@@ -20,11 +9,7 @@ KL_THRESHOLD = 0.01  # nats: latents whose mean KL to the prior is at most this 
 
 
 def relative_strength(strength: np.ndarray) -> float:
-    """How one-to-one an R×C strength matrix is: the mean over columns and over rows of max² / sum, averaged.
-
-    A row or column without any strength counts 0, as in the library; so does a pair in which either model has no
-    informative latent (an empty matrix, on which the library raises).
-    """
+    """How one-to-one a strength matrix is: mean over rows and columns of max² / sum (0 when empty)."""
     if strength.size == 0:
         return 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -39,9 +24,7 @@ def lasso_strength(source: np.ndarray, target: np.ndarray, alpha: float = 0.1, s
 
 
 def spearman_strength(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """D×D absolute Spearman rank correlations of each source latent with each target latent (source × target), pair
-    by pair as the library's `spearman_correlation_conv`: the Pearson correlation of their average ranks, 0 where a
-    latent is constant (an uninformative one, zeroed: SciPy's joint `spearmanr` then gives one NaN for the lot)."""
+    """D×D absolute Spearman correlations of source with target latents, 0 for a constant latent."""
     centred = [ranks - ranks.mean(axis=0) for ranks in (scipy.stats.rankdata(m, axis=0) for m in (source, target))]
     norms = [np.sqrt((c**2).sum(axis=0)) for c in centred]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -54,13 +37,7 @@ CORRELATIONS = ("lasso", "spearman")
 
 def udr(representations: list[np.ndarray], kl: list[np.ndarray], correlation: str = "lasso", alpha: float = 0.1,
         kl_threshold: float = KL_THRESHOLD, seed: int = 0) -> dict[str, object]:
-    """UDR of each of S ≥ 2 models from their N×D mean representations of the same N inputs and their mean KL per latent.
-
-    As the library's `compute_udr_sklearn` with the Lasso: each representation is standardised and its latents of
-    KL ≤ `kl_threshold` zeroed; the pair (i, j) scores `relative_strength` of the Lasso strengths from i to j
-    restricted to both models' informative latents; model j's UDR is the median over i ≠ j. Returns `model_scores`
-    (S floats) and `pairwise` (S×S, NaN on the diagonal).
-    """
+    """UDR of S ≥ 2 models from their mean representations and KL per latent: `model_scores`, `pairwise`."""
     if correlation not in CORRELATIONS:
         raise ValueError(f"correlation={correlation!r}: choose one of {CORRELATIONS}")
     if len(representations) < 2:

@@ -1,7 +1,5 @@
 """Objectives on one shared LightningModule, and loading any of them from a checkpoint."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,7 @@ __all__ = ["MODELS", "BaseVAE", "load_model", "model_class", "read_checkpoint"]
 
 
 def load_model(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> BaseVAE:
-    """Rebuild a vae_lab model, in eval mode, from its checkpoint: its classes only from the registries of vae_lab's
-    own, its settings checked against their signatures before anything is called."""
+    """Rebuild a model in eval mode from its checkpoint, its classes only from vae_lab's own registries."""
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)
     cls = model_class(path, checkpoint)

@@ -1,14 +1,10 @@
-"""The VAE every model shares: encoder and decoder around a net, the loss terms in nats, sampling, and the logging
-of whatever terms an objective returns. How it trains (its own optimiser steps, the speed paths) is `training.py`."""
-
-from __future__ import annotations
-
-from typing import Any
+"""The VAE every model shares: net, loss terms in nats, sampling, logging; its training is `training.py`."""
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from vae_lab.checkpoints import plain
 from vae_lab.errors import ConfigError, check_flag, check_number
 from vae_lab.models.likelihood import LIKELIHOODS, mean_image, nll
 from vae_lab.models.reparam import ReparametrizationMixin, gaussian_log_density
@@ -53,11 +49,10 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         if lr_scheduler is not None:
             self.hparams["lr_scheduler"] = lr_scheduler
         self.latent_dim, self.num_classes, self.beta = latent_dim, num_classes, beta
-        self.net = build_net(net, latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
+        self.net = NETS.build(net, "net", latent_dim=latent_dim, label_dim=num_classes if self.conditional else 0)
         self.image_size = int(net.get("image_size", 28))
         self.register_buffer("warmup", torch.ones(()), persistent=False)  # the KL's warm-up weight, this epoch
 
-    # --- the model -------------------------------------------------------------------------------
     def condition(self, y: torch.Tensor | None) -> torch.Tensor | None:
         """One-hot labels for conditional models, None for the others."""
         if not self.conditional:
@@ -94,9 +89,7 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
 
     def kl_terms(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
                  y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """KL(q(z|x) || p(z|y)) per example (N) and its per-dimension split (N×D); z is q's sample.
-
-        For a Gaussian prior both are analytic and the split sums to the total."""
+        """KL(q(z|x) || p(z|y)) per example (N) and per dimension (N×D); analytic for a Gaussian prior."""
         kl_dim = self.kl_per_dimension(mu, logvar, y)
         return kl_dim.sum(-1), kl_dim
 
@@ -127,7 +120,6 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         if epochs:
             self.warmup.fill_(min(1.0, (self.current_epoch + 1) / epochs))
 
-    # --- sampling --------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, n: int | None = None, labels: torch.Tensor | None = None,
                  temperature: float = 1.0) -> torch.Tensor:
@@ -147,7 +139,6 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
         mu, _ = self.encode(x, y)
         return mean_image(self.decode(mu, y))
 
-    # --- logging ---------------------------------------------------------------------------------
     def _eval_step(self, batch: Batch, stage: str) -> torch.Tensor:
         """Validation/test: every term and the KL per dimension, averaged over the epoch by Lightning."""
         terms = self.loss_terms(batch)
@@ -179,18 +170,6 @@ class BaseVAE(ReparametrizationMixin, TrainingModule):
 def scalars(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The loggable terms: drop the per-dimension KL and the latent sample."""
     return {k: v for k, v in terms.items() if v.dim() == 0}
-
-
-def plain(config: DictConfig | dict | None) -> dict[str, Any] | None:
-    """A config as a plain dict (what the checkpoint's hyper-parameters hold); anything else as it is."""
-    if not isinstance(config, (dict, DictConfig)):
-        return config
-    return OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
-
-
-def build_net(net: dict[str, Any], **kwargs: Any) -> torch.nn.Module:
-    """The net a config names (one of vae_lab's own, by exact name), its settings checked against its signature."""
-    return NETS.build(net, "net", **kwargs)
 
 
 MODELS = Registry("vae_lab.models", "models", lambda cls: issubclass(cls, BaseVAE))  # every model by exact name

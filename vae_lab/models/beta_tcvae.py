@@ -1,7 +1,5 @@
 """β-TCVAE (Chen et al., 2018): the KL split into index-code MI, total correlation and dimension-wise KL."""
 
-from __future__ import annotations
-
 import math
 from typing import Any
 
@@ -14,13 +12,7 @@ from vae_lab.models.reparam import gaussian_log_density
 
 def kl_decomposition(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
                      dataset_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(index-code MI, total correlation, dimension-wise KL), each a batch mean, by minibatch-weighted sampling.
-
-    log q(z_i) ≈ logsumexp_j log q(z_i|x_j) − log(N·M), and the same per dimension for log Π_d q(z_id), with
-    N the dataset size and M the batch size (Chen et al.'s estimator, as in their code). The three add up to the
-    sampled KL(q(z|x)‖p(z)); the log(N·M) normalisers shift MI, TC and dimension-wise KL by constants, which leave
-    the gradients unchanged but make the logged values of the parts offsets, not estimates of their size.
-    """
+    """(index-code MI, total correlation, dimension-wise KL), batch means, by minibatch-weighted sampling."""
     z, mu, logvar = z.float(), mu.float(), logvar.float()
     pairwise = gaussian_log_density(z[:, None], mu[None], logvar[None])        # M×M×D: log q(z_i,d | x_j)
     log_nm = math.log(dataset_size * len(z))

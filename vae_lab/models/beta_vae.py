@@ -1,7 +1,5 @@
 """β-VAE: Higgins et al.'s recon + β·KL, or Burgess et al.'s recon + γ·|KL − C| with C annealed."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch
@@ -40,8 +38,7 @@ class BetaVAE(BaseVAE):
     def on_validation_start(self) -> None:
         self.set_capacity()
 
-    def on_test_start(self) -> None:
-        self.set_capacity()
+    on_test_start = on_validation_start
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Remember the step the checkpoint was saved at: the capacity C of a loaded model is the one it reached."""

@@ -1,7 +1,5 @@
 """The conditional VAE (Sohn et al.): the one-hot label is fed to both encoder and decoder."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch
@@ -13,12 +11,7 @@ from vae_lab.models.reparam import gaussian_log_density
 
 
 class CVAE(BaseVAE):
-    """A VAE whose encoder and decoder both see the label; optionally a learned prior p(z|y) (Sohn et al.).
-
-    `prior_components` > 1 makes the learned prior a mixture of that many Gaussians per class, so that it can
-    follow an aggregate posterior with several modes (styles of a class) instead of covering them with one
-    Gaussian whose centre falls between them; the KL is then the single-sample estimate log q(z|x) − log p(z|y).
-    """
+    """A VAE whose encoder and decoder see the label; optionally a learned (mixture) prior p(z|y)."""
 
     conditional = True
 
@@ -61,16 +54,14 @@ class CVAE(BaseVAE):
 
     def kl_terms(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
                  y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Analytic for one Gaussian; for a mixture the total is log q(z|x) − log p(z|y) at q's sample (what the
-        loss uses) and the split is `kl_per_dimension`'s, which does not sum to it."""
+        """Analytic for one Gaussian; for a mixture, the sampled log q − log p and `kl_per_dimension`'s split."""
         if self.prior_logits is None or y is None:
             return super().kl_terms(mu, logvar, z, y)
         kl = gaussian_log_density(z, mu, logvar).sum(-1) - self.log_prior(z, y)
         return kl, self.kl_per_dimension(mu, logvar, y)
 
     def kl_per_dimension(self, mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """For a mixture prior Σ_k r_k·KL(q(z_d|x) || p_k(z_d|y)), r_k ∝ π_k·exp(−KL(q || p_k)): each latent's part of
-        the tightest bound KL(q || Σ_k π_k p_k) ≤ Σ_k r_k KL(q || p_k) + KL(r || π) (docs/tensorboard.md)."""
+        """For a mixture prior, each latent's share Σ_k r_k·KL(q_d || p_k,d) (docs/tensorboard.md)."""
         if self.prior_logits is None or y is None:
             return super().kl_per_dimension(mu, logvar, y)
         p_mu, p_logvar, log_pi = self.mixture(y)

@@ -1,7 +1,5 @@
 """DIP-VAE (Kumar et al., 2018): the VAE objective plus a penalty pulling a latent covariance towards the identity."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import torch
@@ -29,11 +27,6 @@ def dip_penalty(covariance: torch.Tensor, lambda_od: float, lambda_d: float) -> 
     return lambda_od * off_diagonal.pow(2).sum() + lambda_d * (diagonal - 1).pow(2).sum()
 
 
-def resolved_lambda_d(variant: str, lambda_od: float, lambda_d: float | None) -> float:
-    """λ_d as given, or the study's for the variant when null."""
-    return float(LAMBDA_D_FACTOR.get(str(variant).lower(), 1.0) * lambda_od if lambda_d is None else lambda_d)
-
-
 class DIPVAE(BaseVAE):
     """recon + β·KL + the DIP penalty; `lambda_d` null takes the study's λ_d for the variant (10·λ_od or λ_od)."""
 
@@ -44,7 +37,7 @@ class DIPVAE(BaseVAE):
             raise ConfigError(f"model.variant={variant!r}: choose i or ii")
         check_number("model.lambda_od", lambda_od, minimum=0)
         check_number("model.lambda_d", lambda_d, minimum=0, nullable=True)
-        lambda_d = resolved_lambda_d(variant, lambda_od, lambda_d)
+        lambda_d = LAMBDA_D_FACTOR[variant] * lambda_od if lambda_d is None else lambda_d
         super().__init__(net, **kwargs)
         self.variant, self.lambda_od, self.lambda_d = variant, float(lambda_od), float(lambda_d)
 

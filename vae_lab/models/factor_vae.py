@@ -1,7 +1,5 @@
 """FactorVAE (Kim & Mnih, 2018): recon + KL + γ·TC, the total correlation estimated by a discriminator."""
 
-from __future__ import annotations
-
 from itertools import pairwise
 from typing import Any
 
@@ -26,10 +24,7 @@ def discriminator(latent_dim: int, hidden: int = 1000, layers: int = 6) -> nn.Se
 
 
 class FactorVAE(BaseVAE):
-    """The VAE and its discriminator take turns each step (two optimisers).
-
-    Lightning counts both optimisers' steps in `global_step`, so it advances by 2 per batch.
-    """
+    """The VAE and its discriminator take turns each step (two optimisers: `global_step` advances by 2)."""
 
     def __init__(self, net: Any, gamma: float = 35.0, disc_lr: float = 1e-4, disc_hidden: int = 1000,
                  disc_layers: int = 6, **kwargs: Any) -> None:
@@ -50,8 +45,7 @@ class FactorVAE(BaseVAE):
         return {"loss": terms["recon"] + self.beta * terms["kl"] + self.hparams.gamma * tc, "tc": tc}
 
     def take_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """The VAE's step, then the discriminator's on the same codes against their dimension-wise shuffle (Kim &
-        Mnih's Algorithm 1 shuffles a second batch's codes; like disentanglement_lib, we shuffle this one's)."""
+        """The VAE's step, then the discriminator's on this batch's codes against their dimension-wise shuffle."""
         vae_opt, disc_opt = self.optimizers(use_pl_optimizer=not capturing(batch))
         terms = self.loss_terms(batch)
         self.descend(vae_opt, terms["loss"])

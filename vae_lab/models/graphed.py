@@ -1,14 +1,4 @@
-"""A whole training step as one CUDA graph: loss, backward and optimiser captured once, then replayed.
-
-A small VAE's step on a GPU is bound by launching its few hundred kernels one by one from Python, not by
-arithmetic; a replayed graph launches them all at once. The first few CUDA batches of a shape run eagerly on a side
-stream (real steps, as the capture needs), the next one of that shape is captured, and every later batch of that
-shape replays it; other shapes (an epoch's last, smaller batch) and the CPU run eagerly. The optimiser's state and
-a tensor learning rate are updated in place, so eager and replayed steps can alternate. Replayed steps skip
-Lightning's backward and optimiser-step hooks, and leave `p.grad` as the last eager step set it.
-"""
-
-from __future__ import annotations
+"""A whole training step as one CUDA graph: captured once per batch shape, then replayed."""
 
 from collections.abc import Callable
 

@@ -1,7 +1,5 @@
 """The importance-weighted autoencoder (Burda, Grosse & Salakhutdinov, 2016): the k-sample bound as the loss."""
 
-from __future__ import annotations
-
 import math
 from typing import Any
 

@@ -1,7 +1,5 @@
 """The reparametrization trick, the analytic KL to N(0, I) and prior sampling, shared by every model."""
 
-from __future__ import annotations
-
 import math
 
 import torch
@@ -16,8 +14,7 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor | float = 0.0,
 
 
 def _exp(value: torch.Tensor | float) -> torch.Tensor | float:
-    """exp of a tensor or a number, without turning a number into a device tensor (a host copy, which a CUDA
-    graph cannot capture)."""
+    """exp of a tensor or a number, keeping a number off the device (a CUDA graph cannot capture a copy)."""
     return value.exp() if torch.is_tensor(value) else math.exp(value)
 
 

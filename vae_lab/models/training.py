@@ -2,8 +2,6 @@
 training sums, checkpoint hooks, and the speed paths (CUDA graphs, capturable Adam, channels-last, denormals,
 compile). `BaseVAE` builds on it; a model supplies `loss_terms` and `curves`."""
 
-from __future__ import annotations
-
 import copy
 from collections.abc import Mapping
 from typing import Any

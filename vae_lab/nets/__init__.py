@@ -1,7 +1,5 @@
 """Plain encoder/decoder networks: encode(x, y|None) → (mu, logvar), decode(z, y|None) → logits."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch
@@ -25,18 +23,14 @@ def with_label(h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
 
 
 def like_weights(h: torch.Tensor, layer: nn.Module) -> torch.Tensor:
-    """Feature maps in the memory layout of the conv layer they enter (channels-last weights: channels-last maps), so
-    that no layer mixes the two, which oneDNN runs slowly: an FC output viewed as maps is contiguous whatever the
-    model's layout."""
+    """Feature maps in the memory layout of the conv layer they enter: oneDNN runs mixed layouts slowly."""
     if layer.weight.is_contiguous(memory_format=torch.channels_last) and not layer.weight.is_contiguous():
         return h.contiguous(memory_format=torch.channels_last)
     return h
 
 
 def relu() -> nn.ReLU:
-    """A ReLU that overwrites its input, saving one activation-sized tensor per layer (the conv nets' largest
-    allocations when evaluation decodes thousands of samples): each follows a conv or linear layer, whose
-    backward does not read its output."""
+    """An in-place ReLU (each follows a layer whose backward does not read its output), saving memory."""
     return nn.ReLU(inplace=True)
 
 

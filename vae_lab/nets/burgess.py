@@ -1,7 +1,5 @@
 """Burgess et al. (2018)'s conv encoder/decoder for 32×32 and 64×64 images."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 

@@ -1,7 +1,5 @@
 """A small DCGAN-style conv encoder/decoder for 28×28 or 32×32 images, the label fed to every decoder stage."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 
@@ -31,8 +29,7 @@ class ConvNet(nn.Module):
         flat = 2 * c * self.side * self.side
         self.conv = nn.Sequential(nn.Conv2d(image_channels, c, 4, 2, 1), relu(), nn.Conv2d(c, 2 * c, 4, 2, 1), relu())
         self.head = nn.Sequential(nn.Linear(flat + label_dim, hidden), relu(), nn.Linear(hidden, 2 * latent_dim))
-        self.fc_dec = nn.Sequential(nn.Linear(latent_dim + label_dim, hidden), relu(), nn.Linear(hidden, flat),
-                                    relu())
+        self.fc_dec = nn.Sequential(nn.Linear(latent_dim + label_dim, hidden), relu(), nn.Linear(hidden, flat), relu())
         self.up1 = nn.Sequential(UpConv(2 * c + label_dim, c), relu())
         self.up2 = UpConv(c + label_dim, image_channels)
 

@@ -1,7 +1,5 @@
 """Tomczak & Welling's gated MLP (VampPrior, 2018; the Exemplar VAE's net): two gated dense layers each way."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 
@@ -25,8 +23,7 @@ def gated(inputs: int, hidden: int, layers: int) -> nn.Sequential:
 
 
 class GatedMLPNet(nn.Module):
-    """Flattened image (+ label) → gated layers → μ and log σ² (clipped to [−6, 2], as Tomczak & Welling's encoder
-    does); the decoder mirrors it to one logit per pixel."""
+    """Flattened image (+ label) → gated layers → μ and log σ² in [−6, 2]; the decoder mirrors it."""
 
     def __init__(self, image_size: int = 28, latent_dim: int = 40, label_dim: int = 0, hidden: int = 300,
                  layers: int = 2, image_channels: int = 1) -> None:

@@ -1,7 +1,5 @@
 """A fully connected encoder/decoder pair, any image size."""
 
-from __future__ import annotations
-
 import itertools
 
 import torch

@@ -1,7 +1,5 @@
 """The design notes' CVAE network: one strided conv in, two small FC layers out."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 

@@ -1,7 +1,4 @@
-"""The nets' 4×4, stride-2 transposed convolution, with faster CPU forms: gradient-free for image outputs, and a
-backward in separate parts for channels-last training."""
-
-from __future__ import annotations
+"""The nets' 4×4 stride-2 transposed convolution, with faster CPU forms (docs/speed.md)."""
 
 import torch
 import torch.nn.functional as F
@@ -11,13 +8,7 @@ STRIDE, PADDING = [2, 2], [1, 1]
 
 
 def image_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """ConvTranspose2d(cin, 1, 4, stride 2, padding 1) as one GEMM and shifted sums.
-
-    The GEMM gives every input pixel's 4×4 patch of contributions; output row 2m takes kernel row 1 of input row m
-    and row 3 of row m−1, output row 2m+1 row 2 of row m and row 0 of row m+1 (columns alike): exactly the
-    transposed convolution's products, none of them zero, summed in place (no large temporaries). The sums and the
-    output are fp32 whatever the GEMM's precision: bf16 elementwise work is slow on the CPU.
-    """
+    """ConvTranspose2d(cin, 1, 4, stride 2, padding 1) as one GEMM and in-place shifted fp32 sums."""
     n, c, h, w = x.shape
     patches = (x.permute(0, 2, 3, 1).reshape(-1, c) @ weight.reshape(c, 16)).float().view(n, h, w, 4, 4)
     rows = patches.new_empty(n, h, 2, w, 4)  # (n, input row, output row phase, input column, kernel column)
@@ -33,13 +24,7 @@ def image_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
 
 class SplitBackward(torch.autograd.Function):
-    """conv_transpose2d(x, weight, bias, stride 2, padding 1) whose backward asks oneDNN for the input's and the
-    weight's gradients in two calls and sums the bias's gradient itself.
-
-    On the CPU, channels-last, oneDNN's one call for all three (what torch's own backward makes) takes longer than
-    these parts, most of the difference in its bias gradient (docs/speed.md). The input's and weight's gradients are
-    the same; the bias's is summed in another order, so it may differ in its last bit.
-    """
+    """conv_transpose2d whose backward takes the input's and weight's gradients apart, the bias's summed here."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -73,14 +58,7 @@ def split_backward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
 
 
 class UpConv(nn.ConvTranspose2d):
-    """ConvTranspose2d(cin, cout, 4, stride 2, padding 1): same parameters, state dict and training arithmetic.
-
-    Without gradients on the CPU, a 1-channel output (the image layer) is computed by `image_layer`, one GEMM and
-    shifted sums (docs/speed.md: about twice as fast as the 3×3 sub-pixel convolution it replaced, four times
-    oneDNN's 1-channel transposed convolution; evaluation's thousands of decodes per image gain most); wider
-    outputs, and training, where oneDNN's backward is faster, keep the transposed convolution. Training on channels-
-    last CPU maps takes its backward in parts (`SplitBackward`).
-    """
+    """ConvTranspose2d(cin, cout, 4, 2, 1) with faster CPU paths (`image_layer`, `SplitBackward`)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 4, stride=2, padding=1)

@@ -1,21 +1,15 @@
-"""A run's results: its metrics.json (what goes in it, written atomically, read back) here; reading run folders
-(vae_lab.results.runs), the group rule (vae_lab.results.groups) and the names of metrics and settings
-(vae_lab.results.names) in this package's modules."""
-
-from __future__ import annotations
+"""A run's results: its metrics.json (contents, written atomically, read back); run reading in submodules."""
 
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from vae_lab.errors import ConfigError
 from vae_lab.files import write_atomically
-
-if TYPE_CHECKING:
-    import torch
 
 
 def write_json(path: Path, record: dict[str, Any]) -> None:
@@ -30,8 +24,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def run_identity(cfg: DictConfig, choices: dict[str, str]) -> dict[str, Any]:
-    """What a run was, in the fields that name it and that the report, the explorer and the sample figures read (a
-    run's groups come from its whole config: vae_lab.results.groups)."""
+    """What a run was, in the fields that name it (its groups come from its whole config)."""
     return {
         "model": choices.get("model", cfg.model._target_.rsplit(".", 1)[-1].lower()),
         "net": choices.get("net", cfg.net._target_.rsplit(".", 1)[-1]),
@@ -52,8 +45,7 @@ def run_record(cfg: DictConfig, choices: dict[str, str], model: torch.nn.Module,
                timing: dict[str, float], epochs: int) -> dict[str, Any]:
     """The flat metrics.json record of one finished training run."""
     record = run_identity(cfg, choices)
-    record.update(epochs=int(epochs), params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                  status="ok")
+    record.update(epochs=int(epochs), params=sum(p.numel() for p in model.parameters() if p.requires_grad), status="ok")
     record.update({k: _number(v) for k, v in test.items() if not k.startswith("kl_dim/")})
     record.update(timing)
     return record

@@ -1,12 +1,4 @@
-"""The group rule: a report group is the set of runs whose composed configs differ only in the seed.
-
-One rule for the report's rows, the timing pass's arms, TensorBoard's HParams tab and the explorer's run list: a
-run's settings are its composed config (`RUN/.hydra/config.yaml`) flattened to dotted keys, less the keys in
-SAME_EXPERIMENT; every other difference, in any group's key, separates runs (and shows as a column where the model,
-net and dataset do not already say it: `shown_keys`).
-"""
-
-from __future__ import annotations
+"""The group rule: a report group is the set of runs whose composed configs differ only in the seed."""
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -71,8 +63,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _resolved(cfg: DictConfig, key: str, raw: Any) -> Any:
-    """A leaf's value with its interpolations resolved (`${study_values.${study_point}}` → 30.0), or as written
-    where it cannot be resolved outside its run (`${hydra:runtime.output_dir}`)."""
+    """A leaf's value with interpolations resolved, or as written where it cannot be resolved outside its run."""
     try:
         value = OmegaConf.select(cfg, key)
     except Exception:  # noqa: BLE001 — OmegaConf raises several kinds for a resolver it lacks; the text then
@@ -81,8 +72,7 @@ def _resolved(cfg: DictConfig, key: str, raw: Any) -> Any:
 
 
 def run_settings(folder: Path, record: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's settings: its composed config, flattened, interpolations resolved where they can be, less
-    SAME_EXPERIMENT; for a run without .hydra/config.yaml, its metrics.json's fields that are not results."""
+    """A run's settings: its composed config flattened, less SAME_EXPERIMENT (else metrics.json's fields)."""
     path = folder / CONFIG_FILE
     if path.is_file():
         cfg = OmegaConf.load(path)
@@ -102,19 +92,14 @@ def _comparable(value: Any) -> Any:
 
 def group_key(identity: Sequence[Any], settings: Mapping[str, Any]) -> tuple:
     """What runs of one group share: their identity and settings (a key only one run has tells it apart)."""
-    return (tuple(str(v) for v in identity),
-            tuple(sorted((k, _comparable(v)) for k, v in settings.items())))
+    return (tuple(str(v) for v in identity), tuple(sorted((k, _comparable(v)) for k, v in settings.items())))
 
 
 def shown_keys(groups: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]) -> list[str]:
-    """The settings that tell groups apart beyond their identity: each key whose value (absent counts as one) differs
-    between two groups of the same model, net and dataset. A key that only follows those (a dataset's image size,
-    an objective's own weight beside a model without it) needs no column of its own: the identity columns say it."""
+    """The settings that differ between two groups of the same model, net and dataset: the extra columns."""
     values: dict[tuple, dict[str, set]] = {}
-    keys: set[str] = set()
     groups = [(tuple(str(v) for v in identity), settings) for identity, settings in groups]
-    for _, settings in groups:
-        keys |= set(settings)
+    keys: set[str] = set().union(*(settings for _, settings in groups))
     for identity, settings in groups:
         for key in keys:
             value = repr(_comparable(settings[key])) if key in settings else "absent"

@@ -1,7 +1,5 @@
 """The names a reader sees for metrics and settings: one scheme for report.md, TensorBoard and the explorer."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from vae_lab.metrics.disentanglement import PROPERTY

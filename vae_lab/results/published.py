@@ -1,7 +1,4 @@
-"""The published figures a preset records (`published:` in its config), set beside ours in report.md: our mean ± a
-95% confidence interval over the seeds, the paper's value, the difference, and whether our budget was smaller."""
-
-from __future__ import annotations
+"""The published figures a preset records, beside ours (mean ± 95% CI) in report.md."""
 
 import json
 import math
@@ -52,8 +49,7 @@ def interval(values: Sequence[float]) -> tuple[float, float | None]:
 
 
 def budget(cfg: DictConfig, record: dict[str, Any], paper_epochs: int | None) -> str:
-    """The epochs a run trained (on a subset of the images, if so), and whether its budget was smaller than the
-    paper's."""
+    """The epochs a run trained (on a subset, if so), and whether its budget was below the paper's."""
     planned = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
     subset = OmegaConf.select(cfg, "data.train_subset", default=None)
     trained = f"{record.get('epochs', '?')} epochs (at most {planned})"

@@ -1,7 +1,4 @@
-"""Reading run folders: the finished runs under some folders, their groups, and the sweep's sweep.json and
-timing.json beside them. The report, the timing pass, TensorBoard's sweep view and the explorer read runs here."""
-
-from __future__ import annotations
+"""Reading run folders: finished runs, their groups, and the sweep.json and timing.json beside them."""
 
 import json
 import os
@@ -53,6 +50,11 @@ def find_run_dirs(root: Path) -> list[Path]:
         else:
             subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
     return found
+
+
+def run_dir_of(ckpt_path: Path) -> Path:
+    """The run folder a checkpoint belongs to (`RUN/checkpoints/x.ckpt` → RUN)."""
+    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
 
 
 def load_run(path: Path) -> Run | Failure:
@@ -120,9 +122,7 @@ class Group:
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
-    """The runs in groups (vae_lab.results.groups). A group never holds two runs of one seed: a second run of the
-    same settings and seed is a repeat, not another seed, and starts a group of its own, marked by its `repeat`
-    number (1, 2, …), so that it is a row of its own rather than averaged as if it were a seed."""
+    """The runs in groups; a second run of the same settings and seed starts a `repeat` group of its own."""
     by_key: dict[tuple, list[list[Run]]] = defaultdict(list)
     for run in sorted(runs, key=lambda r: (_value_order(r.record.get("seed")), str(r.path))):
         repeats = by_key[run.key]
@@ -146,26 +146,15 @@ def _value_order(value: Any) -> tuple:
 
 
 def read_json_file(path: Path) -> dict[str, Any] | None:
-    """A JSON file beside the runs (sweep.json, timing.json), if there and readable."""
+    """A JSON file beside the runs (SWEEP_FILE, TIMING_FILE), if there and readable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def read_sweep(folder: Path) -> dict[str, Any] | None:
-    """The sweep's sweep.json (its wall time; vae_lab.sweep writes it), if readable."""
-    return read_json_file(folder / SWEEP_FILE)
-
-
-def read_timing(folder: Path) -> dict[str, Any] | None:
-    """The timing pass's timing.json (vae_lab.timing_pass writes it), if readable."""
-    return read_json_file(folder / TIMING_FILE)
-
-
 def attach_timing(groups: Sequence[Group], timing: dict[str, Any] | None) -> None:
-    """Each run gets its group's timing-pass medians as `timing/*` (the same for every seed: the table's cell is the
-    pass's median, `timing/*_range` its min–max). An arm belongs to the group that holds the run it was built from."""
+    """Each run gets its group's timing-pass medians as `timing/*` (and `timing/*_range` their min–max)."""
     arms = {Path(arm["run"]).resolve(): arm for arm in (timing or {}).get("arms", [])}
     for group in groups:
         arm = next((arms[r.path.resolve()] for r in group.runs if r.path.resolve() in arms), None)

@@ -1,8 +1,6 @@
 """Lightning callbacks that log to TensorBoard: pictures every few epochs, latent histograms, the learning rate,
 and the projector at the end."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import matplotlib.pyplot as plt

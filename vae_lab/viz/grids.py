@@ -1,7 +1,5 @@
 """Image grids (torchvision's make_grid) of reconstructions, samples, traversals and class rows."""
 
-from __future__ import annotations
-
 import math
 import textwrap
 from collections.abc import Sequence

@@ -6,8 +6,6 @@ name; it writes the PNG and returns True, or returns False (writing nothing) whe
 figures pick their x axes, lines and labels from those keys, whatever they are.
 """
 
-from __future__ import annotations
-
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path

@@ -1,8 +1,6 @@
 """TensorBoard's Projector: test images' posterior means, with their class or factor values and the images as
 sprites, so PCA / t-SNE / UMAP of the latent space can be coloured by class or factor."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any
 

@@ -1,8 +1,6 @@
 """What a run writes to TensorBoard: Lightning's curves under vae_lab's tags, the HParams sessions and experiment, the
 composed config, and the final metrics once at the last step (docs/tensorboard.md)."""
 
-from __future__ import annotations
-
 import json
 import math
 from collections.abc import Iterable, Sequence
