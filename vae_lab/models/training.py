@@ -1,6 +1,4 @@
-"""How every model trains: its own optimiser steps (several per Lightning batch), Adam and its schedule, the epoch's
-training sums, checkpoint hooks, and the speed paths (CUDA graphs, capturable Adam, channels-last, denormals,
-compile). `BaseVAE` builds on it; a model supplies `loss_terms` and `curves`."""
+"""How every model trains: its own optimiser steps, Adam and its schedule, checkpoint hooks, the speed paths."""
 
 import copy
 from collections.abc import Mapping
@@ -27,8 +25,7 @@ AUTOMATIC, MANUAL = "epoch_loop.automatic_optimization", "epoch_loop.manual_opti
 
 
 def torch_scheduler(config: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
-    """`model.lr_scheduler`'s class (one of torch's LR schedulers, by exact name: never imported or walked) and its
-    settings, checked against its signature (the optimiser is passed in)."""
+    """`model.lr_scheduler`: one of torch's schedulers by exact name (never imported), its settings checked."""
     settings = dict(config)
     target = settings.pop("_target_", None)
     require(target in SCHEDULERS, f"model.lr_scheduler._target_={target!r}: name one of torch's schedulers "
@@ -83,12 +80,7 @@ class TrainingModule(pl.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
-        """One optimiser step per (images, labels) pair: a batch is a pair, or a list of them (data.steps_per_batch).
-
-        The last step's terms go to the logger on the batches Lightning writes out (every `log_every_n_steps`
-        Lightning batches, counted over the whole run, resumed or not; none with 0), so with K steps per batch the
-        curves have a point every K·N optimiser steps.
-        """
+        """One optimiser step per (images, labels) pair; the last one's terms logged on Lightning's cadence."""
         for pair in step_batches(batch):
             terms = self.curves(self.optimise(pair))
             self.record(terms, len(pair[0]))
@@ -99,8 +91,7 @@ class TrainingModule(pl.LightningModule):
             self.log_dict({f"train/{k}": v for k, v in logged.items()}, on_step=True, on_epoch=False)
 
     def optimise(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One training step on one batch (replayed from a CUDA graph with `model.cuda_graph=true`), then the
-        learning-rate schedule's step; returns the loss terms."""
+        """One training step (replayed from a CUDA graph if captured), then a per-step schedule's step."""
         graph = self.__dict__["_step_graph"]
         terms, graphed = graph(batch) if graph is not None else (self.take_step(batch), False)
         if graphed:  # Lightning counts the steps its optimiser wrappers take; a replayed graph bypasses them
@@ -113,8 +104,7 @@ class TrainingModule(pl.LightningModule):
         return terms
 
     def schedule_interval(self) -> str | None:
-        """When the learning-rate schedule steps: `step` (model.lr_schedule=cosine), `epoch` (model.lr_scheduler), or
-        None without one; Lightning keeps the interval, and the model steps the schedule itself."""
+        """When the schedule steps: `step` (cosine), `epoch` (lr_scheduler) or None; the model steps it."""
         configs = self.trainer.lr_scheduler_configs
         return configs[0].interval if configs else None
 
@@ -165,9 +155,7 @@ class TrainingModule(pl.LightningModule):
             self.loss_terms = torch.compile(self.loss_terms)
 
     def trains_channels_last(self, device: torch.device) -> bool:
-        """`model.channels_last`: true, false, or auto — on for a net that measured faster with it
-        (`channels_last_pays`: the Burgess net) on a CPU with AMX tiles, whose bf16 convolutions oneDNN runs
-        channels-last; off elsewhere, where it measured no faster (docs/speed.md)."""
+        """`model.channels_last`; auto: on for nets that measured faster so on AMX CPUs (docs/speed.md)."""
         option = self.hparams.get("channels_last", False)
         if option != "auto":
             return bool(option)
@@ -180,8 +168,7 @@ class TrainingModule(pl.LightningModule):
         return pairs if len(pairs) > 1 else pairs[0]
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        """Adam (fused unless `model.fused_adam=false`); `model.lr_schedule=cosine` decays its rate to 0 by the last
-        step; `model.lr_scheduler` is a torch scheduler stepped at each epoch's start."""
+        """Adam (fused unless `model.fused_adam=false`) with `model.lr_schedule=cosine` or `model.lr_scheduler`."""
         adam = torch.optim.Adam(self.parameters(), **self.adam_options(self.hparams.lr))
         if self.hparams.get("lr_scheduler"):
             cls, settings = torch_scheduler(self.hparams.lr_scheduler)
@@ -197,8 +184,7 @@ class TrainingModule(pl.LightningModule):
                 "fused": self.hparams.get("fused_adam", True) or None}
 
     def on_train_start(self) -> None:
-        """Fit the optimisers to this run: with CUDA graphs, capturable, the rate a device tensor (a graph reads it
-        where the schedule writes it); without, a float. Runs after a resume, whose param groups are the saved run's."""
+        """Optimisers fitted to this run (after a resume too): capturable, a device-tensor rate, for CUDA graphs."""
         graphed = bool(self.hparams.get("cuda_graph")) and self.device.type == "cuda"
         for optimiser in self.trainer.optimizers:
             for group in optimiser.param_groups:
@@ -209,10 +195,7 @@ class TrainingModule(pl.LightningModule):
                     state["step"] = state["step"].to(self.device, torch.float32)
 
     def planned_steps(self) -> int:
-        """Optimiser steps this fit will take: the sampler's batches per epoch × max_epochs, or max_steps if fewer.
-
-        Lightning's `estimated_stepping_batches` counts Lightning batches, K optimiser steps each here.
-        """
+        """Optimiser steps this fit takes (Lightning's estimate counts Lightning batches, K steps each here)."""
         trainer = self.trainer
         batches = trainer.estimated_stepping_batches  # also has Lightning load the training data
         sampler = getattr(trainer.train_dataloader, "sampler", None)
@@ -222,10 +205,7 @@ class TrainingModule(pl.LightningModule):
         return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
 
     def on_fit_start(self) -> None:
-        """Denormal floats flushed to zero while training (`model.flush_denormal`: on the CPU, arithmetic on them is
-        many times slower, and the Burgess net's gradients and Adam moments produce them); a fresh CUDA graph per fit
-        (one captured earlier points at parameters and state that may have moved), which needs one device and no
-        loss scaling."""
+        """No NVML retries; denormals flushed (slow on CPUs); a fresh CUDA graph per fit (one device, no scaler)."""
         skip_missing_nvml()
         if self.hparams.get("flush_denormal", True):
             torch.set_flush_denormal(True)
@@ -242,8 +222,7 @@ class TrainingModule(pl.LightningModule):
             torch.set_flush_denormal(False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints from before the models took their own steps count them in Lightning's automatic loop:
-        carry that count over, or a resumed run would restart its step (and the capacity C) at 0."""
+        """Carry an old checkpoint's automatic-loop step count over, or a resumed run would restart at step 0."""
         loops = checkpoint.get("loops", {}).get("fit_loop", {})
         automatic = loops.get(f"{AUTOMATIC}.optim_progress", {}).get("optimizer", {}).get("step")
         manual = loops.get(f"{MANUAL}.optim_step_progress")
@@ -251,7 +230,6 @@ class TrainingModule(pl.LightningModule):
             loops[f"{MANUAL}.optim_step_progress"] = copy.deepcopy(automatic)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the class, so `vae_lab.models.load_model` can rebuild any model from its checkpoint, and the
-        weights' digest, so a damaged file is refused when read."""
+        """Record the class (for `load_model`) and the weights' digest (a damaged file is refused when read)."""
         checkpoint["vae_lab_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
         stamp(checkpoint)

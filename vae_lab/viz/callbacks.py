@@ -1,5 +1,4 @@
-"""Lightning callbacks that log to TensorBoard: pictures every few epochs, latent histograms, the learning rate,
-and the projector at the end."""
+"""Lightning callbacks that log to TensorBoard: pictures, latent histograms, the learning rate, the projector."""
 
 from typing import Any
 

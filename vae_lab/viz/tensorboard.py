@@ -1,5 +1,4 @@
-"""What a run writes to TensorBoard: Lightning's curves under vae_lab's tags, the HParams sessions and experiment, the
-composed config, and the final metrics once at the last step (docs/tensorboard.md)."""
+"""What a run writes to TensorBoard: curves under vae_lab's tags, HParams, the config, the final metrics."""
 
 import json
 import math
@@ -103,8 +102,7 @@ def experiment_summary(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) ->
 
 def session_summaries(record: dict[str, Any], settings: dict[str, Any], start_time: float,
                       end_time: float) -> list[Summary]:
-    """A run's HParams session: all its hyper-parameters (a sweep's experiment picks the ones that differ), and how it
-    ended (success unless its status says failed)."""
+    """A run's HParams session: all its hyper-parameters, and how it ended."""
     start = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time)
     for name, value in hparam_values(record, settings).items():
         field = {bool: "bool_value", float: "number_value", str: "string_value"}[type(value)]
@@ -127,8 +125,7 @@ def number_text(value: float) -> str:
 
 
 def results_table(record: dict[str, Any]) -> str:
-    """The run's final metrics as one Markdown table (the Text tab's `Results`), headline metrics first, by the
-    report's names: the end-of-run values at a glance instead of one single-point card each."""
+    """The run's final metrics as one Markdown table (the Text tab's `Results`), headline metrics first."""
     rows = [f"| {header(m)} | {number_text(record[m])} |" for m in metric_names([record])
             if math.isfinite(float(record[m]))]
     return "\n".join(["| metric | value |", "|---|--:|", *rows])
@@ -136,8 +133,7 @@ def results_table(record: dict[str, Any]) -> str:
 
 def log_run_end(logger: Any, record: dict[str, Any], step: int, start_time: float, end_time: float,
                 experiment: bool) -> None:
-    """At the run's end: its final metrics once, at the last step; its HParams session; with `experiment`, its own
-    HParams experiment (a single run; a sweep's experiment is written once for all its runs, vae_lab.sweep)."""
+    """At the run's end: its final metrics once, its HParams session, and (a single run) its experiment."""
     writer = getattr(logger, "experiment", None)
     if not hasattr(writer, "add_scalar"):
         return
