@@ -84,16 +84,24 @@ def _hparam_info(name: str, values: Sequence[bool | float | str]) -> api_pb2.HPa
     return info
 
 
+def _told_apart(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]], key: str) -> bool:
+    """Whether runs differ in `key`; in net or dataset: runs that share the identity before it (net follows model)."""
+    before = IDENTITY[:IDENTITY.index(key)] if key in IDENTITY else ()
+    seen: dict[tuple, set] = {}
+    for record, _ in runs:
+        seen.setdefault(tuple(str(record.get(k)) for k in before), set()).add(str(record.get(key)))
+    return any(len(values) > 1 for values in seen.values())
+
+
 def experiment_summary(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> Summary:
-    """The HParams experiment of these (metrics.json record, settings) runs: model, net, dataset, the settings that
-    tell their groups apart (the report's rule) and the seed, and every final metric, headline ones first, with the
-    report's names."""
+    """The HParams experiment of these (record, settings) runs: what tells them apart, then their final metrics."""
     shown = shown_keys(((tuple(r.get(k) for k in IDENTITY), settings) for r, settings in runs))
     values: dict[str, list] = {}
     for record, settings in runs:
         for name, value in hparam_values(record, settings, shown).items():
             values.setdefault(name, []).append(value)
-    hparams = [_hparam_info(name, values[name]) for name in values]
+    told = [name for name in values if name not in (*IDENTITY, "seed") or _told_apart(runs, name)]
+    hparams = [_hparam_info(name, values[name]) for name in told or values]  # one run: its identity and seed
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m), display_name=header(m))
                for m in metric_names([record for record, _ in runs])]
     experiment = api_pb2.Experiment(hparam_infos=hparams, metric_infos=metrics)
