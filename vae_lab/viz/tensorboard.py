@@ -43,9 +43,7 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
 
 def hparam_values(record: dict[str, Any], settings: dict[str, Any],
                  keys: Iterable[str] | None = None) -> dict[str, bool | float | str]:
-    """A run's hyper-parameters as the HParams plugin takes them: its identity, its settings (vae_lab.results.groups;
-    only `keys` when given) and its seed; unset ones left out. Numbers go as their shortest text ("8", "0.002"): the
-    tab prints a number as 8.0000, a whole number as a fraction; anything else but text as JSON."""
+    """A run's identity, settings (only `keys` when given) and seed for HParams; numbers as text ("8", not 8.0000)."""
     chosen = settings if keys is None else {k: settings.get(k) for k in keys}
     values = {}
     for key, value in {**{k: record.get(k) for k in IDENTITY}, **chosen, "seed": record.get("seed")}.items():
@@ -87,10 +85,8 @@ def _hparam_info(name: str, values: Sequence[bool | float | str]) -> api_pb2.HPa
 def _told_apart(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]], key: str) -> bool:
     """Whether runs differ in `key`; in net or dataset: runs that share the identity before it (net follows model)."""
     before = IDENTITY[:IDENTITY.index(key)] if key in IDENTITY else ()
-    seen: dict[tuple, set] = {}
-    for record, _ in runs:
-        seen.setdefault(tuple(str(record.get(k)) for k in before), set()).add(str(record.get(key)))
-    return any(len(values) > 1 for values in seen.values())
+    pairs = {(tuple(str(r.get(k)) for k in before), str(r.get(key))) for r, _ in runs}
+    return len(pairs) > len({shared for shared, _ in pairs})
 
 
 def experiment_summary(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> Summary:
@@ -177,8 +173,7 @@ def config_text(cfg: DictConfig) -> str:
 
 
 def log_run_start(logger: Any, cfg: DictConfig) -> None:
-    """At the run's start: the composed config as text. (No Custom Scalars layout: its charts smooth a short run's
-    few points into gaps that are not in the data; `curves/train_vs_val` and `latent/kl_per_latent` draw them.)"""
+    """At the run's start: the composed config as text (no Custom Scalars layout: docs/tensorboard.md says why)."""
     writer = getattr(logger, "experiment", None)
     if not hasattr(writer, "add_text"):
         return
