@@ -177,3 +177,27 @@ def test_hparams_columns_are_what_tells_runs_apart():
     assert columns(("vae", "mlp", 0), ("beta_vae", "burgess", 0)) == ["model"]  # each model's own net: no column
     assert columns(("vae", "mlp", 0), ("vae", "burgess", 1)) == ["net", "seed"]
     assert columns(("vae", "mlp", 0)) == ["model", "net", "dataset", "seed"]  # one run: what it is
+
+
+def test_a_sweeps_jobs_are_named_by_what_it_sweeps(tmp_path, monkeypatch):
+    """The keys a multirun sweeps (command line and preset), by the groups' rule; a job's run name adds its values."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_cfg
+    from vae_lab import SWEPT
+    from vae_lab.sweep import SweepHParams
+
+    task = ["model=vae,beta_vae", "model.beta=1,4", "seed=0,1", "trainer.log_every_n_steps=1,5", "data=mnist,cifar10",
+            "+trainer.limit_train_batches=4"]
+    config = OmegaConf.create({"hydra": {"overrides": {"task": task},
+                                         "sweeper": {"params": {"+arm": "cvae,vae", "data.batch_size": "64,128"}}}})
+    monkeypatch.setenv(SWEPT, "")
+    SweepHParams().on_multirun_start(config)
+    assert os.environ[SWEPT] == "arm,data.batch_size,model.beta,seed"  # model and data: in every name
+    monkeypatch.setenv(SWEPT, "")
+    assert compose_cfg(tmp_path, "model=beta_vae").logger.version == "beta_vae_mnist"  # outside a sweep
+    monkeypatch.setenv(SWEPT, "model.beta,tags,seed")
+    cfg = compose_cfg(tmp_path, "model=beta_vae", "model.beta=4", "+tags=[a/b, c]")
+    assert cfg.logger.version == "beta_vae_mnist,model.beta=4,tags=_a_b,c_"  # filesystem-safe
