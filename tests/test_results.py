@@ -144,7 +144,7 @@ def test_a_real_sweep_over_batch_size_and_weight_decay_reports_four_rows(tmp_pat
     arms = timed_arms([str(sweep)])
     assert sorted((a[1]["data.batch_size"], a[1]["model.weight_decay"]) for a in arms) == [
         (64, 0), (64, 0.01), (128, 0), (128, 0.01)]
-    assert list(sweep.glob("*.hparams"))  # the sweep's HParams experiment
+    assert list(sweep.glob("0_*/tensorboard/*/*.hparams"))  # the sweep's HParams experiment, in its first run
 
 
 def test_groups_are_in_order_of_their_settings_numbers_by_value(tmp_path):

@@ -1,4 +1,4 @@
-"""Hydra callbacks for multiruns: sweep.json's wall time, one HParams experiment, failed jobs at the end."""
+"""Hydra callbacks for multiruns: runs named by what a sweep sweeps, one HParams experiment, sweep.json, failed jobs."""
 
 import logging
 import os
