@@ -100,3 +100,12 @@ def cvae_cli(tmp_path_factory, data_dir) -> tuple[Path, subprocess.CompletedProc
 def cvae_run(cvae_cli) -> Path:
     """The tiny CVAE run's folder."""
     return cvae_cli[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, data_dir) -> Path:
+    """A tiny 2 × 2 sweep through the real CLI, `model=vae,beta_vae model.beta=1,4`: its folder."""
+    out = tmp_path_factory.mktemp("tiny_sweep")
+    result = run_cli("vae_lab.train", "-m", "model=vae,beta_vae", "model.beta=1,4", *FAST, f"hydra.sweep.dir={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

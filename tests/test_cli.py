@@ -20,10 +20,10 @@ EVAL_KEYS = ("test/mse", "test/nll_iwae", "test/active_units", "test/fid", "test
              "time/iwae_seconds", "time/eval_seconds", "mem/peak_mb")
 
 
-def run_events(run, model: str = "cvae", data: str = "mnist") -> EventAccumulator:
-    """A run's TensorBoard events, all kinds kept, from RUN/tensorboard/<model>_<data> (TensorBoard's run name)."""
+def run_events(run, version: str = "cvae_mnist") -> EventAccumulator:
+    """A run's TensorBoard events, all kinds kept, from RUN/tensorboard/<version> (TensorBoard's run name)."""
     guidance = {"images": 0, "scalars": 0, "histograms": 0, "tensors": 0}
-    return EventAccumulator(str(run / "tensorboard" / f"{model}_{data}"), size_guidance=guidance).Reload()
+    return EventAccumulator(str(run / "tensorboard" / version), size_guidance=guidance).Reload()
 
 
 def test_train_writes_metrics_checkpoint_and_events(cvae_run):
@@ -171,25 +171,34 @@ def test_generate_lays_out_grids_that_fit_and_labels_its_traversals(cvae_run, tm
     assert len(rows) == 8 and all(re.fullmatch(r"z\d  KL \d+\.\d\d  z∈\[-?\d+\.\d, -?\d+\.\d\]", r) for r in rows), rows
 
 
-def test_tiny_multirun(tmp_path, data_dir):
-    result = run_cli("vae_lab.train", "-m", "model=vae,beta_vae", "model.beta=1,4", *FAST,
-                     f"hydra.sweep.dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/metrics.json"))]
+def test_tiny_multirun(tiny_sweep):
+    records = [json.loads(p.read_text()) for p in sorted(tiny_sweep.glob("*/metrics.json"))]
     assert sorted((r["model"], r["beta"]) for r in records) == [("beta_vae", 1.0), ("beta_vae", 4.0),
                                                                   ("vae", 1.0), ("vae", 4.0)]
+    # TensorBoard names a run by its folder: each job's model (its folder's) and β (what the sweep sweeps) in it
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(tiny_sweep)).Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(tiny_sweep))
+    names = {run.run_name for run in provider.list_runs(context.RequestContext(), experiment_id="")}
+    jobs = enumerate((m, b) for m in ("vae", "beta_vae") for b in (1, 4))
+    assert names == {f"{n}_{m}_mnist/tensorboard/{m}_mnist,model.beta={b}" for n, (m, b) in jobs}, names
     # TensorBoard's HParams tab: one experiment for the sweep, in its first job's events (none in the sweep folder:
     # TensorBoard would list it as an empty run `.`); each job its session
     from tensorboard.plugins.hparams import metadata
 
-    jobs = [run_events(job, json.loads((job / "metrics.json").read_text())["model"]).PluginTagToContent("hparams")
-            for job in sorted(tmp_path.glob("*_*"))]
-    assert all(metadata.SESSION_START_INFO_TAG in content for content in jobs) and not list(tmp_path.glob("events.*"))
+    jobs = [run_events(job, next((job / "tensorboard").iterdir()).name).PluginTagToContent("hparams")
+            for job in sorted(tiny_sweep.glob("*_*"))]
+    assert all(metadata.SESSION_START_INFO_TAG in content for content in jobs)
+    assert not list(tiny_sweep.glob("events.*"))
     assert [metadata.EXPERIMENT_TAG in content for content in jobs] == [True, False, False, False]
     experiment = metadata.parse_experiment_plugin_data(jobs[0][metadata.EXPERIMENT_TAG])
-    differs = {h.display_name for h in experiment.hparam_infos if h.differs}
-    assert differs == {"model", "net", "β"}  # the report's rule: β tells groups of one model apart
-    assert [h.name for h in experiment.hparam_infos] == ["model", "net", "dataset", "model.beta", "seed"]
+    # only what tells the runs apart: the model (each its own net), β; one seed, one dataset: no columns
+    assert [(h.name, h.display_name, h.differs) for h in experiment.hparam_infos] == [("model", "model", True),
+                                                                                      ("model.beta", "β", True)]
+    session = metadata.parse_session_start_info_plugin_data(jobs[1][metadata.SESSION_START_INFO_TAG])
+    assert {"model", "net", "dataset", "seed", "model.beta", "model.latent_dim"} <= set(session.hparams)  # all
     metrics = [m.name.tag for m in experiment.metric_infos]
     assert metrics[:3] == ["test/nelbo", "test/nll_iwae", "test/fid"] and {"mem/peak_mb", "time/train_seconds"} <= set(metrics)
 

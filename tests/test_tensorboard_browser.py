@@ -1,5 +1,6 @@
 """TensorBoard's first views of a run, in headless Chromium at 1400 × 1000 (skipped without it): the Time Series and
-Scalars tabs open on the loss curves, the Text tab on the end-of-run table."""
+Scalars tabs open on the loss curves, the Text tab on the end-of-run table; a sweep's HParams table shows what tells
+its runs apart and the headline metrics without scrolling."""
 
 from __future__ import annotations
 
@@ -30,13 +31,11 @@ def served(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def tb_url(cvae_run):
-    """TensorBoard serving the tiny CVAE run on a free port of 127.0.0.1."""
+def serve(logdir):
+    """TensorBoard serving `logdir` on a free port of 127.0.0.1: its URL, while the generator lasts."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(cvae_run / "tensorboard"),
-                               "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+                               "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: served(url), 60)
@@ -44,6 +43,18 @@ def tb_url(cvae_run):
     finally:
         server.terminate()
         server.wait(30)
+
+
+@pytest.fixture(scope="module")
+def tb_url(cvae_run):
+    """TensorBoard serving the tiny CVAE run."""
+    yield from serve(cvae_run / "tensorboard")
+
+
+@pytest.fixture(scope="module")
+def sweep_url(tiny_sweep):
+    """TensorBoard serving the tiny 2 × 2 sweep (model=vae,beta_vae × model.beta=1,4)."""
+    yield from serve(tiny_sweep)
 
 
 def test_time_series_opens_on_the_loss_curves(tb_url, browser):  # noqa: F811
@@ -74,3 +85,18 @@ def test_the_text_tab_opens_on_the_end_of_run_table(tb_url, browser):  # noqa: F
     rows = """let n = 0; function walk(root) { for (const e of root.querySelectorAll('*')) {
       if (e.tagName === 'TR') n++; if (e.shadowRoot) walk(e.shadowRoot); } } walk(document); return n;"""
     assert wait_for(lambda: browser.execute_script(rows) > 10)  # the table rendered, a row per metric
+
+
+def test_hparams_shows_the_headline_metrics_in_1400_px(sweep_url, browser):  # noqa: F811
+    """The sweep's table view: the runs, the columns that tell them apart (model, β; one net per model, one seed:
+    none), then −ELBO, NLL and FID, their headers within the 1400 px page."""
+    browser.get(f"{sweep_url}/#hparams")
+    script = """const out = []; function walk(root) { for (const e of root.querySelectorAll('*')) {
+      if (e.classList && e.classList.contains('table-header')) {
+        const r = e.getBoundingClientRect(); out.push([e.textContent.trim(), r.left, r.right]); }
+      if (e.shadowRoot) walk(e.shadowRoot); } } walk(document); return out;"""
+    headers = wait_for(lambda: (found := browser.execute_script(script)) and "FID" in [h[0] for h in found] and found)
+    width = browser.execute_script("return document.documentElement.clientWidth")
+    names = [name for name, _, _ in headers]
+    assert names[:7] == ["Trial ID", "Show Metrics", "model", "β", "−ELBO", "NLL (IWAE)", "FID"], names
+    assert width >= 1380 and all(0 <= left and right <= width for _, left, right in headers[:7]), (width, headers)

@@ -123,7 +123,7 @@ def test_hparams_show_whole_numbers_as_whole_numbers():
     experiment = experiment_summary(runs).value[0].metadata.plugin_data.content
     infos = {h.display_name: h for h in metadata.parse_experiment_plugin_data(experiment).hparam_infos}
     assert infos["β"].type == api_pb2.DATA_TYPE_STRING and list(infos["β"].domain_discrete) == ["1", "4"]
-    assert infos["β"].differs and not infos["seed"].differs
+    assert list(infos) == ["β"] and infos["β"].differs  # the same model, net, dataset and seed: no columns
 
 
 def test_the_end_of_run_values_are_one_table():
@@ -162,3 +162,42 @@ def test_a_sweeps_tensorboard_lists_only_its_runs(tmp_path):
     experiments = [r for r, tags in multiplexer.PluginRunToTagToContent("hparams").items()
                    if metadata.EXPERIMENT_TAG in tags]
     assert experiments == ["0_beta_vae_mnist/tensorboard/beta_vae_mnist"]
+
+
+def test_hparams_columns_are_what_tells_runs_apart():
+    from tensorboard.plugins.hparams import metadata
+
+    from vae_lab.viz.tensorboard import experiment_summary
+
+    def columns(*runs):
+        records = [({"model": m, "net": n, "dataset": "mnist", "seed": s, "test/nelbo": 1.0}, {}) for m, n, s in runs]
+        content = experiment_summary(records).value[0].metadata.plugin_data.content
+        return [h.name for h in metadata.parse_experiment_plugin_data(content).hparam_infos]
+
+    assert columns(("vae", "mlp", 0), ("beta_vae", "burgess", 0)) == ["model"]  # each model's own net: no column
+    assert columns(("vae", "mlp", 0), ("vae", "burgess", 1)) == ["net", "seed"]
+    assert columns(("vae", "mlp", 0)) == ["model", "net", "dataset", "seed"]  # one run: what it is
+
+
+def test_a_sweeps_jobs_are_named_by_what_it_sweeps(tmp_path, monkeypatch):
+    """The keys a multirun sweeps (command line and preset), by the groups' rule; a job's run name adds its values."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_cfg
+    from vae_lab import SWEPT
+    from vae_lab.sweep import SweepHParams
+
+    task = ["model=vae,beta_vae", "model.beta=1,4", "seed=0,1", "trainer.log_every_n_steps=1,5", "data=mnist,cifar10",
+            "+trainer.limit_train_batches=4"]
+    config = OmegaConf.create({"hydra": {"overrides": {"task": task},
+                                         "sweeper": {"params": {"+arm": "cvae,vae", "data.batch_size": "64,128"}}}})
+    monkeypatch.setenv(SWEPT, "")
+    SweepHParams().on_multirun_start(config)
+    assert os.environ[SWEPT] == "arm,data.batch_size,model.beta,seed"  # model and data: in every name
+    monkeypatch.setenv(SWEPT, "")
+    assert compose_cfg(tmp_path, "model=beta_vae").logger.version == "beta_vae_mnist"  # outside a sweep
+    monkeypatch.setenv(SWEPT, "model.beta,tags,seed")
+    cfg = compose_cfg(tmp_path, "model=beta_vae", "model.beta=4", "+tags=[a/b, c]")
+    assert cfg.logger.version == "beta_vae_mnist,model.beta=4,tags=_a_b,c_"  # filesystem-safe

@@ -1,4 +1,4 @@
-"""Hydra callbacks for multiruns: sweep.json's wall time, one HParams experiment, failed jobs at the end."""
+"""Hydra callbacks for multiruns: runs named by what a sweep sweeps, one HParams experiment, sweep.json, failed jobs."""
 
 import logging
 import os
@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab import SWEPT
 from vae_lab.hardware import cpu_description
 from vae_lab.results import write_json
+from vae_lab.results.groups import dropped
 from vae_lab.results.runs import read_json_file
 from vae_lab.timing import process_start
 
@@ -20,11 +23,19 @@ log = logging.getLogger(__name__)
 
 
 class SweepHParams(Callback):
-    """After the last job, the sweep's HParams experiment, in its first run: the settings that tell its groups apart."""
+    """Names the jobs' TensorBoard runs by what the sweep sweeps; after the last job, writes its HParams experiment."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        overrides = [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
+        keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(overrides) if o.is_sweep_override()]
+        keys = [k for k in dict.fromkeys(keys) if k not in ("model", "data") and (k == "seed" or not dropped(k))]
+        os.environ[SWEPT] = ",".join(keys)  # the basic launcher's jobs run in this process, joblib's inherit it
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from vae_lab.viz.tensorboard import write_sweep_experiment
 
+        os.environ.pop(SWEPT, None)
         write_sweep_experiment(Path(config.hydra.sweep.dir))
 
 

@@ -43,9 +43,7 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
 
 def hparam_values(record: dict[str, Any], settings: dict[str, Any],
                  keys: Iterable[str] | None = None) -> dict[str, bool | float | str]:
-    """A run's hyper-parameters as the HParams plugin takes them: its identity, its settings (vae_lab.results.groups;
-    only `keys` when given) and its seed; unset ones left out. Numbers go as their shortest text ("8", "0.002"): the
-    tab prints a number as 8.0000, a whole number as a fraction; anything else but text as JSON."""
+    """A run's identity, settings (only `keys` when given) and seed for HParams; numbers as text ("8", not 8.0000)."""
     chosen = settings if keys is None else {k: settings.get(k) for k in keys}
     values = {}
     for key, value in {**{k: record.get(k) for k in IDENTITY}, **chosen, "seed": record.get("seed")}.items():
@@ -84,16 +82,22 @@ def _hparam_info(name: str, values: Sequence[bool | float | str]) -> api_pb2.HPa
     return info
 
 
+def _told_apart(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]], key: str) -> bool:
+    """Whether runs differ in `key`; in net or dataset: runs that share the identity before it (net follows model)."""
+    before = IDENTITY[:IDENTITY.index(key)] if key in IDENTITY else ()
+    pairs = {(tuple(str(r.get(k)) for k in before), str(r.get(key))) for r, _ in runs}
+    return len(pairs) > len({shared for shared, _ in pairs})
+
+
 def experiment_summary(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> Summary:
-    """The HParams experiment of these (metrics.json record, settings) runs: model, net, dataset, the settings that
-    tell their groups apart (the report's rule) and the seed, and every final metric, headline ones first, with the
-    report's names."""
+    """The HParams experiment of these (record, settings) runs: what tells them apart, then their final metrics."""
     shown = shown_keys(((tuple(r.get(k) for k in IDENTITY), settings) for r, settings in runs))
     values: dict[str, list] = {}
     for record, settings in runs:
         for name, value in hparam_values(record, settings, shown).items():
             values.setdefault(name, []).append(value)
-    hparams = [_hparam_info(name, values[name]) for name in values]
+    told = [name for name in values if name not in (*IDENTITY, "seed") or _told_apart(runs, name)]
+    hparams = [_hparam_info(name, values[name]) for name in told or values]  # one run: its identity and seed
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m), display_name=header(m))
                for m in metric_names([record for record, _ in runs])]
     experiment = api_pb2.Experiment(hparam_infos=hparams, metric_infos=metrics)
@@ -169,8 +173,7 @@ def config_text(cfg: DictConfig) -> str:
 
 
 def log_run_start(logger: Any, cfg: DictConfig) -> None:
-    """At the run's start: the composed config as text. (No Custom Scalars layout: its charts smooth a short run's
-    few points into gaps that are not in the data; `curves/train_vs_val` and `latent/kl_per_latent` draw them.)"""
+    """At the run's start: the composed config as text (no Custom Scalars layout: docs/tensorboard.md says why)."""
     writer = getattr(logger, "experiment", None)
     if not hasattr(writer, "add_text"):
         return
