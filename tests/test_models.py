@@ -707,3 +707,34 @@ def test_the_mixture_priors_per_dimension_kl_is_per_dimension_and_bounds_the_kl(
     single = CVAE({"_target_": "vae_lab.nets.mlp.MLPNet", "hidden": [32]}, learned_prior=True, latent_dim=4)
     assert torch.allclose(single.kl_per_dimension(q_mu, q_logvar, y), single.kl_per_dim(q_mu, q_logvar))
 
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_steps_go_straight_through_torch_unless_a_callback_hooks_into_them(tmp_path, data_dir, hooked):
+    """Lean steps (no Lightning wrappers) count in the global step as wrapped ones do, and give the same weights; a
+    callback on the step's hooks turns them off, and is called once per step."""
+    import pytorch_lightning as pl
+
+    from vae_lab.train import build
+
+    class Hook(pl.Callback):
+        calls = 0
+
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            Hook.calls += 1
+
+    weights = []
+    for lean in (True, False):
+        cfg = compose_cfg(tmp_path, "model=vae", "net=mlp", "data.train_subset=200", "data.batch_size=20",
+                          "data.steps_per_batch=2", "trainer.precision=32-true")
+        callbacks = [Hook()] if hooked else []
+        torch.manual_seed(0)
+        datamodule, model, trainer = build(cfg, callbacks=callbacks, logger=False, max_steps=12, max_epochs=-1,
+                                           enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False)
+        if not lean:
+            model.lean_steps = lambda: False
+        trainer.fit(model, datamodule=datamodule)
+        assert trainer.global_step == 12 and model.__dict__["_lean"] is (lean and not hooked)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    assert Hook.calls == (24 if hooked else 0)

@@ -51,10 +51,7 @@ def check_precision(precision: str) -> None:
 
 
 def decoder_in(model: BaseVAE, precision: str) -> BaseVAE:
-    """The model whose decoder the bound runs: itself for fp32; for bf16 a bf16 copy (AMX and tensor-core matmuls)
-    whose output layer adds its bias in fp32 to fp32 logits: a bias rounded to bf16 shifts every pixel's logit
-    alike, and the errors add up over the image (0.14 nats for an untrained Burgess net; tested). The encoder, the
-    prior and the bound's sums stay fp32 in `model`."""
+    """The model the bound decodes with: itself (fp32), or a bf16 copy whose output layer adds its bias in fp32."""
     check_precision(precision)
     if precision == "fp32":
         return model
@@ -73,8 +70,7 @@ def decoder_in(model: BaseVAE, precision: str) -> BaseVAE:
 
 def log_weights(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, mu: torch.Tensor, logvar: torch.Tensor,
                 k: int, decoder: BaseVAE | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """log p(x|z) + log p(z) − log q(z|x) for k fresh samples z ~ q(z|x): shape k×N (`decoder`: the model that
-    decodes, in its own precision; the logits come back as fp32)."""
+    """log p(x|z) + log p(z) − log q(z|x) for k fresh samples z ~ q(z|x): k×N, in fp32."""
     n, decoder = len(x), decoder or model
     z = mu + torch.randn(k, *mu.shape, device=mu.device, generator=generator) * torch.exp(0.5 * logvar)
     logits = decoder.decode(z.flatten(0, 1).to(decoder.dtype), None if y is None else y.repeat(k)).float()
@@ -86,9 +82,7 @@ def log_weights(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, mu: tor
 def iwae_bound(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None, samples: int = 100,
                chunk: int = 100, decoder: BaseVAE | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """−log p(x) upper bound per image (N,): −log (1/K) Σ_k w_k, K = `samples` drawn `chunk` at a time (on the
-    CPU at most CPU_DECODES images × samples per pass, and no layer output over CPU_PASS_FLOATS); `decoder`:
-    a lower-precision copy of the model to decode with (`decoder_in`)."""
+    """−log p(x) upper bound per image: −log (1/K) Σ_k w_k over `samples` draws, `chunk` at a time."""
     x = x.to(model.device).float()
     y = None if y is None or not model.conditional else y.to(model.device)
     if x.device.type == "cpu":
@@ -104,9 +98,7 @@ def iwae_bound(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None = None, s
 
 def iwae_nll(model: BaseVAE, batches: Iterable[Batch], samples: int = 100, chunk: int = 100,
              precision: str = "fp32", seed: int | None = None) -> float:
-    """Mean IWAE bound on −log p(x) in nats per image over batches of (x, y): `test/nll_iwae`; the decodes in
-    `precision` (fp32, or bf16: faster, within a few thousandths of a nat here, docs/speed.md), the samples drawn
-    from `seed` (None: torch's global stream)."""
+    """Mean IWAE bound on −log p(x) in nats per image (`test/nll_iwae`), decoded in `precision`, drawn from `seed`."""
     decoder = decoder_in(model, precision)
     generator = None if seed is None else torch.Generator(model.device).manual_seed(seed)
     total, count = 0.0, 0

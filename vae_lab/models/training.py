@@ -7,6 +7,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.core.optimizer import LightningOptimizer
+from pytorch_lightning.strategies import SingleDeviceStrategy
+from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from vae_lab.checkpoints import stamp
 from vae_lab.data.batches import step_batches
@@ -95,10 +97,7 @@ class TrainingModule(pl.LightningModule):
         graph = self.__dict__["_step_graph"]
         terms, graphed = graph(batch) if graph is not None else (self.take_step(batch), False)
         if graphed:  # Lightning counts the steps its optimiser wrappers take; a replayed graph bypasses them
-            progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-            for _ in self.trainer.optimizers:
-                progress.increment_ready()
-                progress.increment_completed()
+            self.count_steps(len(self.trainer.optimizers))
         if self.schedule_interval() == "step":
             self.lr_schedulers().step()
         return terms
@@ -110,10 +109,29 @@ class TrainingModule(pl.LightningModule):
 
     def take_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The loss and one Adam step on it; what a CUDA graph captures (subclasses with more optimisers override)."""
-        optimiser = self.optimizers(use_pl_optimizer=not capturing(batch))
+        lean = self.__dict__.get("_lean", False) and not capturing(batch)
+        optimiser = self.optimizers(use_pl_optimizer=not (lean or capturing(batch)))
         terms = self.loss_terms(batch)
         self.descend(optimiser, terms["loss"])
+        if lean:
+            self.count_steps(1)
         return terms
+
+    def count_steps(self, n: int) -> None:
+        """Count n optimiser steps taken past Lightning's wrappers in its progress (the global step)."""
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        for _ in range(n):
+            progress.increment_ready()
+            progress.increment_completed()
+
+    def lean_steps(self) -> bool:
+        """Whether steps may go straight through torch (no wrapper costs): one device, no loss scaler, no hooks."""
+        trainer, hooks = self.trainer, ("on_before_backward", "on_after_backward", "on_before_optimizer_step",
+                                        "on_before_zero_grad")
+        hooked = any(is_overridden(h, c, pl.Callback) for c in trainer.callbacks for h in hooks)
+        return (isinstance(trainer.strategy, SingleDeviceStrategy) and not self.hparams.get("cuda_graph")
+                and getattr(trainer.precision_plugin, "scaler", None) is None and not hooked
+                and not any(is_overridden(h, self, pl.LightningModule) for h in hooks))
 
     def descend(self, optimiser: torch.optim.Optimizer | LightningOptimizer, loss: torch.Tensor) -> None:
         """zero_grad, backward, step: through Lightning's wrappers, or straight through torch inside a capture."""
@@ -186,6 +204,7 @@ class TrainingModule(pl.LightningModule):
     def on_train_start(self) -> None:
         """Optimisers fitted to this run (after a resume too): capturable, a device-tensor rate, for CUDA graphs."""
         graphed = bool(self.hparams.get("cuda_graph")) and self.device.type == "cuda"
+        self.__dict__["_lean"] = self.lean_steps()
         for optimiser in self.trainer.optimizers:
             for group in optimiser.param_groups:
                 lr = float(group["lr"])

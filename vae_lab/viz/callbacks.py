@@ -71,9 +71,7 @@ class ImageLogger(pl.Callback):
 @torch.no_grad()
 def pictures(module: pl.LightningModule, x: torch.Tensor, y: torch.Tensor, class_names: list[str] | None,
              n: int = 8, pairs: int = 16) -> dict[str, plt.Figure | torch.Tensor]:
-    """The pictures of a model on a validation batch, by TensorBoard tag: reconstructions; the first image's
-    traversal, titled with that image and its class; each latent's KL as sorted bars; prior samples (a conditional
-    model's as a grid with a row per named class)."""
+    """A model's pictures of a validation batch by tag: reconstructions, traversal, KL bars, prior samples."""
     labels = y.to(module.device) if module.conditional else None
     names = class_names or [str(k) for k in range(module.num_classes)]
     about = f" · class {names[int(y[0])]}" if class_names is not None and y.dim() == 1 else ""
@@ -95,8 +93,7 @@ def pictures(module: pl.LightningModule, x: torch.Tensor, y: torch.Tensor, class
 
 
 class Curves(pl.Callback):
-    """Train (epoch means) against validation for loss, reconstruction and KL as one figure (`curves/train_vs_val`),
-    redrawn each epoch: every point as logged, no smoothing, the two in two colours with a legend."""
+    """Train against validation for loss, reconstruction and KL as one figure, redrawn each epoch, unsmoothed."""
 
     TERMS = (("loss", "loss"), ("reconstruction (nats)", "recon"), ("KL (nats)", "kl"))
 

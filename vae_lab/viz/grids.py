@@ -23,8 +23,7 @@ STILL = 0.01    # a traversal row whose images differ by less than this (mean pi
 
 
 def grid_columns(n: int) -> int:
-    """Columns for a grid of n images that fills it: the divisor of n nearest above √n (16 → 4×4, 10 → 5×2, 6 → 3×2),
-    or ⌈√n⌉ (a few blanks in the last row) when that divisor would make a strip more than twice as wide as square."""
+    """Columns for a grid of n images: the divisor of n nearest above √n, or ⌈√n⌉ where that makes a long strip."""
     side = math.ceil(math.sqrt(n))
     return next((c for c in range(side, 2 * side + 1) if n % c == 0), side)
 
@@ -37,8 +36,7 @@ def reconstruction_columns(pairs: int) -> int:
 @torch.no_grad()
 def reconstruction_images(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None,
                           per_row: int) -> tuple[torch.Tensor, list[str]]:
-    """Inputs and their reconstructions in alternating rows of `per_row` (input row, output row, …), and the rows'
-    labels."""
+    """Inputs and their reconstructions in alternating rows of `per_row`, and the rows' labels."""
     x = x.to(model.device)
     y = None if y is None else y.to(model.device)
     out = model.reconstruct(x, y)
@@ -90,8 +88,7 @@ class Traversal:
         return bool((rows.std(1).mean(1) < STILL).all())
 
     def title(self) -> str:
-        """What the picture shows; for a collapsed model (no active unit) or a near-collapsed one (no row changes
-        its image), that warning instead."""
+        """What the picture shows; for a collapsed or near-collapsed model, that warning instead."""
         if self.active_units == 0:
             return "collapsed: no active units (no latent's mean varies over the images: none encodes them)"
         if self.still():
@@ -102,9 +99,7 @@ class Traversal:
 @torch.no_grad()
 def traversal(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, steps: int = 9, span: float = 3.0,
               rows: int | None = None, collapsed_rows: int | None = 1) -> Traversal:
-    """Traverse the first image's latents, one row per latent ordered by the model's per-dimension KL over the
-    whole batch x (`kl_per_dimension`, learned and mixture priors included); `rows` keeps the first that many, and
-    `collapsed_rows` (None: all) as many for a collapsed model (no active unit over x)."""
+    """The first image's traversal, a row per latent ordered by the model's KL over x; `rows` of them."""
     x = x.to(model.device)
     y = None if y is None else y.to(model.device)
     mu, logvar = model.encode(x, y)
@@ -119,8 +114,7 @@ def traversal(model: BaseVAE, x: torch.Tensor, y: torch.Tensor | None, steps: in
 @torch.no_grad()
 def traverse(model: BaseVAE, z: torch.Tensor, dims: Sequence[int], y: torch.Tensor | None,
              offsets: torch.Tensor) -> torch.Tensor:
-    """Images of the code z (length D) with each of `dims` in turn moved by each of `offsets`, row-major (one row per
-    dim), decoded as one batch."""
+    """Images of code z with each of `dims` moved by each of `offsets`, a row per dim, decoded as one batch."""
     codes = z.to(model.device).repeat(len(dims) * len(offsets), 1).view(len(dims), len(offsets), -1)
     for row, dim in enumerate(dims):
         codes[row, :, dim] += offsets.to(model.device)
@@ -129,8 +123,7 @@ def traverse(model: BaseVAE, z: torch.Tensor, dims: Sequence[int], y: torch.Tens
 
 
 def traversal_figure(t: Traversal, title: str = "", image: torch.Tensor | None = None) -> plt.Figure:
-    """The traversal grid with each row's label, titled with what it shows (or that the model collapsed); with
-    `image` (C×H×W), that input image in a first column."""
+    """The traversal grid with its row labels and title (or a collapse warning), the input image first."""
     images, columns = t.images.clamp(0, 1).cpu(), t.steps
     labels = [""] * t.steps
     labels[0], labels[t.steps // 2], labels[-1] = f"−{t.span:g}", "μ", f"+{t.span:g}"
@@ -157,8 +150,7 @@ def class_grid(model: BaseVAE, per_class: int = 8, temperature: float = 1.0) -> 
 
 def labelled_rows(grid: torch.Tensor, row_labels: Sequence[str], title: str = "",
                   column_labels: Sequence[str] = ()) -> plt.Figure:
-    """A grid image as a matplotlib figure with a name beside each row (e.g. Fashion-MNIST classes) and, optionally,
-    under each column; at most CARD_PX wide with FONT-sized text, so that it stays legible in a TensorBoard card."""
+    """A grid image as a figure with a name beside each row (and column), legible in a TensorBoard card."""
     height, width = grid.shape[1:]
     margin = 12 + CHAR_PX * max((len(label) for label in row_labels), default=0)  # pixels for the row labels
     scale = min(4.0, max(1.0, (CARD_PX - margin - 10) / width))  # the grid's pixels, enlarged to fill the card
@@ -181,8 +173,7 @@ def labelled_rows(grid: torch.Tensor, row_labels: Sequence[str], title: str = ""
 
 
 def curves_figure(history: dict[int, dict[str, float]], terms: Sequence[tuple[str, str]]) -> plt.Figure:
-    """Train (epoch means) against validation, one panel per loss term, as logged: one marker per epoch, train and
-    validation in two colours with a legend (no smoothing, so a short run shows exactly its few points)."""
+    """Train (epoch means) against validation, a panel per term, every logged point, two colours, a legend."""
     epochs = sorted(history)
     fig, axes = plt.subplots(len(terms), 1, figsize=(CARD_PX / 100, 2.1 * len(terms)), dpi=100, squeeze=False)
     for ax, (name, term) in zip(axes[:, 0], terms):
@@ -200,8 +191,7 @@ def curves_figure(history: dict[int, dict[str, float]], terms: Sequence[tuple[st
 
 
 def kl_bars(kl: torch.Tensor, active: torch.Tensor | None = None, title: str = "") -> plt.Figure:
-    """Each latent's KL (nats, against the model's prior) as one bar, largest first and named z<d>; inactive
-    latents (posterior mean constant over the images) in grey."""
+    """Each latent's KL against the model's prior as one bar, largest first, named z<d>; inactive ones grey."""
     kl = kl.detach().float().cpu()
     order = kl.argsort(descending=True).tolist()
     colours = ["tab:blue" if active is None or bool(active[d]) else "0.7" for d in order]

@@ -1,10 +1,4 @@
-"""Matplotlib figures of a report's per-group results (mean ± std over seeds), written as PNG files.
-
-Each figure function takes summary rows, plain dicts holding the group's identity (model, net, dataset), `keys` (the
-settings that tell the report's groups apart: vae_lab.results.groups), `n`, and `mean` / `std` dicts keyed by metric
-name; it writes the PNG and returns True, or returns False (writing nothing) when the rows hold nothing to plot. The
-figures pick their x axes, lines and labels from those keys, whatever they are.
-"""
+"""Matplotlib figures of a report's per-group results (mean ± std over seeds), axes picked from the groups' keys."""
 
 from collections import defaultdict
 from collections.abc import Sequence
@@ -75,8 +69,7 @@ EPOCH_TIME = (("timing/epoch_seconds", "training s per epoch (timing pass)"),
 
 
 def _quality(row: Row, metric: str) -> tuple[float | None, float | None, str]:
-    """A row's value and seed spread of one quality axis; for `accuracy`, the CVAEs' conditional accuracy and
-    the others' linear-probe accuracy, with a marker telling them apart."""
+    """A row's value and seed spread on one quality axis (accuracy: conditional for CVAEs, else the probe's)."""
     if metric == "accuracy":
         metric = "test/cond_accuracy" if _has(row, "test/cond_accuracy") else "test/probe_accuracy"
     marker = "s" if metric == "test/cond_accuracy" else "o"
@@ -84,8 +77,7 @@ def _quality(row: Row, metric: str) -> tuple[float | None, float | None, str]:
 
 
 def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
-    """Quality (−ELBO, FID, conditional or probe accuracy) against training seconds per epoch, one point per group
-    with its seed spread (and the timing pass's min–max, when it ran), a row of panels per dataset."""
+    """Quality against training seconds per epoch, a point per group with its spreads, a panel row per dataset."""
     x_key, x_label = next(((k, label) for k, label in EPOCH_TIME if any(_has(r, k) for r in rows)), (None, None))
     rows = [r for r in rows if x_key and _has(r, x_key)]
     if not rows:
@@ -117,8 +109,7 @@ def quality_vs_time(rows: Sequence[Row], path: Path) -> bool:
 
 
 def _series(rows: Sequence[Row], x_key: str) -> dict[tuple, list[Row]]:
-    """Rows split into lines that agree in everything but x_key, each sorted by x_key; only lines of 2+ distinct x
-    (a line never joins groups that differ in another setting, such as the prior or the learning rate)."""
+    """Rows split into lines that agree in everything but x_key, sorted by it; only lines of 2+ distinct x."""
     lines: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
         if _is_number(row["keys"].get(x_key)):
@@ -180,9 +171,7 @@ def _line_panels(lines: dict[tuple, list[Row]], x_key: str, metrics: Sequence[st
 
 
 def sweep_figures(rows: Sequence[Row], folder: Path) -> list[tuple[Path, str]]:
-    """For each numeric setting that tells groups apart: the quality metrics against it, and the disentanglement
-    metrics where the runs have them, a line per set of groups that agree in everything else. Returns (path,
-    title) of each figure written."""
+    """Quality (and disentanglement) against each numeric setting that tells groups apart; (path, title) each."""
     written = []
     for key in sorted({k for r in rows for k in r["keys"]}):
         lines = _series(rows, key)
@@ -197,8 +186,7 @@ def sweep_figures(rows: Sequence[Row], folder: Path) -> list[tuple[Path, str]]:
 
 
 def disentanglement_by_objective(rows: Sequence[Row], path: Path) -> bool:
-    """Several objectives on data with known factors (the unsupervised study): each metric, a bar per group
-    (mean ± std over seeds), UDR too where the report has it."""
+    """Each disentanglement metric (UDR too), a bar per group with its seed spread: the unsupervised study."""
     rows = sorted((r for r in rows if _has(r, "test/mig")), key=lambda r: (r["dataset"], group_label(r, rows)))
     metrics = [m for m in (*DISENTANGLEMENT, "test/udr") if any(_has(r, m) for r in rows)]
     if len({r["model"] for r in rows}) < 2 or not metrics:
