@@ -109,7 +109,7 @@ class TrainingModule(pl.LightningModule):
 
     def take_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The loss and one Adam step on it; what a CUDA graph captures (subclasses with more optimisers override)."""
-        lean = self.__dict__.get("_lean", False) and not capturing(batch)
+        lean = self.__dict__.get("_lean", False)  # never with CUDA graphs (lean_steps), so never capturing
         optimiser = self.optimizers(use_pl_optimizer=not (lean or capturing(batch)))
         terms = self.loss_terms(batch)
         self.descend(optimiser, terms["loss"])
